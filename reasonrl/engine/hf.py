@@ -1,0 +1,119 @@
+"""HF engine: batched sampling with a KV cache straight from the (LoRA) policy, for CPUs and small runs.
+
+Each prompt is prefilled once and its KV cache is repeated for its n samples; rows that hit a stop token
+leave the batch, and decoding ends when every row is done or the token limit is reached. The sampler's
+log-probs are those of softmax(logits / temperature), the same distribution the trainer's
+`token_logprobs(..., temperature)` computes, so on-policy importance ratios start at 1.
+"""
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from reasonrl.config import EngineConfig
+from reasonrl.engine import ENGINES, Completion, SamplingParams
+from reasonrl.tokenizer import stop_token_ids
+
+
+def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    """(B, V) logits -> sampled token (B,) and its log-prob (B,) under softmax(logits / T).
+
+    top_p restricts where samples come from but the reported log-prob stays that of the full tempered
+    distribution, which is what the trainer recomputes.
+    """
+    logits = logits.float()
+    if params.temperature == 0:
+        token = logits.argmax(-1)                                               # (B,)
+        return token, logits.log_softmax(-1).gather(-1, token[:, None]).squeeze(-1)
+    logp = (logits / params.temperature).log_softmax(-1)                         # (B, V)
+    probs = logp.exp()
+    if params.top_p < 1.0:
+        sorted_p, order = probs.sort(-1, descending=True)                        # (B, V)
+        outside = sorted_p.cumsum(-1) - sorted_p > params.top_p                  # (B, V)
+        sorted_p = sorted_p.masked_fill(outside, 0.0)
+        probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
+    token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)         # (B,)
+    return token, logp.gather(-1, token[:, None]).squeeze(-1)
+
+
+def cache_argument(model: nn.Module) -> str:
+    """transformers renamed `past_key_values` to `cache` (5.2x); use whichever this version's forward takes."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
+
+
+def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """Left-pad prompts -> ids (P, L) and attention mask (P, L)."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)            # (P, L)
+    attn = torch.zeros(len(prompts), width, dtype=torch.long)                    # (P, L)
+    for i, p in enumerate(prompts):
+        ids[i, width - len(p):] = torch.tensor(p)
+        attn[i, width - len(p):] = 1
+    return ids, attn
+
+
+@ENGINES.register("hf")
+class HFEngine:
+    def __init__(self, model: nn.Module, tokenizer: Any, cfg: EngineConfig) -> None:
+        self.model = model
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.stop_ids = sorted(stop_token_ids(tokenizer))
+        self.batch_size = cfg.batch_size
+        self.cache_arg = cache_argument(model)
+
+    def sync_weights(self, policy: nn.Module) -> None:
+        """Nothing to copy: this engine samples from the policy module itself."""
+        self.model = policy
+
+    @torch.inference_mode()
+    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int) -> list[list[Completion]]:
+        generator = torch.Generator().manual_seed(seed)
+        per_chunk = max(1, self.batch_size // n)
+        out: list[list[Completion]] = []
+        for start in range(0, len(prompts), per_chunk):
+            out.extend(self._generate_chunk(prompts[start:start + per_chunk], params, n, generator))
+        return out
+
+    def _generate_chunk(self, prompts: list[list[int]], params: SamplingParams, n: int,
+                        generator: torch.Generator) -> list[list[Completion]]:
+        from transformers import DynamicCache
+
+        ids, attn = left_pad(prompts, self.pad_id)                               # (P, L)
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)                           # (P, L)
+        cache = DynamicCache()
+        logits = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
+                            use_cache=True, logits_to_keep=1, **{self.cache_arg: cache}).logits[:, -1]  # (P, V)
+        if n > 1:  # one prefill per prompt, shared by its n samples
+            cache.batch_repeat_interleave(n)
+            logits, attn = logits.repeat_interleave(n, 0), attn.repeat_interleave(n, 0)  # (B, V), (B, L)
+        rows = len(prompts) * n
+        next_pos = attn.sum(-1)                                                  # (B,)
+        active = torch.arange(rows)                                              # batch row -> output row
+        tokens: list[list[int]] = [[] for _ in range(rows)]
+        logps: list[list[float]] = [[] for _ in range(rows)]
+        finished = [False] * rows
+        stop = torch.tensor(self.stop_ids)
+        for step in range(params.max_new_tokens):
+            token, logp = sample_next(logits, params, generator)                 # (b,), (b,)
+            for row, t, lp in zip(active.tolist(), token.tolist(), logp.tolist()):
+                tokens[row].append(t)
+                logps[row].append(lp)
+            done = torch.isin(token, stop)                                        # (b,)
+            for row in active[done].tolist():
+                finished[row] = True
+            if step == params.max_new_tokens - 1 or bool(done.all()):
+                break
+            if bool(done.any()):  # drop finished rows from the cache and the batch
+                keep = (~done).nonzero().squeeze(-1)
+                cache.batch_select_indices(keep)
+                active, token, attn, next_pos = active[keep], token[keep], attn[keep], next_pos[keep]
+            attn = torch.cat([attn, torch.ones(len(active), 1, dtype=attn.dtype)], dim=1)  # (b, L+s)
+            logits = self.model(input_ids=token[:, None], attention_mask=attn, position_ids=next_pos[:, None],
+                                use_cache=True, **{self.cache_arg: cache}).logits[:, -1]       # (b, V)
+            next_pos = next_pos + 1
+        completions = [Completion(tokens[r], logps[r], finished[r]) for r in range(rows)]
+        return [completions[i * n:(i + 1) * n] for i in range(len(prompts))]

@@ -1,0 +1,192 @@
+"""The training loop, top to bottom: sample prompts, roll out G completions each, score, compute advantages,
+update the policy, log, evaluate, checkpoint.
+
+    reasonrl train recipes/quickstart.yaml algo.kl.coef=0.01
+    reasonrl train --resume runs/quickstart
+
+GRPO (arXiv:2402.03300): A_i = (r_i - mean(r_group)) / std(r_group); PPO-clip surrogate on every sampled
+token; optional k3 KL to the reference (the LoRA model with its adapter disabled).
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from reasonrl.algos import ADVANTAGES, POLICY_LOSSES
+from reasonrl.config import RunConfig, load_config, save_config
+from reasonrl.engine import ENGINES, SamplingParams
+from reasonrl.envs import ENVS
+from reasonrl.evaluate import EvalResult, evaluate, paired_comparison
+from reasonrl.model import load_policy
+from reasonrl.rewards.compose import RewardComposer
+from reasonrl.rollout import drop_failed_groups, rollout
+from reasonrl.tasks import load_task
+from reasonrl.types import Example, Trajectory, collate
+from reasonrl.update import make_optimizer, update
+from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
+from reasonrl.utils.log import JsonlSink, Progress, truncate_metrics
+
+
+def prompts_for_step(train: list[Example], per_step: int, step: int, seed: int) -> list[Example]:
+    """The prompts of a step: consecutive slices of a per-epoch shuffle, so a resumed run sees the same ones."""
+    out = []
+    for i in range(step * per_step, (step + 1) * per_step):
+        epoch, pos = divmod(i, len(train))
+        order = list(range(len(train)))
+        random.Random(seed * 7919 + epoch).shuffle(order)
+        out.append(train[order[pos]])
+    return out
+
+
+def rollout_stats(trajectories: list[Trajectory], group_size: int) -> dict[str, float]:
+    rewards = [t.reward for t in trajectories if not math.isnan(t.reward)]
+    stats = {"rollout/reward": sum(rewards) / max(len(rewards), 1),
+             "rollout/completion_tokens": sum(t.completion_tokens for t in trajectories) / len(trajectories),
+             "rollout/truncation_rate": sum(t.truncated for t in trajectories) / len(trajectories),
+             "rollout/reward_errors": float(sum(bool(t.info.get("errors")) for t in trajectories))}
+    groups = [rewards[i:i + group_size] for i in range(0, len(rewards), group_size)]
+    stats["rollout/degenerate_groups"] = sum(max(g) == min(g) for g in groups if g) / max(len(groups), 1)
+    names = {name for t in trajectories for name in t.reward_parts}
+    for name in sorted(names):
+        values = [t.reward_parts[name] for t in trajectories if t.reward_parts.get(name) is not None]
+        if values:
+            stats[f"reward/{name}"] = sum(values) / len(values)
+    return stats
+
+
+def write_rollouts(path: Path, step: int, trajectories: list[Trajectory], tokenizer: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w") as f:
+        for t in trajectories:
+            f.write(json.dumps({"step": step, "group": t.group, "id": t.example.id,
+                                "prompt": t.example.prompt[-1]["content"], "answer": t.example.answer,
+                                "completion": t.completion, "reward": t.reward, "reward_parts": t.reward_parts,
+                                "completion_tokens": t.completion_tokens, "truncated": t.truncated,
+                                "errors": t.info.get("errors", [])}) + "\n")
+
+
+def prepare_run_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Path:
+    run_dir = Path(cfg.output_dir) / cfg.name
+    if run_dir.exists() and not resume:
+        if not overwrite:
+            raise ValueError(f"run directory {run_dir} already exists; continue it with `reasonrl train --resume "
+                             f"{run_dir}`, pick another name (name=...), or pass --overwrite")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        save_config(cfg, run_dir / "config.yaml")
+    return run_dir
+
+
+def run_eval(env: Any, engine: Any, tokenizer: Any, examples: list[Example], cfg: RunConfig) -> EvalResult:
+    params = SamplingParams(cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens, cfg.eval.temperature,
+                            cfg.sampling.top_p)
+    return evaluate(env, engine, tokenizer, examples, params, cfg.eval.samples, seed=cfg.seed + 12345,
+                    task=cfg.task.name)
+
+
+def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
+    """Train with cfg; returns the run directory. resume=True continues runs/<name> from its last checkpoint."""
+    torch.set_num_threads(cfg.threads or torch.get_num_threads())
+    run_dir = prepare_run_dir(cfg, resume, overwrite)
+    task = load_task(cfg.task)
+    eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
+    policy, tokenizer = load_policy(cfg.model, cfg.lora)
+    engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
+    env = ENVS.get("single_turn")(RewardComposer(cfg.rewards))
+    advantage_fn = ADVANTAGES.get(cfg.algo.advantage)
+    loss_fn = POLICY_LOSSES.get(cfg.algo.loss.name)
+    optimizer, scheduler = make_optimizer(policy, cfg)
+    params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p)
+    start, evals = 0, {}
+    if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
+        state = load_checkpoint(ckpt, policy, optimizer, scheduler)
+        start, evals = state["step"], state.get("evals", {})
+    truncate_metrics(run_dir / "metrics.jsonl", start)
+    sink = JsonlSink(run_dir / "metrics.jsonl")
+    progress = Progress(cfg.steps, start, desc=cfg.name, quiet=quiet)
+    if start == 0:
+        progress.write(f"evaluating the base model on {len(eval_examples)} held-out problems ...")
+        evals["0"] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
+        sink.log(0, EvalResult(**evals["0"]).metrics("eval"))
+    for step in range(start, cfg.steps):
+        t0 = time.time()
+        examples = prompts_for_step(task.train, cfg.prompts_per_step, step, cfg.seed)
+        timings: dict[str, float] = {}
+        trajectories = rollout(env, engine, tokenizer, examples, n=cfg.samples_per_prompt, params=params,
+                               seed=cfg.seed * 1_000_003 + step, timings=timings)
+        kept = drop_failed_groups(trajectories, cfg.samples_per_prompt)
+        t1 = time.time()
+        metrics = rollout_stats(trajectories, cfg.samples_per_prompt)
+        if kept:
+            batch = collate(kept, engine.pad_id, cfg.samples_per_prompt)
+            batch.adv = advantage_fn(batch, cfg.algo)                            # (B, T)
+            metrics |= update(policy, optimizer, batch, loss_fn, cfg)
+            engine.sync_weights(policy)
+        scheduler.step()
+        metrics |= {"optim/lr": scheduler.get_last_lr()[0], "rollout/dropped_groups":
+                    (len(trajectories) - len(kept)) / cfg.samples_per_prompt,
+                    "time/generate": timings.get("generate", 0.0), "time/reward": timings.get("reward", 0.0),
+                    "time/update": time.time() - t1, "time/step": time.time() - t0}
+        if cfg.log_rollouts_every and (step + 1) % cfg.log_rollouts_every == 0:
+            write_rollouts(run_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", step + 1, trajectories, tokenizer)
+        last = step + 1 == cfg.steps
+        if last or (cfg.eval.every and (step + 1) % cfg.eval.every == 0):
+            evals[str(step + 1)] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
+            metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval")
+        sink.log(step + 1, metrics)
+        progress.update(step, {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]})
+        if last or (step + 1) % cfg.save_every == 0:
+            save_checkpoint(run_dir, step + 1, policy, optimizer, scheduler,
+                            {"data_position": (step + 1) * cfg.prompts_per_step, "evals": evals})
+    progress.close()
+    sink.close()
+    env.close()
+    policy.save_pretrained(run_dir / "adapter")
+    summary = summarize(evals, cfg)
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    progress.write(format_summary(summary))
+    return run_dir
+
+
+def summarize(evals: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
+    steps = sorted(evals, key=int)
+    before, after = EvalResult(**evals[steps[0]]), EvalResult(**evals[steps[-1]])
+    return {"task": cfg.task.name, "steps": int(steps[-1]), "before": before.to_dict() | {"per_problem": None},
+            "after": after.to_dict() | {"per_problem": None}, "paired": paired_comparison(before, after)}
+
+
+def format_summary(summary: dict[str, Any]) -> str:
+    """The before/after table printed at the end of a run."""
+    b, a = summary["before"], summary["after"]
+    lines = [f"\nheld-out {summary['task']}: {b['problems']} problems x {b['samples_per_problem']} samples",
+             f"{'':8}{'accuracy':>10}{'95% CI':>18}{'n':>6}{'reward':>9}{'length':>8}{'truncated':>11}"]
+    for label, r in (("before", b), (f"after {summary['steps']}", a)):
+        acc = f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "-"
+        ci = f"[{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]" if r["accuracy_ci"] else "-"
+        n = r["problems"] * r["samples_per_problem"]
+        lines.append(f"{label:8}{acc:>10}{ci:>18}{n:>6}{r['mean_reward']:>9.3f}{r['mean_length']:>8.1f}"
+                     f"{r['truncation_rate']:>11.2f}")
+    p = summary.get("paired") or {}
+    if p:
+        lines.append(f"paired on the same {p['problems']} problems: accuracy change {p['mean_diff']:+.3f} "
+                     f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}], {p['better']} better, {p['worse']} worse")
+    return "\n".join(lines)
+
+
+def resume_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ValueError(f"--resume {run_dir}: no config.yaml there; is it a reasonrl run directory?")
+    cfg = load_config(path)
+    if cfg.output_dir != str(Path(run_dir).parent) or cfg.name != Path(run_dir).name:
+        from dataclasses import replace
+        cfg = replace(cfg, output_dir=str(Path(run_dir).parent), name=Path(run_dir).name)
+    return cfg

@@ -1,0 +1,130 @@
+"""Core data types: Example (a task instance), Trajectory (one sampled episode), Batch (tensors for the update).
+
+Shape letters used in comments across the package:
+    B rollouts in a batch, P prompts, G samples per prompt (B = P*G), T tokens (positions of logp),
+    V vocabulary size.
+Conventions:
+    tokens (B, T+1); logp[:, t] = log p(tokens[:, t+1] | tokens[:, :t+1]), so logp, mask, adv are (B, T).
+    mask is bool and True means "a token the policy sampled and is trained on"; prompt, environment output
+    and padding are False. Only rollout.py builds masks.
+    The G samples of one prompt are contiguous in a batch: rows g*G .. g*G+G-1 belong to group g.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypedDict
+
+if TYPE_CHECKING:  # torch is imported lazily: reward worker processes unpickle Examples without it
+    from torch import Tensor
+
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Example:
+    """One task instance."""
+
+    id: str
+    """Stable identifier, unique within a task (used for train/eval splits and rollout logs)."""
+    prompt: list[Message]
+    """The conversation shown to the model, before the chat template is applied."""
+    answer: str | None = None
+    """Reference answer, if the task has one."""
+    task: str = ""
+    """Name of the task this example came from, e.g. 'reasoning_gym:basic_arithmetic'."""
+    metadata: dict[str, Any] = field(default_factory=dict)
+    """Task-specific data, e.g. the reasoning-gym entry its scorer needs. Must be picklable."""
+    source: str = ""
+    """Where the example came from, for error messages: 'data.jsonl:12' or 'basic_arithmetic#seed=1,idx=3'."""
+
+
+@dataclass
+class StepResult:
+    """What an environment returns for one action."""
+
+    observation: list[Message] | None
+    """Messages appended to the conversation before the next action (None when done)."""
+    reward: float
+    done: bool
+    reward_parts: dict[str, float | None] = field(default_factory=dict)
+    """Per-component rewards (unweighted), None where a component does not apply."""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Trajectory:
+    """One sampled episode. tokens/mask/sampler_logp have equal length (the whole conversation)."""
+
+    example: Example
+    group: int
+    """Index of the prompt group this sample belongs to (samples of one group are contiguous)."""
+    tokens: list[int]
+    mask: list[bool]
+    """mask[i] is True when tokens[i] was sampled by the policy."""
+    sampler_logp: list[float]
+    """Log-prob the sampler gave tokens[i] (0.0 where mask is False)."""
+    completion: str
+    """The decoded text the policy produced (all turns joined)."""
+    reward: float = 0.0
+    reward_parts: dict[str, float | None] = field(default_factory=dict)
+    step_rewards: list[float] = field(default_factory=list)
+    truncated: bool = False
+    """True when generation hit the token limit instead of ending with EOS."""
+    num_turns: int = 1
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def completion_tokens(self) -> int:
+        return sum(self.mask)
+
+
+@dataclass
+class Batch:
+    """Trajectories collated into right-padded tensors. Rows keep the group order of the trajectories."""
+
+    tokens: Tensor       # (B, T+1) long
+    mask: Tensor         # (B, T) bool; mask[:, t] is about tokens[:, t+1]
+    sampler_logp: Tensor  # (B, T) float
+    rewards: Tensor      # (B,) float
+    group_size: int      # G
+    adv: Tensor | None = None       # (B, T)
+    old_logp: Tensor | None = None  # (B, T)
+    ref_logp: Tensor | None = None  # (B, T)
+
+    @property
+    def size(self) -> int:
+        return self.tokens.shape[0]
+
+    def rows(self, index: "slice | Tensor") -> "Batch":
+        """A micro-batch: the same fields restricted to some rows, trimmed to their longest row."""
+        mask = self.mask[index]
+        used = int(mask.any(0).nonzero().max().item()) + 1 if mask.any() else 1
+        def cut(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[index][:, :used]
+        return Batch(tokens=self.tokens[index][:, : used + 1], mask=mask[:, :used],
+                     sampler_logp=cut(self.sampler_logp), rewards=self.rewards[index],  # type: ignore[arg-type]
+                     group_size=self.group_size, adv=cut(self.adv), old_logp=cut(self.old_logp),
+                     ref_logp=cut(self.ref_logp))
+
+
+def collate(trajectories: list[Trajectory], pad_id: int, group_size: int) -> Batch:
+    """Right-pad trajectories into a Batch. Group order is kept; padding has mask False."""
+    import torch
+
+    assert len(trajectories) % group_size == 0, "a batch holds whole groups"
+    width = max(len(t.tokens) for t in trajectories)
+    tokens = torch.full((len(trajectories), width), pad_id, dtype=torch.long)   # (B, T+1)
+    mask = torch.zeros(len(trajectories), width, dtype=torch.bool)               # (B, T+1)
+    logp = torch.zeros(len(trajectories), width)                                  # (B, T+1)
+    for i, t in enumerate(trajectories):
+        n = len(t.tokens)
+        tokens[i, :n] = torch.tensor(t.tokens)
+        mask[i, :n] = torch.tensor(t.mask)
+        logp[i, :n] = torch.tensor(t.sampler_logp)
+    rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)  # (B,)
+    # Shift by one: position t predicts token t+1.
+    return Batch(tokens=tokens, mask=mask[:, 1:], sampler_logp=logp[:, 1:], rewards=rewards,
+                 group_size=group_size)

@@ -1,0 +1,6 @@
+"""Toy rewards for tiny-model tests (loaded as user functions: tests/toy_rewards.py:digits)."""
+
+
+def digits(completion: str, example) -> float:
+    """Fraction of the completion's characters that are digits: a dense reward a tiny model can learn fast."""
+    return sum(c.isdigit() for c in completion) / max(len(completion), 1)

@@ -1,0 +1,123 @@
+"""Tasks: reasoning-gym generation (held-out eval, options) and JSONL files (split, errors)."""
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import pytest
+
+from reasonrl.config import TaskConfig
+from reasonrl.rewards import REWARDS
+from reasonrl.tasks import TASKS, load_task
+
+
+def rg(**kwargs: object) -> TaskConfig:
+    defaults: dict[str, object] = {"name": "reasoning_gym:basic_arithmetic", "train_size": 50, "eval_size": 20}
+    return TaskConfig(**(defaults | kwargs))  # type: ignore[arg-type]
+
+
+def questions(examples: list) -> list[str]:
+    return [e.metadata["reasoning_gym"]["entry"]["question"] for e in examples]
+
+
+def test_registry_kinds() -> None:
+    assert TASKS.names() == ["jsonl", "reasoning_gym"]
+
+
+def test_reasoning_gym_disjoint_and_deterministic() -> None:
+    task = load_task(rg())
+    assert len(task.train) == 50 and len(task.eval) == 20
+    assert not set(questions(task.train)) & set(questions(task.eval))
+    assert len(set(questions(task.eval))) == 20
+    again = load_task(rg())
+    assert again.train == task.train and again.eval == task.eval
+    other = load_task(rg(seed=1))
+    assert questions(other.train) != questions(task.train)
+    first = task.train[0]
+    assert first.id == "basic_arithmetic/train/0" and task.eval[0].id == "basic_arithmetic/eval/0"
+    assert first.task == "reasoning_gym:basic_arithmetic" and first.source.startswith("basic_arithmetic#seed=")
+    assert first.prompt[-1]["role"] == "user" and first.prompt[-1]["content"].endswith("Answer: <answer>")
+    assert json.loads(json.dumps(first.metadata)) == first.metadata
+    assert pickle.loads(pickle.dumps(first)) == first
+
+
+def test_reasoning_gym_eval_replaces_train_duplicates() -> None:
+    # 1-digit a+b has 100 distinct problems: many eval candidates repeat train ones and must be replaced.
+    cfg = rg(options={"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "operators": ["+"],
+                      "allow_negation": False, "allow_parentheses": False}, train_size=60, eval_size=20)
+    task = load_task(cfg)
+    assert len(task.eval) == 20 and not set(questions(task.train)) & set(questions(task.eval))
+    with pytest.raises(ValueError, match="distinct problems outside train"):
+        load_task(rg(options=cfg.options, train_size=200, eval_size=90))
+
+
+def test_reasoning_gym_options_and_scoring() -> None:
+    task = load_task(rg(options={"max_terms": 2, "max_digits": 1}, system_prompt="Be brief.", instruction=""))
+    entry = task.train[0].metadata["reasoning_gym"]
+    assert entry["config"] == {"max_terms": 2, "max_digits": 1}
+    assert all(e.metadata["reasoning_gym"]["entry"]["metadata"]["num_terms"] == 2 for e in task.train)
+    assert task.train[0].prompt[0] == {"role": "system", "content": "Be brief."}
+    assert task.train[0].prompt[1]["content"] == entry["entry"]["question"]
+    correct = REWARDS.get("correct")
+    assert correct(f"Answer: {task.train[0].answer}", task.train[0]) == 1.0
+
+
+def test_reasoning_gym_errors() -> None:
+    with pytest.raises(ValueError, match=r"max_term\b.*did you mean 'max_terms'.*valid options: min_terms"):
+        load_task(rg(options={"max_term": 2}))
+    with pytest.raises(ValueError, match="use task.seed"):
+        load_task(rg(options={"seed": 2}))
+    with pytest.raises(ValueError, match="rejected task.options"):
+        load_task(rg(options={"min_terms": 5, "max_terms": 2}))
+    with pytest.raises(ValueError, match="unknown reasoning-gym dataset 'basic_arithmetc'.*basic_arithmetic"):
+        load_task(rg(name="reasoning_gym:basic_arithmetc"))
+    with pytest.raises(ValueError, match="unknown task kind 'csv'"):
+        load_task(rg(name="csv"))
+
+
+def write_jsonl(path: Path, rows: list[object]) -> str:
+    path.write_text("\n".join(r if isinstance(r, str) else json.dumps(r) for r in rows) + "\n")
+    return str(path)
+
+
+def test_jsonl_split(tmp_path: Path) -> None:
+    rows = [{"prompt": f"What is {i}+1?", "answer": i + 1, "level": i % 3} for i in range(30)]
+    rows.append({"prompt": [{"role": "user", "content": "Chat question?"}], "answer": "yes"})
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
+    cfg = TaskConfig(name="jsonl", path=path, eval_size=5, train_size=100, system_prompt="sys")
+    task = load_task(cfg)
+    assert len(task.eval) == 5 and len(task.train) == 26
+    assert load_task(cfg) == task
+    assert {e.prompt[-1]["content"] for e in task.eval}.isdisjoint(e.prompt[-1]["content"] for e in task.train)
+    assert load_task(TaskConfig(name="jsonl", path=path, eval_size=5, seed=7)).eval != task.eval
+    assert len(load_task(TaskConfig(name="jsonl", path=path, eval_size=5, train_size=10)).train) == 10
+    by_source = {e.source: e for e in task.train + task.eval}
+    first = by_source["data.jsonl:1"]
+    assert first.answer == "1" and first.metadata == {"level": 0} and first.prompt[0]["content"] == "sys"
+    assert first.prompt[1]["content"] == "What is 0+1?\n" + cfg.instruction
+    chat = by_source["data.jsonl:31"]
+    assert [m["role"] for m in chat.prompt] == ["system", "user"]
+    assert chat.prompt[1]["content"].startswith("Chat question?\n")
+
+
+def test_jsonl_duplicate_prompts_never_leak(tmp_path: Path) -> None:
+    rows = [{"prompt": f"q{i % 10}", "answer": "a"} for i in range(40)]
+    task = load_task(TaskConfig(name="jsonl", path=write_jsonl(tmp_path / "d.jsonl", rows), eval_size=3))
+    assert len(task.eval) == 3 and len(task.train) == 28
+
+
+def test_jsonl_errors(tmp_path: Path) -> None:
+    good = {"prompt": "q", "answer": "a"}
+    bad_json = write_jsonl(tmp_path / "data.jsonl", [good] * 11 + ['{"prompt": "q", answer: 1}'])
+    with pytest.raises(ValueError, match=r"^data\.jsonl:12: invalid JSON \("):
+        load_task(TaskConfig(name="jsonl", path=bad_json))
+    missing = write_jsonl(tmp_path / "m.jsonl", [good, {"prompt": "q", "solution": "a"}])
+    with pytest.raises(ValueError, match=r"m\.jsonl:2: missing field 'answer' \(fields: prompt, solution\); "
+                                         r"set task\.answer_field"):
+        load_task(TaskConfig(name="jsonl", path=missing))
+    with pytest.raises(ValueError, match="is not a file"):
+        load_task(TaskConfig(name="jsonl", path=str(tmp_path / "nope.jsonl")))
+    small = write_jsonl(tmp_path / "s.jsonl", [good, good])
+    with pytest.raises(ValueError, match="1 distinct prompts"):
+        load_task(TaskConfig(name="jsonl", path=small, eval_size=1))
