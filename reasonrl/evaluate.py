@@ -15,6 +15,9 @@ from reasonrl.rollout import rollout
 from reasonrl.types import Example
 
 
+FULL_CREDIT = 1.0 - 1e-9
+
+
 def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, float]:
     """95% Wilson score interval for a binomial proportion (well behaved near 0 and 1, unlike p +- 2se)."""
     if n == 0:
@@ -31,7 +34,7 @@ class EvalResult:
     problems: int
     samples_per_problem: int
     accuracy: float | None
-    """Mean of the 'correct' reward over all samples (None when no 'correct' component is configured)."""
+    """Fraction of samples with full 'correct' reward (None when no 'correct' component is configured)."""
     accuracy_ci: tuple[float, float] | None
     mean_reward: float
     reward_parts: dict[str, float]
@@ -60,12 +63,14 @@ def evaluate(env: Env, engine: Engine, tokenizer: Any, examples: list[Example], 
         for name, value in t.reward_parts.items():
             if value is not None:
                 parts.setdefault(name, []).append(value)
-    correct = parts.get("correct")
+    # A sample is correct when the 'correct' reward is full (some scorers, e.g. reasoning-gym's, give partial
+    # credit such as 1/3 for "= 9 ." against "9"; that counts in the mean reward, not in accuracy).
+    correct = [float(v >= FULL_CREDIT) for v in parts.get("correct", [])]
     per_problem = []
     for g, example in enumerate(examples):
         group = trajectories[g * samples:(g + 1) * samples]
         values = [t.reward_parts.get("correct") for t in group]
-        scored = [v for v in values if v is not None]
+        scored = [float(v >= FULL_CREDIT) for v in values if v is not None]
         per_problem.append({"id": example.id, "answer": example.answer,
                             "accuracy": sum(scored) / len(scored) if scored else None,
                             "completion": group[0].completion})

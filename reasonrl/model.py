@@ -78,7 +78,7 @@ def tiny_model(vocab_size: int = 64, seed: int = 0) -> nn.Module:
 
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512,
+                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512, initializer_range=0.2,
                          bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
     return LlamaForCausalLM(config)
 
@@ -149,14 +149,79 @@ def token_logprobs(model: nn.Module, tokens: Tensor, temperature: float = 1.0,
     inputs = tokens[:, :-1]                                                       # (B, T)
     out = model(input_ids=inputs, attention_mask=attention_mask, use_cache=False, logits_to_keep=0)
     logits = out.logits                                                           # (B, T, V)
-    targets = tokens[:, 1:]                                                       # (B, T)
+    return _chunked_logprobs(logits, tokens[:, 1:], temperature)                  # (B, T)
+
+
+def _chunked_logprobs(logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
+    """(B, T, V) logits, (B, T) targets -> (B, T) float32 log-probs, 64 positions at a time."""
     chunks = []
     for start in range(0, logits.shape[1], 64):
         part = logits[:, start:start + 64].float() / temperature                 # (B, t, V)
-        lse = torch.logsumexp(part, dim=-1)                                       # (B, t)
         picked = part.gather(-1, targets[:, start:start + 64, None]).squeeze(-1)  # (B, t)
-        chunks.append(picked - lse)
+        chunks.append(picked - torch.logsumexp(part, dim=-1))
     return torch.cat(chunks, dim=1)                                               # (B, T)
+
+
+def completion_spans(mask: Tensor) -> tuple[Tensor, Tensor] | None:
+    """(B, T) mask -> (start, length) of each row's trained span, or None when some row's True positions are
+    not one contiguous run (multi-turn) or a row has none."""
+    length = mask.sum(-1)                                                         # (B,)
+    if bool((length == 0).any()):
+        return None
+    start = mask.float().argmax(-1)                                               # (B,) first True
+    positions = torch.arange(mask.shape[1])[None, :]
+    span = (positions >= start[:, None]) & (positions < (start + length)[:, None])
+    return (start, length) if bool((span == mask).all()) else None
+
+
+def shared_prompt_logprobs(model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: Tensor,
+                           temperature: float = 1.0) -> Tensor:
+    """Same result as token_logprobs on the trained positions, but each group's prompt is run once.
+
+    tokens (B, T+1) right-padded [prompt, completion, pad]; mask (B, T) one contiguous span per row; rows
+    with equal group_ids (B,) share their prompt. The prompts' KV cache (with gradients) is computed once per
+    group and indexed out to its rows, then the completions run on top of it. Positions outside the mask
+    get log-prob 0.
+    """
+    from transformers import DynamicCache
+
+    from reasonrl.engine.hf import cache_argument, left_pad
+
+    spans = completion_spans(mask)
+    assert spans is not None, "shared_prompt_logprobs needs one contiguous completion per row"
+    start, length = spans                                                         # (B,), (B,)
+    groups, row_to_group = torch.unique_consecutive(group_ids, return_inverse=True)
+    first_row = [int((row_to_group == g).nonzero()[0]) for g in range(len(groups))]
+    prompts = [tokens[r, : int(start[r]) + 1].tolist() for r in first_row]        # prompt = tokens[:start+1]
+    ids, attn = left_pad(prompts, pad_id=0)                                       # (U, L)
+    cache = DynamicCache()
+    kwargs = {cache_argument(model): cache}
+    last = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+                 use_cache=True, logits_to_keep=1, **kwargs).logits[:, -1]        # (U, V)
+    cache.batch_select_indices(row_to_group)
+    width = int(length.max())
+    offsets = torch.arange(width)[None, :]                                        # (1, C)
+    index = (start[:, None] + 1 + offsets).clamp(max=tokens.shape[1] - 1)         # (B, C)
+    completion = tokens.gather(1, index)                                          # (B, C)
+    row_attn = torch.cat([attn[row_to_group], torch.ones_like(completion)], dim=1)  # (B, L+C)
+    positions = attn.sum(-1)[row_to_group][:, None] + offsets                     # (B, C)
+    logits = last[row_to_group][:, None]                                          # (B, 1, V)
+    if width > 1:
+        rest = model(input_ids=completion[:, :-1], attention_mask=row_attn[:, :-1],
+                     position_ids=positions[:, :-1], use_cache=True, **kwargs).logits  # (B, C-1, V)
+        logits = torch.cat([logits, rest], dim=1)                                 # (B, C, V)
+    logp = _chunked_logprobs(logits, completion, temperature)                     # (B, C)
+    logp = logp * (offsets < length[:, None])                                     # zero past each row's end
+    out = torch.zeros(mask.shape[0], mask.shape[1] + width, dtype=logp.dtype)
+    return out.scatter(1, start[:, None] + offsets, logp)[:, : mask.shape[1]]     # (B, T)
+
+
+def policy_logprobs(model: nn.Module, tokens: Tensor, mask: Tensor, groups: Tensor | None,
+                    temperature: float = 1.0) -> Tensor:
+    """(B, T) log-probs on the trained positions: shared prompts when the layout allows, else a plain pass."""
+    if groups is not None and completion_spans(mask) is not None:
+        return shared_prompt_logprobs(model, tokens, mask, groups, temperature)
+    return token_logprobs(model, tokens, temperature)
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -89,13 +89,19 @@ def plain(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------------
 # reasoning-gym
 
+def reasoning_gym_names() -> list[str]:
+    """Every reasoning-gym dataset name (usable as task.name=reasoning_gym:<name>)."""
+    from reasoning_gym.factory import DATASETS
+    return sorted(DATASETS)
+
+
 def _rg_config_class(dataset: str) -> type:
     from reasoning_gym.factory import DATASETS
     if dataset not in DATASETS:
         close = difflib.get_close_matches(dataset, DATASETS, n=5, cutoff=0.5)
         hint = f"; did you mean: {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown reasoning-gym dataset {dataset!r} in task.name{hint} "
-                         f"(all {len(DATASETS)}: {', '.join(sorted(DATASETS))})")
+                         f"(`reasonrl list` shows all {len(DATASETS)})")
     return DATASETS[dataset][1]
 
 

@@ -72,17 +72,20 @@ def write_rollouts(path: Path, step: int, trajectories: list[Trajectory], tokeni
                                 "errors": t.info.get("errors", [])}) + "\n")
 
 
-def prepare_run_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Path:
+def check_run_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Path:
     run_dir = Path(cfg.output_dir) / cfg.name
+    if run_dir.exists() and not resume and not overwrite:
+        raise ValueError(f"run directory {run_dir} already exists; continue it with `reasonrl train --resume "
+                         f"{run_dir}`, pick another name (name=...), or pass --overwrite")
+    return run_dir
+
+
+def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool) -> None:
     if run_dir.exists() and not resume:
-        if not overwrite:
-            raise ValueError(f"run directory {run_dir} already exists; continue it with `reasonrl train --resume "
-                             f"{run_dir}`, pick another name (name=...), or pass --overwrite")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:
         save_config(cfg, run_dir / "config.yaml")
-    return run_dir
 
 
 def run_eval(env: Any, engine: Any, tokenizer: Any, examples: list[Example], cfg: RunConfig) -> EvalResult:
@@ -95,14 +98,15 @@ def run_eval(env: Any, engine: Any, tokenizer: Any, examples: list[Example], cfg
 def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
     """Train with cfg; returns the run directory. resume=True continues runs/<name> from its last checkpoint."""
     torch.set_num_threads(cfg.threads or torch.get_num_threads())
-    run_dir = prepare_run_dir(cfg, resume, overwrite)
+    run_dir = check_run_dir(cfg, resume, overwrite)
+    advantage_fn = ADVANTAGES.get(cfg.algo.advantage)  # everything that can reject the config runs before
+    loss_fn = POLICY_LOSSES.get(cfg.algo.loss.name)     # the run directory is created
     task = load_task(cfg.task)
     eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
+    env = ENVS.get("single_turn")(RewardComposer(cfg.rewards))
     policy, tokenizer = load_policy(cfg.model, cfg.lora)
     engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
-    env = ENVS.get("single_turn")(RewardComposer(cfg.rewards))
-    advantage_fn = ADVANTAGES.get(cfg.algo.advantage)
-    loss_fn = POLICY_LOSSES.get(cfg.algo.loss.name)
+    prepare_run_dir(run_dir, cfg, resume)
     optimizer, scheduler = make_optimizer(policy, cfg)
     params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p)
     start, evals = 0, {}

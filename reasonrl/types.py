@@ -90,6 +90,7 @@ class Batch:
     sampler_logp: Tensor  # (B, T) float
     rewards: Tensor      # (B,) float
     group_size: int      # G
+    groups: Tensor | None = None    # (B,) long: the group (prompt) of each row
     adv: Tensor | None = None       # (B, T)
     old_logp: Tensor | None = None  # (B, T)
     ref_logp: Tensor | None = None  # (B, T)
@@ -106,7 +107,8 @@ class Batch:
             return None if x is None else x[index][:, :used]
         return Batch(tokens=self.tokens[index][:, : used + 1], mask=mask[:, :used],
                      sampler_logp=cut(self.sampler_logp), rewards=self.rewards[index],  # type: ignore[arg-type]
-                     group_size=self.group_size, adv=cut(self.adv), old_logp=cut(self.old_logp),
+                     group_size=self.group_size,
+                     groups=None if self.groups is None else self.groups[index], adv=cut(self.adv), old_logp=cut(self.old_logp),
                      ref_logp=cut(self.ref_logp))
 
 
@@ -126,5 +128,6 @@ def collate(trajectories: list[Trajectory], pad_id: int, group_size: int) -> Bat
         logp[i, :n] = torch.tensor(t.sampler_logp)
     rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)  # (B,)
     # Shift by one: position t predicts token t+1.
+    groups = torch.tensor([t.group for t in trajectories], dtype=torch.long)      # (B,)
     return Batch(tokens=tokens, mask=mask[:, 1:], sampler_logp=logp[:, 1:], rewards=rewards,
-                 group_size=group_size)
+                 group_size=group_size, groups=groups)

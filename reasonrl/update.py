@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from reasonrl.algos import aggregate, kl_estimate
 from reasonrl.config import RunConfig
-from reasonrl.model import reference, token_logprobs, trainable_parameters
+from reasonrl.model import policy_logprobs, reference, trainable_parameters
 from reasonrl.types import Batch
 
 
@@ -27,7 +27,8 @@ def batch_logprobs(model: nn.Module, batch: Batch, size: int, temperature: float
     """(B, T) log-probs of the whole batch without gradients, computed micro-batch by micro-batch."""
     out = torch.zeros_like(batch.sampler_logp)                                   # (B, T)
     for start, mb in zip(range(0, batch.size, size), micro_batches(batch, size)):
-        out[start:start + mb.size, : mb.mask.shape[1]] = token_logprobs(model, mb.tokens, temperature)
+        out[start:start + mb.size, : mb.mask.shape[1]] = policy_logprobs(model, mb.tokens, mb.mask, mb.groups,
+                                                                         temperature)
     return out
 
 
@@ -46,7 +47,7 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, lo
     for _ in range(algo.epochs):
         for mb in micro_batches(batch, size):
             share = mb.mask.sum().item() / max(norms["batch_tokens"], 1)
-            logp = token_logprobs(policy, mb.tokens, temperature)                # (b, T)
+            logp = policy_logprobs(policy, mb.tokens, mb.mask, mb.groups, temperature)  # (b, T)
             old_logp = mb.old_logp if mb.old_logp is not None else logp.detach()
             per_token, metrics = loss_fn(logp, old_logp, mb.adv, mb.mask, algo.loss)
             pg_loss = aggregate(per_token, mb.mask, algo.aggregation, **norms)

@@ -64,8 +64,12 @@ def answers_match(pred: str, gold: str) -> bool:
 
 
 def _candidates(completion: str, lenient: bool) -> list[str]:
-    """The extracted answer, plus the lenient one when asked (they differ only without an explicit answer)."""
-    found = [extract_answer(completion)] + ([lenient_answer(completion)] if lenient else [])
+    """The explicit answer ("Answer: X" or \\boxed{X}) when there is one. Otherwise, when lenient, the short
+    last line and the last number written (e.g. "34 - 25 = 9" is right by its last number)."""
+    explicit = extract_answer(completion)
+    if explicit is not None or not lenient:
+        return [explicit] if explicit is not None else []
+    found = [lenient_answer(completion), last_number(completion)]
     return list(dict.fromkeys(a for a in found if a is not None))
 
 

@@ -1,0 +1,78 @@
+"""Log-prob paths: the shared-prompt forward equals the plain forward (values and gradients); LoRA reference."""
+import pytest
+import torch
+
+from reasonrl.model import completion_spans, policy_logprobs, reference, shared_prompt_logprobs, token_logprobs
+
+
+def grouped_batch(tok, group_size=3):
+    """Two prompts of different lengths, group_size completions each of different lengths, right-padded."""
+    torch.manual_seed(0)
+    prompts = [tok.apply_chat_template([{"role": "user", "content": q}]) for q in ("1+1=", "what is twelve?")]
+    rows, masks = [], []
+    for p in prompts:
+        for g in range(group_size):
+            completion = torch.randint(3, tok.vocab_size, (2 + 3 * g,)).tolist()
+            rows.append(p + completion)
+            masks.append([False] * len(p) + [True] * len(completion))
+    width = max(map(len, rows))
+    tokens = torch.tensor([r + [0] * (width - len(r)) for r in rows])
+    mask = torch.tensor([m + [False] * (width - len(m)) for m in masks])[:, 1:]
+    groups = torch.arange(len(prompts)).repeat_interleave(group_size)
+    return tokens, mask, groups
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_shared_prompt_logprobs_equal_plain_values_and_gradients(tiny, temperature):
+    model, tok = tiny
+    with torch.no_grad():  # a non-zero adapter, so every LoRA matrix gets a gradient
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    tokens, mask, groups = grouped_batch(tok)
+    weights = torch.randn(mask.shape)
+    plain = token_logprobs(model, tokens, temperature) * mask
+    (plain * weights).sum().backward()
+    grads_plain = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad()
+    shared = shared_prompt_logprobs(model, tokens, mask, groups, temperature)
+    (shared * weights).sum().backward()
+    assert torch.allclose(shared, plain, atol=1e-5)
+    assert (shared[~mask] == 0).all()
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            scale = float(grads_plain[name].abs().max())
+            assert scale > 0 and torch.allclose(p.grad, grads_plain[name], atol=1e-5 * (1 + scale)), name
+
+
+def test_completion_spans_detects_multi_turn_masks():
+    mask = torch.tensor([[False, True, True, False], [False, False, True, True]])
+    start, length = completion_spans(mask)
+    assert start.tolist() == [1, 2] and length.tolist() == [2, 2]
+    assert completion_spans(torch.tensor([[True, False, True, False]])) is None  # a hole: tool output
+
+
+def test_policy_logprobs_falls_back_for_holes(tiny):
+    model, tok = tiny
+    tokens = torch.randint(3, tok.vocab_size, (2, 9))
+    mask = torch.tensor([[False, True, True, False, True, True, False, False],
+                         [False, False, True, True, True, True, True, True]])
+    with torch.no_grad():
+        got = policy_logprobs(model, tokens, mask, torch.tensor([0, 1]))
+        want = token_logprobs(model, tokens)
+    assert torch.equal(got, want)
+
+
+def test_reference_is_the_adapter_disabled_base(tiny):
+    model, tok = tiny
+    tokens = torch.randint(3, tok.vocab_size, (2, 7))
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.5)  # make the adapter matter
+        policy = token_logprobs(model, tokens)
+        with reference(model):
+            ref = token_logprobs(model, tokens)
+    assert not torch.allclose(policy, ref)
+    with torch.no_grad(), model.disable_adapter():
+        assert torch.equal(token_logprobs(model, tokens), ref)
