@@ -28,6 +28,7 @@ class ModelConfig:
     adapter: str | None = None
     """Start from an existing PEFT adapter directory (e.g. an SFT adapter)."""
     gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass: less memory, about 25% slower."""
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,13 @@ class LoraConfig:
     enabled: bool = True
     """False trains all weights (full fine-tuning)."""
     rank: int = 16
+    """LoRA rank r (RL works even at rank 1, per LoRA Without Regret)."""
     alpha: float = 32.0
     """LoRA Without Regret: alpha 32 fixed, so the best learning rate barely depends on the rank."""
     dropout: float = 0.0
+    """LoRA dropout (0 keeps rollouts and updates on the same function)."""
     target_modules: str | list[str] = "all-linear"
+    """Which linear layers get adapters: 'all-linear' (attention and MLP) or a list of module names."""
 
 
 @dataclass(frozen=True)
@@ -50,15 +54,19 @@ class TaskConfig:
     options: dict[str, Any] = field(default_factory=dict)
     """Passed to the task's generator (for reasoning-gym: its dataset config, e.g. max_terms: 2)."""
     prompt_field: str = "prompt"
+    """Field of a file record that holds the prompt (a string or a list of chat messages)."""
     answer_field: str = "answer"
+    """Field of a file record that holds the reference answer."""
     system_prompt: str | None = None
     """None uses the chat template's default."""
     instruction: str = "Give your final answer on the last line in the form: Answer: <answer>"
     """Appended to every question (empty string: nothing)."""
     train_size: int = 5000
+    """Training problems (generated tasks make this many; files are capped at it)."""
     eval_size: int = 100
     """Held-out problems, never used for training (checked)."""
     seed: int = 0
+    """Seed of the train/eval split and of generated problems."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +78,7 @@ class RewardConfig:
     timeout_s: float = 10.0
     """Per-call timeout of a reward function (it runs in a worker process)."""
     workers: int = 2
+    """Reward worker processes."""
     on_error: Literal["zero", "drop_group", "raise"] = "zero"
     """What a reward that raises or times out gives: score 0, drop its group from the batch, or stop the run."""
 
@@ -77,13 +86,17 @@ class RewardConfig:
 @dataclass(frozen=True)
 class SamplingConfig:
     max_new_tokens: int = 64
+    """Completion length limit; a completion that reaches it is truncated (no EOS)."""
     temperature: float = 1.0
+    """Sampling temperature for training rollouts (must be > 0)."""
     top_p: float = 1.0
+    """Nucleus sampling; the log-probs stay those of the full tempered distribution."""
 
 
 @dataclass(frozen=True)
 class EngineConfig:
     name: str = "hf"
+    """Rollout engine: 'hf' (transformers, KV cache, shared prompt prefill)."""
     batch_size: int = 64
     """Maximum sequences decoded at once."""
 
@@ -93,12 +106,15 @@ class KLConfig:
     coef: float = 0.0
     """Weight of the KL-to-reference term in the loss; 0 never runs the reference."""
     estimator: Literal["k1", "k2", "k3"] = "k3"
+    """KL estimator; k3 is unbiased and non-negative (DeepSeekMath)."""
 
 
 @dataclass(frozen=True)
 class PPOClipLoss:
     name: Literal["ppo_clip"] = "ppo_clip"
+    """Policy loss (see `reasonrl list`)."""
     clip_low: float = 0.2
+    """Lower clip: the ratio is kept above 1 - clip_low."""
     clip_high: float = 0.2
     """DAPO's clip-higher uses 0.28."""
 
@@ -106,12 +122,16 @@ class PPOClipLoss:
 @dataclass(frozen=True)
 class AlgoConfig:
     advantage: str = "grpo"
+    """Advantage estimator (see `reasonrl list`)."""
     scale_by_std: bool = True
     """GRPO divides by the group's std; Dr.GRPO does not."""
     std_eps: float = 1e-6
+    """Added to the group std before dividing."""
     loss: PPOClipLoss = field(default_factory=PPOClipLoss)
     aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
                          "seq-mean-token-sum-norm"] = "token-mean"
+    """How per-token losses become one number: token-mean (DAPO), seq-mean-token-mean (GRPO paper),
+    seq-mean-token-sum, seq-mean-token-sum-norm (Dr.GRPO's constant)."""
     kl: KLConfig = field(default_factory=KLConfig)
     epochs: int = 1
     """Passes over each rollout batch (mu); >1 needs old log-probs and makes the clip matter."""
@@ -122,10 +142,15 @@ class OptimConfig:
     lr: float = 2e-4
     """LoRA learning rate (about 10x a full fine-tune's)."""
     weight_decay: float = 0.0
+    """AdamW weight decay."""
     betas: tuple[float, float] = (0.9, 0.99)
+    """AdamW betas."""
     warmup_steps: int = 2
+    """Linear learning-rate warmup over this many steps."""
     schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """Learning-rate schedule after warmup."""
     grad_clip: float = 1.0
+    """Clip the global gradient norm to this value."""
     micro_batch_size: int = 16
     """Sequences per forward/backward; gradients accumulate over the batch."""
 
@@ -137,6 +162,7 @@ class EvalConfig:
     size: int | None = None
     """Number of held-out problems (None: task.eval_size)."""
     samples: int = 1
+    """Samples per held-out problem (accuracy averages over them)."""
     temperature: float = 0.0
     """0 is greedy."""
     max_new_tokens: int | None = None
@@ -146,11 +172,17 @@ class EvalConfig:
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "run"
+    """Run name: the run directory is output_dir/name."""
     output_dir: str = "runs"
+    """Where run directories go."""
     seed: int = 0
+    """Seed of prompt order and sampling (each step samples with seed*1000003 + step)."""
     steps: int = 20
+    """Policy updates (one rollout batch each)."""
     prompts_per_step: int = 4
+    """Prompts sampled per step (P)."""
     samples_per_prompt: int = 8
+    """Completions per prompt, the GRPO group size (G)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
@@ -163,6 +195,7 @@ class RunConfig:
     save_every: int = 10
     """Checkpoint every N steps (and at the end)."""
     log_rollouts_every: int = 1
+    """Write the sampled completions with their rewards every N steps (0: never)."""
     threads: int | None = None
     """torch threads (None: all cores)."""
 

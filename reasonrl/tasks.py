@@ -177,7 +177,7 @@ def _read_jsonl(path: Path, cfg: TaskConfig) -> list[tuple[int, dict[str, Any]]]
         for lineno, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            where = f"{path.name}:{lineno}"
+            where = f"{path}:{lineno}"
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as e:
@@ -233,12 +233,12 @@ def load_jsonl(cfg: TaskConfig) -> Task:
     if not path.is_file():
         raise ValueError(f"task.path {cfg.path!r} is not a file (resolved to {str(path.resolve())!r}); "
                          "check the path, relative paths start at the working directory")
-    rows = [(lineno, record, file_prompt(record[cfg.prompt_field], cfg, f"{path.name}:{lineno}"))
+    rows = [(lineno, record, file_prompt(record[cfg.prompt_field], cfg, f"{path}:{lineno}"))
             for lineno, record in _read_jsonl(path, cfg)]
     keys = [prompt_key(record[cfg.prompt_field]) for _, record, _ in rows]
     eval_keys, distinct = split_by_hash(keys, cfg.eval_size, cfg.seed)
     if distinct <= cfg.eval_size:
-        raise ValueError(f"{path.name} has {distinct} distinct prompts; task.eval_size={cfg.eval_size} leaves "
+        raise ValueError(f"{path} has {distinct} distinct prompts; task.eval_size={cfg.eval_size} leaves "
                          "none for training; lower task.eval_size")
     train: list[Example] = []
     held_out: list[Example] = []
@@ -255,5 +255,5 @@ def load_jsonl(cfg: TaskConfig) -> Task:
         answer = answer if isinstance(answer, str) or answer is None else json.dumps(answer)  # 12 -> "12"
         metadata = {k: v for k, v in record.items() if k not in (cfg.prompt_field, cfg.answer_field)}
         out.append(Example(id=f"{path.stem}/{split}/{len(out)}", prompt=prompt,
-                           answer=answer, task=cfg.name, metadata=metadata, source=f"{path.name}:{lineno}"))
+                           answer=answer, task=cfg.name, metadata=metadata, source=f"{path}:{lineno}"))
     return Task(name=cfg.name, train=train, eval=held_out)

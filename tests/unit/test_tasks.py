@@ -93,10 +93,10 @@ def test_jsonl_split(tmp_path: Path) -> None:
     assert load_task(TaskConfig(name="jsonl", path=path, eval_size=5, seed=7)).eval != task.eval
     assert len(load_task(TaskConfig(name="jsonl", path=path, eval_size=5, train_size=10)).train) == 10
     by_source = {e.source: e for e in task.train + task.eval}
-    first = by_source["data.jsonl:1"]
+    first = by_source[f"{path}:1"]
     assert first.answer == "1" and first.metadata == {"level": 0} and first.prompt[0]["content"] == "sys"
     assert first.prompt[1]["content"] == "What is 0+1?\n" + cfg.instruction
-    chat = by_source["data.jsonl:31"]
+    chat = by_source[f"{path}:31"]
     assert [m["role"] for m in chat.prompt] == ["system", "user"]
     assert chat.prompt[1]["content"].startswith("Chat question?\n")
 
@@ -110,7 +110,7 @@ def test_jsonl_duplicate_prompts_never_leak(tmp_path: Path) -> None:
 def test_jsonl_errors(tmp_path: Path) -> None:
     good = {"prompt": "q", "answer": "a"}
     bad_json = write_jsonl(tmp_path / "data.jsonl", [good] * 11 + ['{"prompt": "q", answer: 1}'])
-    with pytest.raises(ValueError, match=r"^data\.jsonl:12: invalid JSON \("):
+    with pytest.raises(ValueError, match=r"/data\.jsonl:12: invalid JSON \("):
         load_task(TaskConfig(name="jsonl", path=bad_json))
     missing = write_jsonl(tmp_path / "m.jsonl", [good, {"prompt": "q", "solution": "a"}])
     with pytest.raises(ValueError, match=r"m\.jsonl:2: missing field 'answer' \(fields: prompt, solution\); "
