@@ -43,7 +43,7 @@ def split_recipe(first: str | None, rest: list[str]) -> tuple[str | None, list[s
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from reasonrl.config import load_config
+    from reasonrl.config import apply_overrides, load_config
     from reasonrl.engine import ENGINES, SamplingParams
     from reasonrl.envs import ENVS
     from reasonrl.evaluate import evaluate
@@ -56,13 +56,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.run:
         cfg = resume_config(Path(args.run))
         adapter = adapter or str(Path(args.run) / "adapter")
-        if args.recipe or args.overrides:
-            from reasonrl.config import config_to_dict, _build, RunConfig, parse_override, _set_dotted
-            data = config_to_dict(cfg)
-            for text in [o for o in [args.recipe, *args.overrides] if o]:
-                key, value = parse_override(text)
-                _set_dotted(data, key, value)
-            cfg = _build(RunConfig, data)
+        cfg = apply_overrides(cfg, [o for o in [args.recipe, *args.overrides] if o])
     else:
         recipe, overrides = split_recipe(args.recipe, args.overrides)
         cfg = load_config(recipe, overrides)
@@ -140,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from reasonrl.rewards.compose import RewardError
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -147,9 +143,14 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as e:
+        if os.environ.get("REASONRL_DEBUG"):
+            raise
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+    except RewardError as e:  # rewards.on_error=raise: stop with the failing sample, checkpoints intact
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted; resume with `reasonrl train --resume RUN_DIR` from the last checkpoint",
               file=sys.stderr)

@@ -345,5 +345,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     return _build(RunConfig, data)
 
 
+def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
+    """A copy of cfg with dotted overrides applied and validated again."""
+    data = config_to_dict(cfg)
+    for text in overrides:
+        key, value = parse_override(text)
+        _set_dotted(data, key, value)
+    return _build(RunConfig, data)
+
+
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     Path(path).write_text(yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -104,55 +104,57 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
     task = load_task(cfg.task)
     eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
     env = ENVS.get("single_turn")(RewardComposer(cfg.rewards))
-    policy, tokenizer = load_policy(cfg.model, cfg.lora)
-    engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
-    prepare_run_dir(run_dir, cfg, resume)
-    optimizer, scheduler = make_optimizer(policy, cfg)
-    params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p)
-    start, evals = 0, {}
-    if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
-        state = load_checkpoint(ckpt, policy, optimizer, scheduler)
-        start, evals = state["step"], state.get("evals", {})
-    truncate_metrics(run_dir / "metrics.jsonl", start)
-    sink = JsonlSink(run_dir / "metrics.jsonl")
-    progress = Progress(cfg.steps, start, desc=cfg.name, quiet=quiet)
-    if start == 0:
-        progress.write(f"evaluating the base model on {len(eval_examples)} held-out problems ...")
-        evals["0"] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
-        sink.log(0, EvalResult(**evals["0"]).metrics("eval"))
-    for step in range(start, cfg.steps):
-        t0 = time.time()
-        examples = prompts_for_step(task.train, cfg.prompts_per_step, step, cfg.seed)
-        timings: dict[str, float] = {}
-        trajectories = rollout(env, engine, tokenizer, examples, n=cfg.samples_per_prompt, params=params,
-                               seed=cfg.seed * 1_000_003 + step, timings=timings)
-        kept = drop_failed_groups(trajectories, cfg.samples_per_prompt)
-        t1 = time.time()
-        metrics = rollout_stats(trajectories, cfg.samples_per_prompt)
-        if kept:
-            batch = collate(kept, engine.pad_id, cfg.samples_per_prompt)
-            batch.adv = advantage_fn(batch, cfg.algo)                            # (B, T)
-            metrics |= update(policy, optimizer, batch, loss_fn, cfg)
-            engine.sync_weights(policy)
-        scheduler.step()
-        metrics |= {"optim/lr": scheduler.get_last_lr()[0], "rollout/dropped_groups":
-                    (len(trajectories) - len(kept)) / cfg.samples_per_prompt,
-                    "time/generate": timings.get("generate", 0.0), "time/reward": timings.get("reward", 0.0),
-                    "time/update": time.time() - t1, "time/step": time.time() - t0}
-        if cfg.log_rollouts_every and (step + 1) % cfg.log_rollouts_every == 0:
-            write_rollouts(run_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", step + 1, trajectories, tokenizer)
-        last = step + 1 == cfg.steps
-        if last or (cfg.eval.every and (step + 1) % cfg.eval.every == 0):
-            evals[str(step + 1)] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
-            metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval")
-        sink.log(step + 1, metrics)
-        progress.update(step, {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]})
-        if last or (step + 1) % cfg.save_every == 0:
-            save_checkpoint(run_dir, step + 1, policy, optimizer, scheduler,
-                            {"data_position": (step + 1) * cfg.prompts_per_step, "evals": evals})
-    progress.close()
-    sink.close()
-    env.close()
+    try:
+        policy, tokenizer = load_policy(cfg.model, cfg.lora)
+        engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
+        prepare_run_dir(run_dir, cfg, resume)
+        optimizer, scheduler = make_optimizer(policy, cfg)
+        params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p)
+        start, evals = 0, {}
+        if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
+            state = load_checkpoint(ckpt, policy, optimizer, scheduler)
+            start, evals = state["step"], state.get("evals", {})
+        truncate_metrics(run_dir / "metrics.jsonl", start)
+        sink = JsonlSink(run_dir / "metrics.jsonl")
+        progress = Progress(cfg.steps, start, desc=cfg.name, quiet=quiet)
+        if start == 0:
+            progress.write(f"evaluating the base model on {len(eval_examples)} held-out problems ...")
+            evals["0"] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
+            sink.log(0, EvalResult(**evals["0"]).metrics("eval"))
+        for step in range(start, cfg.steps):
+            t0 = time.time()
+            examples = prompts_for_step(task.train, cfg.prompts_per_step, step, cfg.seed)
+            timings: dict[str, float] = {}
+            trajectories = rollout(env, engine, tokenizer, examples, n=cfg.samples_per_prompt, params=params,
+                                   seed=cfg.seed * 1_000_003 + step, timings=timings)
+            kept = drop_failed_groups(trajectories, cfg.samples_per_prompt)
+            t1 = time.time()
+            metrics = rollout_stats(trajectories, cfg.samples_per_prompt)
+            if kept:
+                batch = collate(kept, engine.pad_id, cfg.samples_per_prompt)
+                batch.adv = advantage_fn(batch, cfg.algo)                            # (B, T)
+                metrics |= update(policy, optimizer, batch, loss_fn, cfg)
+                engine.sync_weights(policy)
+            scheduler.step()
+            metrics |= {"optim/lr": scheduler.get_last_lr()[0], "rollout/dropped_groups":
+                        (len(trajectories) - len(kept)) / cfg.samples_per_prompt,
+                        "time/generate": timings.get("generate", 0.0), "time/reward": timings.get("reward", 0.0),
+                        "time/update": time.time() - t1, "time/step": time.time() - t0}
+            if cfg.log_rollouts_every and (step + 1) % cfg.log_rollouts_every == 0:
+                write_rollouts(run_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", step + 1, trajectories, tokenizer)
+            last = step + 1 == cfg.steps
+            if last or (cfg.eval.every and (step + 1) % cfg.eval.every == 0):
+                evals[str(step + 1)] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
+                metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval")
+            sink.log(step + 1, metrics)
+            progress.update(step, {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]})
+            if last or (step + 1) % cfg.save_every == 0:
+                save_checkpoint(run_dir, step + 1, policy, optimizer, scheduler,
+                                {"data_position": (step + 1) * cfg.prompts_per_step, "evals": evals})
+        progress.close()
+        sink.close()
+    finally:
+        env.close()
     policy.save_pretrained(run_dir / "adapter")
     summary = summarize(evals, cfg)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))

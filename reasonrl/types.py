@@ -107,9 +107,8 @@ class Batch:
             return None if x is None else x[index][:, :used]
         return Batch(tokens=self.tokens[index][:, : used + 1], mask=mask[:, :used],
                      sampler_logp=cut(self.sampler_logp), rewards=self.rewards[index],  # type: ignore[arg-type]
-                     group_size=self.group_size,
-                     groups=None if self.groups is None else self.groups[index], adv=cut(self.adv), old_logp=cut(self.old_logp),
-                     ref_logp=cut(self.ref_logp))
+                     group_size=self.group_size, groups=None if self.groups is None else self.groups[index],
+                     adv=cut(self.adv), old_logp=cut(self.old_logp), ref_logp=cut(self.ref_logp))
 
 
 def collate(trajectories: list[Trajectory], pad_id: int, group_size: int) -> Batch:

@@ -1,6 +1,7 @@
 """The loop on a tiny model: masks, one full step, LoRA leaves the base untouched, files on disk."""
 import json
 
+import pytest
 import torch
 
 from reasonrl.config import LoraConfig, ModelConfig
@@ -68,3 +69,14 @@ def test_one_full_step_writes_the_run_and_keeps_base_weights(tmp_path):
     assert changed > 0
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 2 and summary["before"]["problems"] == 8
+
+
+def test_reference_is_never_run_without_kl(tmp_path, monkeypatch):
+    import reasonrl.update
+
+    def forbidden(model):
+        raise AssertionError("the reference policy ran although algo.kl.coef=0")
+    monkeypatch.setattr(reasonrl.update, "reference", forbidden)
+    train(tiny_config(tmp_path, "steps=1", "algo.kl.coef=0"), quiet=True)
+    with pytest.raises(AssertionError, match="reference policy ran"):
+        train(tiny_config(tmp_path, "steps=1", "algo.kl.coef=0.1", "name=kl"), quiet=True)
