@@ -111,6 +111,20 @@ def torch_threads(threads: int | None) -> None:
     torch.set_num_threads(threads or torch.get_num_threads())
 
 
+def quiet_libraries() -> None:
+    """Keep the console for our progress: no per-tensor loading bars or deprecation notices from libraries."""
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*past_key_values.*")
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasonrl", description="RL for reasoning language models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -139,6 +153,7 @@ def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_libraries()
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
