@@ -17,6 +17,10 @@ from typing import Any, Literal
 
 import yaml
 
+from reasonrl.algo_config import (AlgoConfig, CISPOLoss, CriticConfig, DynamicSamplingConfig,  # noqa: F401
+                                   GSPOLoss, KLConfig, OverlongConfig, PolicyLossConfig, PPOClipLoss,
+                                   ReinforceLoss)
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -102,42 +106,6 @@ class EngineConfig:
 
 
 @dataclass(frozen=True)
-class KLConfig:
-    coef: float = 0.0
-    """Weight of the KL-to-reference term in the loss; 0 never runs the reference."""
-    estimator: Literal["k1", "k2", "k3"] = "k3"
-    """KL estimator; k3 is unbiased and non-negative (DeepSeekMath)."""
-
-
-@dataclass(frozen=True)
-class PPOClipLoss:
-    name: Literal["ppo_clip"] = "ppo_clip"
-    """Policy loss (see `reasonrl list`)."""
-    clip_low: float = 0.2
-    """Lower clip: the ratio is kept above 1 - clip_low."""
-    clip_high: float = 0.2
-    """DAPO's clip-higher uses 0.28."""
-
-
-@dataclass(frozen=True)
-class AlgoConfig:
-    advantage: str = "grpo"
-    """Advantage estimator (see `reasonrl list`)."""
-    scale_by_std: bool = True
-    """GRPO divides by the group's std; Dr.GRPO does not."""
-    std_eps: float = 1e-6
-    """Added to the group std before dividing."""
-    loss: PPOClipLoss = field(default_factory=PPOClipLoss)
-    aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
-                         "seq-mean-token-sum-norm"] = "token-mean"
-    """How per-token losses become one number: token-mean (DAPO), seq-mean-token-mean (GRPO paper),
-    seq-mean-token-sum, seq-mean-token-sum-norm (Dr.GRPO's constant)."""
-    kl: KLConfig = field(default_factory=KLConfig)
-    epochs: int = 1
-    """Passes over each rollout batch (mu); >1 needs old log-probs and makes the clip matter."""
-
-
-@dataclass(frozen=True)
 class OptimConfig:
     lr: float = 2e-4
     """LoRA learning rate (about 10x a full fine-tune's)."""
@@ -204,7 +172,8 @@ class RunConfig:
                     "samples_per_prompt": self.samples_per_prompt, "save_every": self.save_every,
                     "optim.micro_batch_size": self.optim.micro_batch_size,
                     "sampling.max_new_tokens": self.sampling.max_new_tokens, "lora.rank": self.lora.rank,
-                    "algo.epochs": self.algo.epochs, "task.eval_size": self.task.eval_size,
+                    "algo.epochs": self.algo.epochs, "algo.mini_batches": self.algo.mini_batches,
+                    "task.eval_size": self.task.eval_size,
                     "rewards.workers": self.rewards.workers, "eval.samples": self.eval.samples}
         for key, value in positive.items():
             if value < 1:
@@ -214,6 +183,15 @@ class RunConfig:
                              "greedy samples give a group no variance")
         if self.algo.kl.coef < 0:
             raise ValueError(f"algo.kl.coef must be >= 0, got {self.algo.kl.coef}")
+        if self.batch_size % self.algo.mini_batches:
+            raise ValueError(f"prompts_per_step*samples_per_prompt ({self.prompts_per_step}*{self.samples_per_prompt}"
+                             f"={self.batch_size}) must be divisible by algo.mini_batches ({self.algo.mini_batches})")
+        if self.algo.overlong.buffer > self.sampling.max_new_tokens:
+            raise ValueError(f"algo.overlong.buffer ({self.algo.overlong.buffer}) must be <= sampling.max_new_tokens "
+                             f"({self.sampling.max_new_tokens}): the penalty zone is the last `buffer` tokens")
+        if self.algo.dynamic_sampling.enabled and self.samples_per_prompt < 2:
+            raise ValueError("algo.dynamic_sampling.enabled needs samples_per_prompt >= 2: a group of one sample "
+                             "always has equal rewards")
         if not self.rewards.components:
             raise ValueError("rewards.components is empty; give at least one, e.g. {correct: 1.0}")
         if self.task.name == "jsonl" and not self.task.path:
@@ -245,6 +223,9 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         args = typing.get_args(tp)
         if value is None and type(None) in args:
             return None
+        variants = _variants(args)
+        if variants:
+            return _convert_variant(value, variants, where)
         errors = []
         for arg in (a for a in args if a is not type(None)):
             try:
@@ -281,6 +262,37 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
             raise ValueError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
         return value
     raise ValueError(f"{where}: unsupported type {tp}")
+
+
+def _variants(args: tuple[Any, ...]) -> dict[str, type] | None:
+    """{name: class} when every member of a union is a dataclass with a Literal `name` (a discriminated union)."""
+    out = {}
+    for arg in args:
+        hint = typing.get_type_hints(arg).get("name") if dataclasses.is_dataclass(arg) else None
+        if typing.get_origin(hint) is not Literal:
+            return None
+        out[typing.get_args(hint)[0]] = arg
+    return out
+
+
+def _convert_variant(value: Any, variants: dict[str, type], where: str) -> Any:
+    """Pick the dataclass by `name` (default: the first variant); `algo.loss=gspo` is short for `algo.loss.name=gspo`.
+    Its defaults apply and a field of another variant is an unknown key."""
+    if isinstance(value, tuple(variants.values())):
+        return value
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict):
+        raise ValueError(f"{where}: expected a mapping with a name ({', '.join(variants)}), got {value!r}")
+    name = value.get("name", next(iter(variants)))
+    if name not in variants:
+        close = difflib.get_close_matches(str(name), variants, n=1, cutoff=0.5)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValueError(f"{where}.name: {name!r} is not one of {', '.join(map(repr, variants))}{hint}")
+    try:
+        return _build(variants[name], value, where)
+    except ValueError as e:
+        raise ValueError(f"{e} (with {where}.name={name})") from None
 
 
 def _build(cls: type, data: dict[str, Any], where: str = "") -> Any:

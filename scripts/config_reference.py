@@ -1,19 +1,24 @@
 """Print the config reference (every key, its default and its doc string) as a Markdown table for the README.
 
     .venv/bin/python scripts/config_reference.py
+
+A section that is a union of variants chosen by `name` (algo.loss) lists the fields of every variant.
 """
 import ast
 import dataclasses
+import typing
 from pathlib import Path
 
+import reasonrl.algo_config as algo_config
 import reasonrl.config as config
 
 
 def field_docs() -> dict[tuple[str, str], str]:
-    """(class name, field name) -> the string literal written under the field in config.py."""
-    tree = ast.parse(Path(config.__file__).read_text())
+    """(class name, field name) -> the string literal written under the field in config.py or algo_config.py."""
     docs = {}
-    for cls in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+    classes = [n for module in (config, algo_config) for n in ast.parse(Path(module.__file__).read_text()).body
+               if isinstance(n, ast.ClassDef)]
+    for cls in classes:
         body = cls.body
         for node, after in zip(body, body[1:]):
             if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
@@ -21,15 +26,24 @@ def field_docs() -> dict[tuple[str, str], str]:
     return docs
 
 
-def rows(cls: type, prefix: str, docs: dict) -> list[str]:
+def variants(cls: type, name: str) -> list[type]:
+    """The dataclasses of a union-typed field (several for algo.loss), or [] for a plain field."""
+    args = typing.get_args(typing.get_type_hints(cls)[name])
+    return [a for a in args if dataclasses.is_dataclass(a)] if len(args) > 1 else []
+
+
+def rows(cls: type, prefix: str, docs: dict, tag: str = "") -> list[str]:
     out = []
     for f in dataclasses.fields(cls):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
-            out += rows(type(default), f"{prefix}{f.name}.", docs)
+            options = variants(cls, f.name) or [type(default)]
+            for option in options:
+                label = f"[{option().name}] " if len(options) > 1 else ""
+                out += rows(option, f"{prefix}{f.name}.", docs, label)
         else:
             doc = docs.get((cls.__name__, f.name), "")
-            out.append(f"| `{prefix}{f.name}` | `{default!r}` | {doc} |")
+            out.append(f"| `{prefix}{f.name}` | `{default!r}` | {tag}{doc} |")
     return out
 
 

@@ -48,3 +48,38 @@ def test_every_recipe_loads():
     assert recipes, "no recipes found"
     for path in recipes:
         load_config(path)
+
+
+def test_loss_is_chosen_by_name_with_its_own_defaults():
+    from reasonrl.config import CISPOLoss, GSPOLoss, PPOClipLoss
+    gspo = load_config(None, ["algo.loss.name=gspo", "algo.aggregation=seq-mean-token-mean"]).algo.loss
+    assert isinstance(gspo, GSPOLoss) and (gspo.clip_low, gspo.clip_high) == (3e-4, 4e-4)
+    assert load_config(None, ["algo.loss=cispo"]).algo.loss == CISPOLoss()  # short for algo.loss.name=cispo
+    assert load_config(None, ["algo.loss.clip_high=0.28"]).algo.loss == PPOClipLoss(clip_high=0.28)
+
+
+def test_loss_fields_of_another_variant_are_rejected():
+    with pytest.raises(ValueError, match=r"unknown config key 'algo.loss.clip_ratio_c'.*with algo.loss.name=gspo"):
+        load_config(None, ["algo.loss.name=gspo", "algo.aggregation=seq-mean-token-mean", "algo.loss.clip_ratio_c=3"])
+    with pytest.raises(ValueError, match=r"algo.loss.name: 'gsp' is not one of .*did you mean 'gspo'"):
+        load_config(None, ["algo.loss.name=gsp"])
+
+
+def test_saved_config_with_a_loss_variant_round_trips(tmp_path):
+    cfg = load_config(None, ["algo.loss=gspo", "algo.aggregation=seq-mean-token-mean", "algo.kl.placement=reward"])
+    save_config(cfg, tmp_path / "config.yaml")
+    assert load_config(tmp_path / "config.yaml") == cfg
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["algo.loss=gspo"], "needs algo.aggregation=seq-mean-token-mean"),
+    (["algo.loss.clip_ratio_c=0.5"], "clip_ratio_c must be > 1"),
+    (["algo.mini_batches=3"], r"\(4\*8=32\) must be divisible by algo.mini_batches \(3\)"),
+    (["algo.kl.target=0.1"], "needs algo.kl.coef > 0"),
+    (["algo.overlong.buffer=100"], r"algo.overlong.buffer \(100\) must be <= sampling.max_new_tokens \(64\)"),
+    (["algo.dynamic_sampling.enabled=true", "samples_per_prompt=1"], "needs samples_per_prompt >= 2"),
+    (["algo.gamma=1.5"], r"algo.gamma must be in \[0, 1\]"),
+])
+def test_algo_rules_fail_at_load(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, overrides)
