@@ -71,6 +71,9 @@ class Trajectory:
     reward: float = 0.0
     reward_parts: dict[str, float | None] = field(default_factory=dict)
     step_rewards: list[float] = field(default_factory=list)
+    """Reward of each step (process supervision); empty: one step, rewarded with `reward`."""
+    step_token_ends: list[int] = field(default_factory=list)
+    """Index in `tokens` of the last token of each step (a sampled token); empty: the last sampled token."""
     truncated: bool = False
     """True when generation hit the token limit instead of ending with EOS."""
     num_turns: int = 1
@@ -91,9 +94,14 @@ class Batch:
     rewards: Tensor      # (B,) float
     group_size: int      # G
     groups: Tensor | None = None    # (B,) long: the group (prompt) of each row
+    truncated: Tensor | None = None  # (B,) bool: hit the token limit (no EOS)
+    token_rewards: Tensor | None = None  # (B, T): the reward on each row's last sampled token, 0 elsewhere
+    step_rewards: Tensor | None = None   # (B, T): the reward of the step that ends at t, 0 elsewhere
+    step_ends: Tensor | None = None      # (B, T) bool: True where a step ends
     adv: Tensor | None = None       # (B, T)
     old_logp: Tensor | None = None  # (B, T)
     ref_logp: Tensor | None = None  # (B, T)
+    values: Tensor | None = None    # (B, T): critic values before the update (gae)
 
     @property
     def size(self) -> int:
@@ -105,10 +113,14 @@ class Batch:
         used = int(mask.any(0).nonzero().max().item()) + 1 if mask.any() else 1
         def cut(x: Tensor | None) -> Tensor | None:
             return None if x is None else x[index][:, :used]
+        def pick(x: Tensor | None) -> Tensor | None:
+            return None if x is None else x[index]
         return Batch(tokens=self.tokens[index][:, : used + 1], mask=mask[:, :used],
                      sampler_logp=cut(self.sampler_logp), rewards=self.rewards[index],  # type: ignore[arg-type]
-                     group_size=self.group_size, groups=None if self.groups is None else self.groups[index],
-                     adv=cut(self.adv), old_logp=cut(self.old_logp), ref_logp=cut(self.ref_logp))
+                     group_size=self.group_size, groups=pick(self.groups), truncated=pick(self.truncated),
+                     token_rewards=cut(self.token_rewards), step_rewards=cut(self.step_rewards),
+                     step_ends=cut(self.step_ends), adv=cut(self.adv), old_logp=cut(self.old_logp),
+                     ref_logp=cut(self.ref_logp), values=cut(self.values))
 
 
 def collate(trajectories: list[Trajectory], pad_id: int, group_size: int) -> Batch:
@@ -128,5 +140,35 @@ def collate(trajectories: list[Trajectory], pad_id: int, group_size: int) -> Bat
     rewards = torch.tensor([t.reward for t in trajectories], dtype=torch.float32)  # (B,)
     # Shift by one: position t predicts token t+1.
     groups = torch.tensor([t.group for t in trajectories], dtype=torch.long)      # (B,)
-    return Batch(tokens=tokens, mask=mask[:, 1:], sampler_logp=logp[:, 1:], rewards=rewards,
-                 group_size=group_size, groups=groups)
+    truncated = torch.tensor([t.truncated for t in trajectories], dtype=torch.bool)  # (B,)
+    mask = mask[:, 1:]                                                             # (B, T)
+    last = mask.shape[1] - 1 - mask.flip(1).float().argmax(1)                      # (B,) last sampled position
+    token_rewards = torch.zeros(mask.shape).scatter(1, last[:, None], rewards[:, None]) * mask  # (B, T)
+    step_rewards, step_ends = step_tensors(trajectories, mask, last)               # (B, T), (B, T)
+    return Batch(tokens=tokens, mask=mask, sampler_logp=logp[:, 1:], rewards=rewards, group_size=group_size,
+                 groups=groups, truncated=truncated, token_rewards=token_rewards, step_rewards=step_rewards,
+                 step_ends=step_ends)
+
+
+def step_tensors(trajectories: list[Trajectory], mask: Tensor, last: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-step rewards placed at the position of each step's last token: (B, T) rewards, (B, T) bool ends.
+
+    A trajectory without step boundaries is one step that ends at its last sampled token, rewarded with its
+    reward (outcome supervision). Token index i of Trajectory.tokens is position i - 1 of the (B, T) tensors.
+    """
+    import torch
+
+    step_rewards = torch.zeros(mask.shape)                                         # (B, T)
+    step_ends = torch.zeros(mask.shape, dtype=torch.bool)                          # (B, T)
+    for i, t in enumerate(trajectories):
+        ends = [e - 1 for e in t.step_token_ends] or [int(last[i])]
+        values = t.step_rewards if t.step_token_ends else [t.reward]
+        if len(t.step_rewards) > 1 and not t.step_token_ends:
+            raise ValueError(f"trajectory {i} ({t.example.id}) has {len(t.step_rewards)} step rewards but no "
+                             "step_token_ends; give the token index where each step ends")
+        if len(values) != len(ends) or not all(0 <= e < mask.shape[1] and mask[i, e] for e in ends):
+            raise ValueError(f"trajectory {i} ({t.example.id}): {len(values)} step rewards for step ends "
+                             f"{t.step_token_ends}; each step needs one reward and must end on a sampled token")
+        step_ends[i, ends] = True
+        step_rewards[i, ends] = torch.tensor(values, dtype=torch.float32)
+    return step_rewards, step_ends
