@@ -147,20 +147,31 @@ def token_logprobs(model: nn.Module, tokens: Tensor, temperature: float = 1.0,
 
     Works in chunks over time so the full (B, T, V) float32 log-softmax is never materialised at once.
     """
+    return _token_forward(model, tokens, temperature, attention_mask, with_entropy=False)[0]
+
+
+def _token_forward(model: nn.Module, tokens: Tensor, temperature: float, attention_mask: Tensor | None,
+                   with_entropy: bool) -> tuple[Tensor, Tensor | None]:
     inputs = tokens[:, :-1]                                                       # (B, T)
     out = model(input_ids=inputs, attention_mask=attention_mask, use_cache=False, logits_to_keep=0)
-    logits = out.logits                                                           # (B, T, V)
-    return _chunked_logprobs(logits, tokens[:, 1:], temperature)                  # (B, T)
+    return _chunked_logprobs(out.logits, tokens[:, 1:], temperature, with_entropy)  # (B, T), (B, T)
 
 
-def _chunked_logprobs(logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
-    """(B, T, V) logits, (B, T) targets -> (B, T) float32 log-probs, 64 positions at a time."""
-    chunks = []
+def _chunked_logprobs(logits: Tensor, targets: Tensor, temperature: float,
+                      with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+    """(B, T, V) logits, (B, T) targets -> (B, T) float32 log-probs and, when asked, (B, T) entropies of the
+    tempered distribution, 64 positions at a time. Entropy reuses the chunk's logsumexp:
+    H = logsumexp(z) - sum_v softmax(z)_v z_v, so it costs one softmax more and keeps its gradient."""
+    chunks, entropies = [], []
     for start in range(0, logits.shape[1], 64):
         part = logits[:, start:start + 64].float() / temperature                 # (B, t, V)
+        lse = torch.logsumexp(part, dim=-1)                                       # (B, t)
         picked = part.gather(-1, targets[:, start:start + 64, None]).squeeze(-1)  # (B, t)
-        chunks.append(picked - torch.logsumexp(part, dim=-1))
-    return torch.cat(chunks, dim=1)                                               # (B, T)
+        chunks.append(picked - lse)
+        if with_entropy:
+            entropies.append(lse - (part.softmax(-1) * part).sum(-1))             # (B, t)
+    entropy = torch.cat(entropies, dim=1) if with_entropy else None               # (B, T)
+    return torch.cat(chunks, dim=1), entropy                                      # (B, T)
 
 
 def completion_spans(mask: Tensor) -> tuple[Tensor, Tensor] | None:
@@ -180,9 +191,15 @@ def shared_prompt_logprobs(model: nn.Module, tokens: Tensor, mask: Tensor, group
     """Same result as token_logprobs on the trained positions, but each group's prompt is run once.
 
     tokens (B, T+1) right-padded [prompt, completion, pad]; mask (B, T) one contiguous span per row; rows
-    with equal group_ids (B,) share their prompt. The prompts' KV cache (with gradients) is computed once per
-    group and indexed out to its rows, then the completions run on top of it. Positions outside the mask
-    get log-prob 0.
+    with equal group_ids (B,) share their prompt. Positions outside the mask get log-prob 0.
+    """
+    return _shared_forward(model, tokens, mask, group_ids, temperature, with_entropy=False)[0]
+
+
+def _shared_forward(model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: Tensor, temperature: float,
+                    with_entropy: bool) -> tuple[Tensor, Tensor | None]:
+    """shared_prompt_logprobs with optional (B, T) entropies. The prompts' KV cache (with gradients) is computed
+    once per group and indexed out to its rows, then the completions run on top of it.
     """
     from transformers import DynamicCache
 
@@ -211,18 +228,27 @@ def shared_prompt_logprobs(model: nn.Module, tokens: Tensor, mask: Tensor, group
         rest = model(input_ids=completion[:, :-1], attention_mask=row_attn[:, :-1],
                      position_ids=positions[:, :-1], use_cache=True, **kwargs).logits  # (B, C-1, V)
         logits = torch.cat([logits, rest], dim=1)                                 # (B, C, V)
-    logp = _chunked_logprobs(logits, completion, temperature)                     # (B, C)
-    logp = logp * (offsets < length[:, None])                                     # zero past each row's end
-    out = torch.zeros(mask.shape[0], mask.shape[1] + width, dtype=logp.dtype)
-    return out.scatter(1, start[:, None] + offsets, logp)[:, : mask.shape[1]]     # (B, T)
+    logp, entropy = _chunked_logprobs(logits, completion, temperature, with_entropy)  # (B, C), (B, C)
+    inside = offsets < length[:, None]                                            # (B, C) zero past each row's end
+
+    def place(x: Tensor) -> Tensor:  # (B, C) completion positions -> (B, T)
+        out = torch.zeros(mask.shape[0], mask.shape[1] + width, dtype=x.dtype)
+        return out.scatter(1, start[:, None] + offsets, x * inside)[:, : mask.shape[1]]
+    return place(logp), None if entropy is None else place(entropy)
 
 
 def policy_logprobs(model: nn.Module, tokens: Tensor, mask: Tensor, groups: Tensor | None,
                     temperature: float = 1.0) -> Tensor:
     """(B, T) log-probs on the trained positions: shared prompts when the layout allows, else a plain pass."""
+    return policy_logprobs_entropy(model, tokens, mask, groups, temperature, with_entropy=False)[0]
+
+
+def policy_logprobs_entropy(model: nn.Module, tokens: Tensor, mask: Tensor, groups: Tensor | None,
+                            temperature: float = 1.0, with_entropy: bool = True) -> tuple[Tensor, Tensor | None]:
+    """policy_logprobs and (B, T) token entropies of the tempered policy (None when with_entropy is False)."""
     if groups is not None and completion_spans(mask) is not None:
-        return shared_prompt_logprobs(model, tokens, mask, groups, temperature)
-    return token_logprobs(model, tokens, temperature)
+        return _shared_forward(model, tokens, mask, groups, temperature, with_entropy)
+    return _token_forward(model, tokens, temperature, None, with_entropy)
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

@@ -76,3 +76,18 @@ def test_reference_is_the_adapter_disabled_base(tiny):
     assert not torch.allclose(policy, ref)
     with torch.no_grad(), model.disable_adapter():
         assert torch.equal(token_logprobs(model, tokens), ref)
+
+
+def test_entropy_from_the_chunks_matches_a_direct_computation_on_both_paths(tiny):
+    from reasonrl.model import policy_logprobs_entropy
+    model, tok = tiny
+    tokens, mask, groups = grouped_batch(tok)
+    with torch.no_grad():
+        logits = model(input_ids=tokens[:, :-1]).logits / 0.7                   # (B, T, V)
+        want = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)            # (B, T)
+        shared_logp, shared = policy_logprobs_entropy(model, tokens, mask, groups, 0.7)
+        plain_logp, plain = policy_logprobs_entropy(model, tokens, mask, None, 0.7)
+    assert torch.allclose(plain, want, atol=1e-5)
+    assert torch.allclose(shared[mask], want[mask], atol=1e-5) and (shared[~mask] == 0).all()
+    assert torch.allclose(shared_logp, plain_logp * mask, atol=1e-5)
+    assert policy_logprobs_entropy(model, tokens, mask, groups, 0.7, with_entropy=False)[1] is None
