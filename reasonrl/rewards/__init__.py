@@ -17,4 +17,4 @@ RewardFn = Callable[..., "float | None"]
 
 REWARDS: Registry[RewardFn] = Registry("reward")
 
-from reasonrl.rewards import builtin  # noqa: E402,F401  (registers the built-in rewards)
+from reasonrl.rewards import builtin, code  # noqa: E402,F401  (registers the built-in rewards)
