@@ -20,6 +20,9 @@ class SamplingParams:
     temperature: float = 1.0
     """0 means greedy."""
     top_p: float = 1.0
+    min_new_tokens: int = 0
+    """Stop tokens are not sampled before this many tokens (fixed-length benchmarks); like top_p, this changes
+    where samples come from, not the reported log-probs."""
 
 
 @dataclass

@@ -18,18 +18,22 @@ from reasonrl.engine import ENGINES, Completion, SamplingParams
 from reasonrl.tokenizer import stop_token_ids
 
 
-def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generator,
+                blocked: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """(B, V) logits -> sampled token (B,) and its log-prob (B,) under softmax(logits / T).
 
-    top_p restricts where samples come from but the reported log-prob stays that of the full tempered
-    distribution, which is what the trainer recomputes.
+    top_p and blocked tokens restrict where samples come from, but the reported log-prob stays that of the
+    full tempered distribution, which is what the trainer recomputes.
     """
     logits = logits.float()
     if params.temperature == 0:
-        token = logits.argmax(-1)                                               # (B,)
+        choice = logits if blocked is None else logits.index_fill(-1, blocked, float("-inf"))
+        token = choice.argmax(-1)                                                # (B,)
         return token, logits.log_softmax(-1).gather(-1, token[:, None]).squeeze(-1)
     logp = (logits / params.temperature).log_softmax(-1)                         # (B, V)
     probs = logp.exp()
+    if blocked is not None:
+        probs = probs.index_fill(-1, blocked, 0.0)
     if params.top_p < 1.0:
         sorted_p, order = probs.sort(-1, descending=True)                        # (B, V)
         outside = sorted_p.cumsum(-1) - sorted_p > params.top_p                  # (B, V)
@@ -98,7 +102,8 @@ class HFEngine:
         finished = [False] * rows
         stop = torch.tensor(self.stop_ids)
         for step in range(params.max_new_tokens):
-            token, logp = sample_next(logits, params, generator)                 # (b,), (b,)
+            blocked = stop if step < params.min_new_tokens else None
+            token, logp = sample_next(logits, params, generator, blocked)        # (b,), (b,)
             for row, t, lp in zip(active.tolist(), token.tolist(), logp.tolist()):
                 tokens[row].append(t)
                 logps[row].append(lp)

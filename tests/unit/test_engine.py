@@ -70,3 +70,13 @@ def test_top_p_samples_only_from_the_nucleus():
     tokens, logp = sample_next(logits, SamplingParams(1, 1.0, top_p=0.7), gen)
     assert set(tokens.tolist()) <= {0, 1}
     assert torch.allclose(logp, torch.log(torch.tensor([0.5, 0.3]))[tokens])
+
+
+def test_min_new_tokens_gives_fixed_lengths(tiny):
+    model, tok = tiny
+    with torch.no_grad():
+        model.base_model.model.lm_head.weight[tok.eos_token_id] *= 30.0  # EOS likely
+    engine = HFEngine(model, tok, EngineConfig())
+    out = engine.generate(prompts(tok), SamplingParams(max_new_tokens=6, temperature=1.0, min_new_tokens=6), n=4,
+                          seed=0)
+    assert all(len(c.token_ids) == 6 and tok.eos_token_id not in c.token_ids for g in out for c in g)
