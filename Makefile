@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast lint
+.PHONY: setup demo test test-fast bench
 
 setup:
 	@bash scripts/setup.sh
@@ -17,3 +17,7 @@ test: setup
 
 test-fast: setup
 	$(PY) -m pytest -q
+
+bench: setup   # reasonrl vs TRL's GRPOTrainer on the same GRPO work (see bench/grpo_bench.py)
+	bash bench/setup.sh
+	bench/.venv/bin/python bench/grpo_bench.py
