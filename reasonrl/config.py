@@ -52,25 +52,32 @@ class LoraConfig:
 @dataclass(frozen=True)
 class TaskConfig:
     name: str = "reasoning_gym:basic_arithmetic"
-    """'reasoning_gym:<dataset>' or 'jsonl' (with path)."""
+    """'reasoning_gym:<dataset>'; a file ('jsonl', 'json', 'csv', 'parquet', with path); 'hf' (a Hugging Face
+    dataset: a save_to_disk directory, or a name or data directory in the local cache, with path); or 'code'
+    (the built-in Python problems with unit tests)."""
     path: str | None = None
-    """Data file for file-based tasks."""
+    """Data file (or dataset directory / name) for file-based and hf tasks."""
     options: dict[str, Any] = field(default_factory=dict)
-    """Passed to the task's generator (for reasoning-gym: its dataset config, e.g. max_terms: 2)."""
+    """Passed to the task's generator (reasoning-gym: its dataset config, e.g. max_terms: 2; hf: split, name)."""
     prompt_field: str = "prompt"
     """Field of a file record that holds the prompt (a string or a list of chat messages)."""
     answer_field: str = "answer"
-    """Field of a file record that holds the reference answer."""
+    """Field of a file record that holds the reference answer (optional in records that have tests)."""
+    tests_field: str = "tests"
+    """Field of a file record that holds unit tests for code_tests: a list of assert snippets or one source."""
     system_prompt: str | None = None
     """None uses the chat template's default."""
-    instruction: str = "Give your final answer on the last line in the form: Answer: <answer>"
-    """Appended to every question (empty string: nothing)."""
+    instruction: str | None = None
+    """Appended to every question. None: the task's own ('Answer: <answer>' last line; a ```python block for
+    code); empty string: nothing."""
+    few_shot: int = 0
+    """Solved examples shown before each question, drawn deterministically from train (never from eval)."""
     train_size: int = 5000
     """Training problems (generated tasks make this many; files are capped at it)."""
     eval_size: int = 100
     """Held-out problems, never used for training (checked)."""
     seed: int = 0
-    """Seed of the train/eval split and of generated problems."""
+    """Seed of the train/eval split, of few-shot choices and of generated problems."""
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,10 @@ class RewardConfig:
     components: dict[str, float] = field(default_factory=lambda: {"correct": 1.0, "format": 0.1})
     """Reward name -> weight. Names from `reasonrl list`, or 'module:function' / 'path/file.py:function'."""
     options: dict[str, dict[str, Any]] = field(default_factory=dict)
-    """Per-component keyword arguments, e.g. {format: {pattern: '...'}}."""
+    """Per-component keyword arguments, e.g. {format: {pattern: '...'}, steps: {credit: first_error}}."""
+    gates: dict[str, str] = field(default_factory=dict)
+    """Component -> the component that must pass for it to count, e.g. {format: correct} (threshold 1.0) or
+    {format: 'correct>=0.5'}. Gated parts are still logged."""
     timeout_s: float = 10.0
     """Per-call timeout of a reward function (it runs in a worker process)."""
     workers: int = 2
@@ -194,8 +204,10 @@ class RunConfig:
                              "always has equal rewards")
         if not self.rewards.components:
             raise ValueError("rewards.components is empty; give at least one, e.g. {correct: 1.0}")
-        if self.task.name == "jsonl" and not self.task.path:
-            raise ValueError("task.name=jsonl needs task.path=<file.jsonl>")
+        if self.task.name in ("jsonl", "json", "csv", "parquet", "hf") and not self.task.path:
+            raise ValueError(f"task.name={self.task.name} needs task.path=<file or dataset>")
+        if self.task.few_shot < 0:
+            raise ValueError(f"task.few_shot must be >= 0, got {self.task.few_shot}")
 
     @property
     def batch_size(self) -> int:

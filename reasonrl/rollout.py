@@ -47,7 +47,47 @@ def rollout(env: Env, engine: Engine, tokenizer: Any, examples: list[Example], n
                              "environments need the multi-turn rollout")
         t.reward, t.reward_parts, t.step_rewards = result.reward, result.reward_parts, [result.reward]
         t.info = result.info
+        if result.reward_steps and not math.isnan(result.reward) and any(t.mask):
+            t.step_rewards, t.step_token_ends = token_steps(tokenizer, t, result.reward_steps)
     return trajectories
+
+
+def char_to_token_ends(tokenizer: Any, ids: list[int], char_ends: list[int]) -> list[int]:
+    """For each character offset into decode(ids), the index in ids of the token that completes it: the
+    smallest k with len(decode(ids[:k+1])) >= offset (binary search over decoded prefix lengths)."""
+    lengths: dict[int, int] = {}
+
+    def decoded(k: int) -> int:
+        if k not in lengths:
+            lengths[k] = len(tokenizer.decode(ids[:k], skip_special_tokens=True))
+        return lengths[k]
+
+    out = []
+    for end in char_ends:
+        lo, hi = 1, len(ids)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if decoded(mid) >= end:
+                hi = mid
+            else:
+                lo = mid + 1
+        out.append(lo - 1)
+    return out
+
+
+def token_steps(tokenizer: Any, t: Trajectory, steps: list[tuple[int, float]]) -> tuple[list[float], list[int]]:
+    """Per-step rewards and the index in t.tokens where each step ends: every reported step at the token
+    where its text ends (steps ending on one token are summed), and the rest of t.reward (the outcome
+    components) at the last sampled token. The step rewards sum to t.reward."""
+    first = t.mask.index(True)
+    ids = t.tokens[first:]
+    by_token: dict[int, float] = {}
+    for index, (_, value) in zip(char_to_token_ends(tokenizer, ids, [end for end, _ in steps]), steps):
+        by_token[first + index] = by_token.get(first + index, 0.0) + value
+    last = len(t.tokens) - 1
+    by_token[last] = by_token.get(last, 0.0) + t.reward - sum(value for _, value in steps)
+    ends = sorted(by_token)
+    return [by_token[e] for e in ends], ends
 
 
 def drop_failed_groups(trajectories: list[Trajectory], n: int) -> list[Trajectory]:

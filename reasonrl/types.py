@@ -52,6 +52,9 @@ class StepResult:
     reward_parts: dict[str, float | None] = field(default_factory=dict)
     """Per-component rewards (unweighted), None where a component does not apply."""
     info: dict[str, Any] = field(default_factory=dict)
+    reward_steps: list[tuple[int, float]] = field(default_factory=list)
+    """(end offset in the action text, weighted reward) of each step that a StepScores reward reported; the
+    rest of `reward` belongs to the action's last token. Empty: the whole reward is an outcome reward."""
 
 
 @dataclass

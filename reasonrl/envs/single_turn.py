@@ -20,7 +20,8 @@ class SingleTurnEnv:
         """Score every action at once (rewards run in parallel worker processes)."""
         scored = self.rewards.score(actions, [e.example for e in episodes])
         return [StepResult(observation=None, reward=s.total if s.total is not None else float("nan"), done=True,
-                           reward_parts=s.parts, info={"errors": s.errors, "dropped": s.total is None})
+                           reward_parts=s.parts, reward_steps=s.steps,
+                           info={"errors": s.errors, "dropped": s.total is None, "gated": s.gated})
                 for s in scored]
 
     def close(self) -> None:

@@ -59,6 +59,8 @@ class Outcome:
 
     value: float | None
     error: str | None = None
+    steps: tuple[tuple[int, float], ...] = ()
+    """(end offset in the completion, value) per step, when the reward returned StepScores."""
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -171,17 +173,36 @@ def _error_text(e: BaseException) -> str:
     return f"{type(e).__name__}: {e}{where}"
 
 
-def _run_one(cache: dict[str, Callable[..., Any]], ref: str, payload: bytes) -> tuple[float | None, str | None]:
+def check_result(value: Any, name: str = "reward") -> tuple[float | None, tuple[tuple[int, float], ...]]:
+    """A reward's return value -> (value, steps). An object with .total and .steps (StepScores) gives steps:
+    (end offset, value) pairs. Raises TypeError/ValueError naming `name` for anything else."""
+    raw_steps = getattr(value, "steps", None)
+    if raw_steps is None or not hasattr(value, "total"):
+        return check_value(value, name), ()
+    total = check_value(value.total, f"{name} (total)")
+    steps = []
+    for end, step_value in raw_steps:
+        if not isinstance(end, int) or end < 0:
+            raise ValueError(f"{name} gave step end {end!r}; use a character offset (int >= 0)")
+        steps.append((end, check_value(step_value, f"{name} (step ending at {end})")))
+    if total is None and steps:
+        raise ValueError(f"{name} returned steps with total None; give a total")
+    return total, tuple((end, float(v)) for end, v in steps if v is not None)
+
+
+def _run_one(cache: dict[str, Callable[..., Any]], ref: str,
+             payload: bytes) -> tuple[float | None, str | None, tuple[tuple[int, float], ...]]:
     try:
         if ref not in cache:
             cache[ref] = resolve_function(ref)
         value = cache[ref](**pickle.loads(payload))
     except Exception as e:  # the reward's own error, reported to the parent; the worker keeps serving
-        return None, _error_text(e)
+        return None, _error_text(e), ()
     try:
-        return check_value(value, f"reward {ref!r}"), None
+        total, steps = check_result(value, f"reward {ref!r}")
+        return total, None, steps
     except (TypeError, ValueError) as e:
-        return None, f"{type(e).__name__}: {e}"
+        return None, f"{type(e).__name__}: {e}", ()
 
 
 def worker_main(fd: int) -> None:
@@ -339,9 +360,9 @@ class WorkerPool:
                     raise RuntimeError(f"reward worker failed to start: {message[1]}")
                 worker.ready = True
                 continue
-            call_id, value, error = message
+            call_id, value, error, steps = message
             assert call_id == worker.call, "a worker answered a call it was not given"
-            outcomes[call_id] = Outcome(value, error)
+            outcomes[call_id] = Outcome(value, error, steps)
             worker.call, worker.deadline = None, math.inf
 
     def _on_death(self, worker: _Worker, outcomes: list[Outcome | None]) -> None:

@@ -2,30 +2,32 @@
 
     task = load_task(TaskConfig(name="reasoning_gym:basic_arithmetic", options={"max_terms": 2}))
     task = load_task(TaskConfig(name="jsonl", path="data.jsonl", prompt_field="question"))
-    task.train, task.eval                                  # list[Example], disjoint by question text
+    task = load_task(TaskConfig(name="code", few_shot=1))
+    task.train, task.eval                                  # list[Example], disjoint by question (checked)
 
-reasoning_gym:<dataset> generates train and eval with two seeds derived from task.seed; eval problems whose
-question is also in train are replaced, so eval holds exactly task.eval_size unseen problems. jsonl files
-are split by a hash of (task.seed, prompt): the same file and seed always give the same split.
-Prompt = [system prompt, if any] + user message (question + "\\n" + task.instruction).
+Kinds (TASKS): reasoning_gym:<dataset> (tasks/gym.py); jsonl, json, csv, parquet, hf (tasks/files.py);
+code, the built-in Python problems with unit tests (tasks/code.py). Generated tasks use two seeds derived
+from task.seed; files are split by a hash of (task.seed, prompt), so the same data and seed always give
+the same split. Prompt = [system prompt] + [few-shot pairs] + user message (question + "\\n" + instruction).
+Few-shot examples come from train only, chosen per example by a seed derived from (task.seed, example id).
 """
 from __future__ import annotations
 
-import difflib
+import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, fields
-from pathlib import Path
+import random
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from reasonrl.config import TaskConfig
 from reasonrl.registry import Registry
 from reasonrl.types import Example, Message
 
-_RESERVED_OPTIONS = {"seed": "task.seed", "size": "task.train_size / task.eval_size"}
-"""reasoning-gym config fields that the task sets itself."""
-_EVAL_TRIES_PER_EXAMPLE = 20
-"""How many candidates per wanted eval problem before giving up on finding distinct unseen ones."""
+ANSWER_INSTRUCTION = "Give your final answer on the last line in the form: Answer: <answer>"
+"""The instruction of math and question-answer tasks (task.instruction=None)."""
+CODE_INSTRUCTION = "Reply with the complete Python function in one ```python code block."
+"""The instruction of problems that have unit tests (task.instruction=None)."""
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,7 @@ def load_task(cfg: TaskConfig) -> Task:
                          f"{', '.join(TASKS.names())} (e.g. 'reasoning_gym:basic_arithmetic' or 'jsonl')")
     task = TASKS.get(kind)(cfg)
     check_disjoint(task)
-    return task
+    return add_few_shot(task, cfg.few_shot, cfg.seed) if cfg.few_shot else task
 
 
 def check_disjoint(task: Task) -> None:
@@ -70,9 +72,15 @@ def derive_seed(seed: int, purpose: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{purpose}".encode()).digest()[:4], "big") >> 1
 
 
-def make_prompt(question: str, cfg: TaskConfig) -> list[Message]:
+def instruction(cfg: TaskConfig, default: str) -> str:
+    """task.instruction, or the task's own default when it is None."""
+    return default if cfg.instruction is None else cfg.instruction
+
+
+def make_prompt(question: str, cfg: TaskConfig, default_instruction: str = ANSWER_INSTRUCTION) -> list[Message]:
     """[system prompt if set] + the question with the instruction on its own line."""
-    content = f"{question}\n{cfg.instruction}" if cfg.instruction else question
+    text = instruction(cfg, default_instruction)
+    content = f"{question}\n{text}" if text else question
     system: list[Message] = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     return system + [{"role": "user", "content": content}]
 
@@ -87,173 +95,45 @@ def plain(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------------------
-# reasoning-gym
+# Few-shot examples
 
-def reasoning_gym_names() -> list[str]:
-    """Every reasoning-gym dataset name (usable as task.name=reasoning_gym:<name>)."""
-    from reasoning_gym.factory import DATASETS
-    return sorted(DATASETS)
-
-
-def _rg_config_class(dataset: str) -> type:
-    from reasoning_gym.factory import DATASETS
-    if dataset not in DATASETS:
-        close = difflib.get_close_matches(dataset, DATASETS, n=5, cutoff=0.5)
-        hint = f"; did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown reasoning-gym dataset {dataset!r} in task.name{hint} "
-                         f"(`reasonrl list` shows all {len(DATASETS)})")
-    return DATASETS[dataset][1]
+def shot_reply(example: Example) -> str | None:
+    """What a solved example shows as the assistant's turn: the reference solution in a ```python block
+    (code), else "Answer: <answer>"; None when the example has neither."""
+    solution = example.metadata.get("solution")
+    if isinstance(solution, str) and solution.strip():
+        return f"```python\n{solution.strip()}\n```"
+    return None if example.answer is None else f"Answer: {example.answer}"
 
 
-def check_rg_options(dataset: str, options: dict[str, Any]) -> None:
-    """Every option must be a field of the dataset's config (and not seed/size, which the task sets)."""
-    valid = [f.name for f in fields(_rg_config_class(dataset)) if f.name not in _RESERVED_OPTIONS]
-    for key in options:
-        if key in _RESERVED_OPTIONS:
-            raise ValueError(f"task.options.{key} is set by the task; use {_RESERVED_OPTIONS[key]} instead")
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"task.options.{key} is not an option of reasoning-gym dataset {dataset!r}{hint}; "
-                             f"valid options: {', '.join(valid)}")
+def with_shots(example: Example, shots: list[Example]) -> Example:
+    """The example with user/assistant pairs from `shots` inserted after its system message(s)."""
+    pairs: list[Message] = []
+    for shot in shots:
+        pairs += [{"role": "user", "content": shot.prompt[-1]["content"]},
+                  {"role": "assistant", "content": shot_reply(shot) or ""}]
+    head = 0
+    while head < len(example.prompt) and example.prompt[head]["role"] == "system":
+        head += 1
+    return dataclasses.replace(example, prompt=example.prompt[:head] + pairs + example.prompt[head:])
 
 
-def _rg_dataset(dataset: str, options: dict[str, Any], seed: int, size: int) -> Any:
-    import reasoning_gym
-    try:
-        return reasoning_gym.create_dataset(dataset, seed=seed, size=size, **options)
-    except (AssertionError, ValueError, TypeError) as e:
-        raise ValueError(f"reasoning-gym dataset {dataset!r} rejected task.options {options}: "
-                         f"{type(e).__name__}: {e}") from e
+def add_few_shot(task: Task, k: int, seed: int) -> Task:
+    """Prepend k solved train examples to every prompt. Shots are drawn from train only (never eval), per
+    example with a seed derived from (seed, example id), and never include the example itself."""
+    pool = [e for e in task.train if shot_reply(e) is not None and e.prompt[-1]["role"] == "user"]
+    if len(pool) <= k:
+        raise ValueError(f"task.few_shot={k} needs more than {k} solved train examples (with an answer or a "
+                         f"solution); task {task.name!r} has {len(pool)}. Lower task.few_shot")
+
+    def shots_for(example: Example) -> list[Example]:
+        rng = random.Random(derive_seed(seed, f"few_shot/{example.id}"))
+        candidates = [e for e in pool if e.id != example.id]
+        return rng.sample(candidates, k)
+
+    return Task(name=task.name, train=[with_shots(e, shots_for(e)) for e in task.train],
+                eval=[with_shots(e, shots_for(e)) for e in task.eval])
 
 
-def _rg_example(entry: dict[str, Any], dataset: str, options: dict[str, Any], cfg: TaskConfig,
-                split: str, index: int, source: str) -> Example:
-    entry = plain(entry)
-    answer = entry.get("answer")
-    info = {"dataset": dataset, "config": plain(options), "entry": entry}
-    return Example(id=f"{dataset}/{split}/{index}", prompt=make_prompt(entry["question"], cfg),
-                   answer=None if answer is None else str(answer), task=cfg.name,
-                   metadata={"reasoning_gym": info}, source=source)
-
-
-@TASKS.register("reasoning_gym")
-def load_reasoning_gym(cfg: TaskConfig) -> Task:
-    """'reasoning_gym:<dataset>' with cfg.options as the dataset config."""
-    dataset = cfg.name.partition(":")[2]
-    if not dataset:
-        raise ValueError(f"task.name={cfg.name!r} names no dataset; use 'reasoning_gym:<dataset>', "
-                         "e.g. 'reasoning_gym:basic_arithmetic'")
-    check_rg_options(dataset, cfg.options)
-    train_seed, eval_seed = derive_seed(cfg.seed, "train"), derive_seed(cfg.seed, "eval")
-    generator = _rg_dataset(dataset, cfg.options, train_seed, cfg.train_size)
-    train = [_rg_example(generator[i], dataset, cfg.options, cfg, "train", i,
-                         f"{dataset}#seed={train_seed},idx={i}") for i in range(cfg.train_size)]
-    tries = _EVAL_TRIES_PER_EXAMPLE * cfg.eval_size + 100
-    generator = _rg_dataset(dataset, cfg.options, eval_seed, tries)
-    seen = {e.metadata["reasoning_gym"]["entry"]["question"] for e in train}
-    held_out: list[Example] = []
-    for i in range(tries):
-        entry = generator[i]
-        if entry["question"] in seen:
-            continue  # already in train, or a duplicate within eval
-        seen.add(entry["question"])
-        held_out.append(_rg_example(entry, dataset, cfg.options, cfg, "eval", len(held_out),
-                                    f"{dataset}#seed={eval_seed},idx={i}"))
-        if len(held_out) == cfg.eval_size:
-            return Task(name=cfg.name, train=train, eval=held_out)
-    raise ValueError(f"reasoning-gym dataset {dataset!r} with options {cfg.options} gave only {len(held_out)} "
-                     f"distinct problems outside train in {tries} tries, but task.eval_size={cfg.eval_size}; "
-                     "lower task.eval_size or task.train_size, or widen task.options")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# JSONL files
-
-def _read_jsonl(path: Path, cfg: TaskConfig) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, record) for every non-blank line. Raises ValueError('file:line: ...') on a bad line."""
-    records = []
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{where}: invalid JSON ({e.msg} at column {e.colno})") from e
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object, got {type(record).__name__}")
-            for key, setting in ((cfg.prompt_field, "prompt_field"), (cfg.answer_field, "answer_field")):
-                if key not in record:
-                    raise ValueError(f"{where}: missing field {key!r} (fields: {', '.join(record)}); "
-                                     f"set task.{setting}")
-            records.append((lineno, record))
-    return records
-
-
-def _check_messages(prompt: Any, where: str) -> list[Message]:
-    ok = isinstance(prompt, list) and prompt and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-        for m in prompt)
-    if not ok:
-        raise ValueError(f"{where}: the prompt must be a string or a non-empty list of "
-                         f"{{'role': ..., 'content': ...}} messages, got {str(prompt)[:80]}")
-    return [{"role": m["role"], "content": m["content"]} for m in prompt]
-
-
-def file_prompt(prompt: Any, cfg: TaskConfig, where: str) -> list[Message]:
-    """A string becomes make_prompt(string). A chat keeps its messages; the system prompt is prepended when
-    it has none, and the instruction is appended to its last user message."""
-    if isinstance(prompt, str):
-        return make_prompt(prompt, cfg)
-    messages = _check_messages(prompt, where)
-    if cfg.system_prompt and messages[0]["role"] != "system":
-        messages.insert(0, {"role": "system", "content": cfg.system_prompt})
-    users = [i for i, m in enumerate(messages) if m["role"] == "user"]
-    if cfg.instruction and users:
-        last = messages[users[-1]]
-        messages[users[-1]] = {"role": "user", "content": f"{last['content']}\n{cfg.instruction}"}
-    return messages
-
-
-def split_by_hash(keys: list[str], eval_size: int, seed: int) -> tuple[set[str], int]:
-    """The eval keys: the eval_size distinct keys with the smallest sha256(seed, key). Also the count of
-    distinct keys."""
-    distinct = sorted(set(keys), key=lambda k: hashlib.sha256(f"{seed}\0{k}".encode()).hexdigest())
-    return set(distinct[:eval_size]), len(distinct)
-
-
-@TASKS.register("jsonl")
-def load_jsonl(cfg: TaskConfig) -> Task:
-    """cfg.path: one JSON object per line with cfg.prompt_field and cfg.answer_field."""
-    if not cfg.path:
-        raise ValueError("task.name=jsonl needs task.path=<file.jsonl>")
-    path = Path(cfg.path).expanduser()
-    if not path.is_file():
-        raise ValueError(f"task.path {cfg.path!r} is not a file (resolved to {str(path.resolve())!r}); "
-                         "check the path, relative paths start at the working directory")
-    rows = [(lineno, record, file_prompt(record[cfg.prompt_field], cfg, f"{path}:{lineno}"))
-            for lineno, record in _read_jsonl(path, cfg)]
-    keys = [prompt_key(record[cfg.prompt_field]) for _, record, _ in rows]
-    eval_keys, distinct = split_by_hash(keys, cfg.eval_size, cfg.seed)
-    if distinct <= cfg.eval_size:
-        raise ValueError(f"{path} has {distinct} distinct prompts; task.eval_size={cfg.eval_size} leaves "
-                         "none for training; lower task.eval_size")
-    train: list[Example] = []
-    held_out: list[Example] = []
-    used: set[str] = set()
-    for key, (lineno, record, prompt) in zip(keys, rows):
-        split = "eval" if key in eval_keys else "train"
-        if split == "eval" and key in used:
-            continue  # a duplicate of an eval prompt: keep it out of both splits
-        used.add(key)
-        out = held_out if split == "eval" else train
-        if split == "train" and len(train) >= cfg.train_size:
-            continue
-        answer = record[cfg.answer_field]
-        answer = answer if isinstance(answer, str) or answer is None else json.dumps(answer)  # 12 -> "12"
-        metadata = {k: v for k, v in record.items() if k not in (cfg.prompt_field, cfg.answer_field)}
-        out.append(Example(id=f"{path.stem}/{split}/{len(out)}", prompt=prompt,
-                           answer=answer, task=cfg.name, metadata=metadata, source=f"{path}:{lineno}"))
-    return Task(name=cfg.name, train=train, eval=held_out)
+from reasonrl.tasks import code, files, gym  # noqa: E402,F401  (registers the task kinds)
+from reasonrl.tasks.gym import reasoning_gym_names  # noqa: E402,F401  (used by `reasonrl list`)

@@ -259,7 +259,7 @@ def test_compose_on_error_raise(user_file: str) -> None:
 
 
 def test_compose_validation(user_file: str, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"unknown reward 'corect'.*did you mean 'correct'.*known: correct"):
+    with pytest.raises(ValueError, match=r"unknown reward 'corect'.*did you mean 'correct'.*known: .*correct, format"):
         RewardComposer(RewardConfig(components={"corect": 1.0}))
     with pytest.raises(ValueError, match="no_such_module_xyz"):
         RewardComposer(RewardConfig(components={"no_such_module_xyz:fn": 1.0}))

@@ -9,7 +9,7 @@ import pytest
 
 from reasonrl.config import TaskConfig
 from reasonrl.rewards import REWARDS
-from reasonrl.tasks import TASKS, load_task
+from reasonrl.tasks import ANSWER_INSTRUCTION, TASKS, load_task
 
 
 def rg(**kwargs: object) -> TaskConfig:
@@ -22,7 +22,7 @@ def questions(examples: list) -> list[str]:
 
 
 def test_registry_kinds() -> None:
-    assert TASKS.names() == ["jsonl", "reasoning_gym"]
+    assert TASKS.names() == ["code", "csv", "hf", "json", "jsonl", "parquet", "reasoning_gym"]
 
 
 def test_reasoning_gym_disjoint_and_deterministic() -> None:
@@ -72,8 +72,8 @@ def test_reasoning_gym_errors() -> None:
         load_task(rg(options={"min_terms": 5, "max_terms": 2}))
     with pytest.raises(ValueError, match="unknown reasoning-gym dataset 'basic_arithmetc'.*basic_arithmetic"):
         load_task(rg(name="reasoning_gym:basic_arithmetc"))
-    with pytest.raises(ValueError, match="unknown task kind 'csv'"):
-        load_task(rg(name="csv"))
+    with pytest.raises(ValueError, match="unknown task kind 'xlsx'"):
+        load_task(rg(name="xlsx"))
 
 
 def write_jsonl(path: Path, rows: list[object]) -> str:
@@ -95,7 +95,7 @@ def test_jsonl_split(tmp_path: Path) -> None:
     by_source = {e.source: e for e in task.train + task.eval}
     first = by_source[f"{path}:1"]
     assert first.answer == "1" and first.metadata == {"level": 0} and first.prompt[0]["content"] == "sys"
-    assert first.prompt[1]["content"] == "What is 0+1?\n" + cfg.instruction
+    assert first.prompt[1]["content"] == "What is 0+1?\n" + ANSWER_INSTRUCTION
     chat = by_source[f"{path}:31"]
     assert [m["role"] for m in chat.prompt] == ["system", "user"]
     assert chat.prompt[1]["content"].startswith("Chat question?\n")
