@@ -8,17 +8,7 @@ import torch
 from reasonrl.algos import ADVANTAGES, POLICY_LOSSES, aggregate, kl_estimate
 from reasonrl.algos.advantages import group_normalise
 from reasonrl.config import AlgoConfig, PPOClipLoss
-from reasonrl.types import Batch
-
-
-def make_batch(rewards, group_size, lengths=None, width=5):
-    b = len(rewards)
-    lengths = lengths or [width] * b
-    mask = torch.zeros(b, width, dtype=torch.bool)
-    for i, n in enumerate(lengths):
-        mask[i, width - n:] = True  # prompt tokens first (False), then the completion
-    return Batch(tokens=torch.zeros(b, width + 1, dtype=torch.long), mask=mask, sampler_logp=torch.zeros(b, width),
-                 rewards=torch.tensor(rewards, dtype=torch.float32), group_size=group_size)
+from tests.batches import make_batch
 
 
 def test_grpo_bessel_std_hand_values():
