@@ -20,16 +20,21 @@ from typing import Any
 import torch
 
 from reasonrl.algos import ADVANTAGES, POLICY_LOSSES
+from reasonrl.algos.advantages import needs_critic
+from reasonrl.algos.dynamic_sampling import Collected, collect_groups
+from reasonrl.algos.kl import KLController
+from reasonrl.algos.shaping import shape_overlong
 from reasonrl.config import RunConfig, load_config, save_config
 from reasonrl.engine import ENGINES, SamplingParams
 from reasonrl.envs import ENVS
 from reasonrl.evaluate import EvalResult, evaluate, paired_comparison
+from reasonrl.critic import Critic
 from reasonrl.model import load_policy
 from reasonrl.rewards.compose import RewardComposer
-from reasonrl.rollout import drop_failed_groups, rollout
+from reasonrl.rollout import rollout
 from reasonrl.tasks import load_task
 from reasonrl.types import Example, Trajectory, collate
-from reasonrl.update import make_optimizer, update
+from reasonrl.update import drop_truncated, make_optimizer, prepare, update
 from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
 from reasonrl.utils.log import JsonlSink, Progress, truncate_metrics
 
@@ -43,6 +48,33 @@ def prompts_for_step(train: list[Example], per_step: int, step: int, seed: int) 
         random.Random(seed * 7919 + epoch).shuffle(order)
         out.append(train[order[pos]])
     return out
+
+
+def step_prompts(train: list[Example], cfg: RunConfig, step: int, attempt: int, n: int) -> list[Example]:
+    """The n prompts of a rollout round. Round 0 is the step's slice of the epoch shuffle (all a run without
+    dynamic sampling sees); backfill round k reads a second shuffle at a position unique to (step, k). Both are
+    functions of the step, so a resumed run samples the same prompts."""
+    if attempt == 0:
+        return prompts_for_step(train, cfg.prompts_per_step, step, cfg.seed)[:n]
+    position = step * cfg.algo.dynamic_sampling.max_tries + attempt
+    return prompts_for_step(train, cfg.prompts_per_step, position, cfg.seed + 1)[:n]
+
+
+def sample_groups(env: Any, engine: Any, tokenizer: Any, train: list[Example], params: SamplingParams,
+                  cfg: RunConfig, step: int, timings: dict[str, float]) -> Collected:
+    """Roll out the step's prompts, shape the rewards (DAPO overlong) and keep the groups to train on: with
+    algo.dynamic_sampling, groups with equal rewards are dropped and more prompts are rolled out (backfill)."""
+    def sample(attempt: int, n: int) -> list[Trajectory]:
+        spent: dict[str, float] = {}
+        trajectories = rollout(env, engine, tokenizer, step_prompts(train, cfg, step, attempt, n),
+                               n=cfg.samples_per_prompt, params=params,
+                               seed=cfg.seed * 1_000_003 + step + attempt * 7_777_777, timings=spent)
+        for key, value in spent.items():
+            timings[key] = timings.get(key, 0.0) + value
+        shape_overlong(trajectories, cfg.sampling.max_new_tokens, cfg.algo.overlong)
+        return trajectories
+
+    return collect_groups(sample, cfg.prompts_per_step, cfg.samples_per_prompt, cfg.algo.dynamic_sampling)
 
 
 def rollout_stats(trajectories: list[Trajectory], group_size: int) -> dict[str, float]:
@@ -106,6 +138,8 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
     env = ENVS.get("single_turn")(RewardComposer(cfg.rewards))
     try:
         policy, tokenizer = load_policy(cfg.model, cfg.lora)
+        critic = Critic(cfg) if needs_critic(advantage_fn) else None            # gae: a learned V(s_t)
+        kl_ctl = KLController(cfg.algo.kl.coef, cfg.algo.kl.target, cfg.algo.kl.horizon)
         engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
         prepare_run_dir(run_dir, cfg, resume)
         optimizer, scheduler = make_optimizer(policy, cfg)
@@ -113,7 +147,9 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
         start, evals = 0, {}
         if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
             state = load_checkpoint(ckpt, policy, optimizer, scheduler)
-            start, evals = state["step"], state.get("evals", {})
+            start, evals, kl_ctl.coef = state["step"], state.get("evals", {}), state.get("kl_coef", kl_ctl.coef)
+            if critic is not None:
+                critic.load(ckpt)
         truncate_metrics(run_dir / "metrics.jsonl", start)
         sink = JsonlSink(run_dir / "metrics.jsonl")
         progress = Progress(cfg.steps, start, desc=cfg.name, quiet=quiet)
@@ -123,25 +159,29 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
             sink.log(0, EvalResult(**evals["0"]).metrics("eval"))
         for step in range(start, cfg.steps):
             t0 = time.time()
-            examples = prompts_for_step(task.train, cfg.prompts_per_step, step, cfg.seed)
             timings: dict[str, float] = {}
-            trajectories = rollout(env, engine, tokenizer, examples, n=cfg.samples_per_prompt, params=params,
-                                   seed=cfg.seed * 1_000_003 + step, timings=timings)
-            kept = drop_failed_groups(trajectories, cfg.samples_per_prompt)
+            collected = sample_groups(env, engine, tokenizer, task.train, params, cfg, step, timings)
             t1 = time.time()
-            metrics = rollout_stats(trajectories, cfg.samples_per_prompt)
-            if kept:
-                batch = collate(kept, engine.pad_id, cfg.samples_per_prompt)
+            metrics = (rollout_stats(collected.sampled, cfg.samples_per_prompt)
+                       | collected.metrics(cfg.algo.dynamic_sampling.enabled))
+            if collected.groups:
+                batch = collate([t for g in collected.groups for t in g], engine.pad_id, cfg.samples_per_prompt)
+                metrics |= prepare(policy, critic, batch, cfg, kl_ctl.coef)  # ref/old logp, values, KL in reward
                 batch.adv = advantage_fn(batch, cfg.algo)                            # (B, T)
-                metrics |= update(policy, optimizer, batch, loss_fn, cfg)
+                if cfg.algo.overlong.mask_truncated:
+                    batch = drop_truncated(batch)
+                metrics |= update(policy, optimizer, batch, loss_fn, cfg, kl_ctl.coef)
+                if critic is not None:
+                    metrics |= critic.update(batch)
                 engine.sync_weights(policy)
+                kl_ctl.update(metrics.get("loss/kl"), cfg.batch_size)
             scheduler.step()
-            metrics |= {"optim/lr": scheduler.get_last_lr()[0], "rollout/dropped_groups":
-                        (len(trajectories) - len(kept)) / cfg.samples_per_prompt,
-                        "time/generate": timings.get("generate", 0.0), "time/reward": timings.get("reward", 0.0),
-                        "time/update": time.time() - t1, "time/step": time.time() - t0}
+            metrics |= {"optim/lr": scheduler.get_last_lr()[0], "time/generate": timings.get("generate", 0.0),
+                        "time/reward": timings.get("reward", 0.0), "time/update": time.time() - t1,
+                        "time/step": time.time() - t0}
             if cfg.log_rollouts_every and (step + 1) % cfg.log_rollouts_every == 0:
-                write_rollouts(run_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", step + 1, trajectories, tokenizer)
+                write_rollouts(run_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", step + 1, collected.sampled,
+                               tokenizer)
             last = step + 1 == cfg.steps
             if last or (cfg.eval.every and (step + 1) % cfg.eval.every == 0):
                 evals[str(step + 1)] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
@@ -150,7 +190,8 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
             progress.update(step, {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]})
             if last or (step + 1) % cfg.save_every == 0:
                 save_checkpoint(run_dir, step + 1, policy, optimizer, scheduler,
-                                {"data_position": (step + 1) * cfg.prompts_per_step, "evals": evals})
+                                {"data_position": (step + 1) * cfg.prompts_per_step, "evals": evals,
+                                 "kl_coef": kl_ctl.coef}, extra=None if critic is None else critic.save)
         progress.close()
         sink.close()
     finally:

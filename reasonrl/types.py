@@ -105,6 +105,7 @@ class Batch:
     old_logp: Tensor | None = None  # (B, T)
     ref_logp: Tensor | None = None  # (B, T)
     values: Tensor | None = None    # (B, T): critic values before the update (gae)
+    returns: Tensor | None = None   # (B, T): the critic's regression targets (gae)
 
     @property
     def size(self) -> int:
@@ -123,7 +124,7 @@ class Batch:
                      group_size=self.group_size, groups=pick(self.groups), truncated=pick(self.truncated),
                      token_rewards=cut(self.token_rewards), step_rewards=cut(self.step_rewards),
                      step_ends=cut(self.step_ends), adv=cut(self.adv), old_logp=cut(self.old_logp),
-                     ref_logp=cut(self.ref_logp), values=cut(self.values))
+                     ref_logp=cut(self.ref_logp), values=cut(self.values), returns=cut(self.returns))
 
 
 def collate(trajectories: list[Trajectory], pad_id: int, group_size: int) -> Batch:

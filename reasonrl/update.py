@@ -1,25 +1,45 @@
-"""The policy update for one rollout batch: reference/old log-probs, micro-batched loss, gradient accumulation,
-clipping and one optimizer step per epoch.
+"""The policy update for one rollout batch, in two parts:
 
-loss = aggregate( policy_loss(logp, old_logp, adv) + kl.coef * KL(logp, ref_logp) )
-With algo.epochs = 1 the update is on-policy: old_logp = logp.detach() (ratio 1), so no extra forward pass.
-With kl.coef = 0 the reference is never run.
+prepare (no gradients, before the advantages): reference log-probs (kl.coef > 0), old log-probs (several
+    optimizer steps per batch, or the KL in the reward), critic values (gae), and the KL folded into the rewards.
+update: algo.epochs passes, each split into algo.mini_batches optimizer steps; each mini-batch is
+    micro-batched with gradient accumulation, then the gradient is clipped and AdamW steps.
+
+    loss = aggregate(w_tis * policy_loss(logp, old_logp, adv)) + beta * aggregate(KL(logp, ref))   [placement=loss]
+           - entropy_coef * aggregate(entropy)
+With epochs = mini_batches = 1 the update is on-policy: old_logp = logp.detach() (ratio 1), no extra forward
+pass. With kl.coef = 0 the reference is never run. Normalisers of the aggregation are those of the mini-batch.
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
 from torch import Tensor, nn
 
 from reasonrl.algos import aggregate, kl_estimate
+from reasonrl.algos.kl import fold_kl_into_rewards
+from reasonrl.algos.losses import masked_mean, tis_weights
 from reasonrl.config import RunConfig
-from reasonrl.model import policy_logprobs, reference, trainable_parameters
+from reasonrl.model import policy_logprobs, policy_logprobs_entropy, reference, trainable_parameters
 from reasonrl.types import Batch
 
 
 def micro_batches(batch: Batch, size: int) -> list[Batch]:
     return [batch.rows(slice(start, start + size)) for start in range(0, batch.size, size)]
+
+
+def split_rows(size: int, parts: int) -> list[slice]:
+    """`parts` contiguous row ranges of near-equal size covering range(size) (empty ones left out)."""
+    bounds = [round(i * size / parts) for i in range(parts + 1)]
+    return [slice(a, b) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+
+def add_weighted(totals: dict[str, float], metrics: dict[str, float], weight: float) -> None:
+    """totals[k] += metrics[k] * weight: weighted means accumulated over micro-batches and optimizer steps."""
+    for key, value in metrics.items():
+        totals[key] = totals.get(key, 0.0) + value * weight
 
 
 @torch.no_grad()
@@ -32,47 +52,88 @@ def batch_logprobs(model: nn.Module, batch: Batch, size: int, temperature: float
     return out
 
 
-def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, loss_fn: Callable[..., Any],
-           cfg: RunConfig) -> dict[str, float]:
-    """Run cfg.algo.epochs optimizer steps on the batch; return loss/* and grad metrics."""
-    algo, size, temperature = cfg.algo, cfg.optim.micro_batch_size, cfg.sampling.temperature
-    if algo.kl.coef > 0:
+def needs_old_logp(cfg: RunConfig) -> bool:
+    """Old log-probs are computed when the policy moves within the batch, or for the KL in the reward."""
+    kl_in_reward = cfg.algo.kl.coef > 0 and cfg.algo.kl.placement == "reward"
+    return cfg.algo.epochs * cfg.algo.mini_batches > 1 or kl_in_reward
+
+
+def prepare(policy: nn.Module, critic: Any, batch: Batch, cfg: RunConfig, kl_coef: float) -> dict[str, float]:
+    """Fill batch.ref_logp / old_logp / values and fold the KL into the rewards, before the advantages."""
+    size, temperature, kl = cfg.optim.micro_batch_size, cfg.sampling.temperature, cfg.algo.kl
+    metrics: dict[str, float] = {}
+    if kl_coef > 0:
         with reference(policy):
             batch.ref_logp = batch_logprobs(policy, batch, size, temperature)
-    if algo.epochs > 1:
+    if needs_old_logp(cfg):
         batch.old_logp = batch_logprobs(policy, batch, size, temperature)
-    norms = dict(batch_tokens=int(batch.mask.sum()), batch_seqs=batch.size, max_len=cfg.sampling.max_new_tokens)
+    if critic is not None:
+        batch.values = critic.values(batch)
+    if kl_coef > 0 and kl.placement == "reward":
+        metrics["loss/kl"] = fold_kl_into_rewards(batch, kl_coef, kl.estimator)
+    return metrics
+
+
+def drop_truncated(batch: Batch) -> Batch:
+    """DAPO overlong filtering: the rows that hit the token limit leave the batch after their group's advantages
+    were computed, so they count in the baselines but not in the loss or its normaliser."""
+    assert batch.truncated is not None, "collate builds truncated"
+    return batch.rows(~batch.truncated)
+
+
+def micro_batch_loss(policy: nn.Module, mb: Batch, loss_fn: Callable[..., Any], cfg: RunConfig, kl_coef: float,
+                     norms: dict[str, int]) -> tuple[Tensor, dict[str, float]]:
+    """This micro-batch's share of the mini-batch loss, and its per-token metrics."""
+    algo = cfg.algo
+    logp, entropy = policy_logprobs_entropy(policy, mb.tokens, mb.mask, mb.groups, cfg.sampling.temperature,
+                                            with_entropy=algo.entropy_coef > 0)  # (b, T), (b, T) | None
+    old_logp = mb.old_logp if mb.old_logp is not None else logp.detach()        # (b, T)
+    per_token, metrics = loss_fn(logp, old_logp, mb.adv, mb.mask, algo.loss)    # (b, T)
+    if algo.tis_cap is not None:
+        weights = tis_weights(old_logp, mb.sampler_logp, algo.tis_cap)          # (b, T)
+        per_token = per_token * weights
+        metrics["tis_weight"] = masked_mean(weights, mb.mask)
+    pg_loss = aggregate(per_token, mb.mask, algo.aggregation, **norms)
+    loss = pg_loss
+    if kl_coef > 0 and algo.kl.placement == "loss":
+        kl = kl_estimate(logp, mb.ref_logp, algo.kl.estimator)                   # (b, T)
+        loss = loss + kl_coef * aggregate(kl, mb.mask, algo.aggregation, **norms)
+        metrics["kl"] = masked_mean(kl.detach(), mb.mask)
+    if entropy is not None:
+        loss = loss - algo.entropy_coef * aggregate(entropy, mb.mask, algo.aggregation, **norms)
+        metrics["entropy"] = masked_mean(entropy.detach(), mb.mask)
+    metrics["sampler_logp_diff"] = masked_mean((logp.detach() - mb.sampler_logp).abs(), mb.mask)
+    return loss, metrics | {"pg": pg_loss.item()}
+
+
+def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, loss_fn: Callable[..., Any],
+           cfg: RunConfig, kl_coef: float = 0.0) -> dict[str, float]:
+    """Run algo.epochs x algo.mini_batches optimizer steps on the batch; return loss/* and optim/* metrics."""
+    algo, size = cfg.algo, cfg.optim.micro_batch_size
     params = trainable_parameters(policy)
+    steps = [rows for _ in range(algo.epochs) for rows in split_rows(batch.size, algo.mini_batches)]
     totals: dict[str, float] = {}
-    for _ in range(algo.epochs):
-        for mb in micro_batches(batch, size):
-            share = mb.mask.sum().item() / max(norms["batch_tokens"], 1)
-            logp = policy_logprobs(policy, mb.tokens, mb.mask, mb.groups, temperature)  # (b, T)
-            old_logp = mb.old_logp if mb.old_logp is not None else logp.detach()
-            per_token, metrics = loss_fn(logp, old_logp, mb.adv, mb.mask, algo.loss)
-            pg_loss = aggregate(per_token, mb.mask, algo.aggregation, **norms)
-            loss = pg_loss
-            if algo.kl.coef > 0:
-                kl = kl_estimate(logp, mb.ref_logp, algo.kl.estimator)           # (b, T)
-                loss = loss + algo.kl.coef * aggregate(kl, mb.mask, algo.aggregation, **norms)
-                metrics["kl"] = float((kl * mb.mask).sum() / mb.mask.sum().clamp(min=1))
+    for rows in steps:
+        mini = batch.rows(rows) if len(steps) > 1 else batch
+        tokens = int(mini.mask.sum())
+        norms = dict(batch_tokens=tokens, batch_seqs=mini.size, max_len=cfg.sampling.max_new_tokens)
+        for mb in micro_batches(mini, size):
+            loss, metrics = micro_batch_loss(policy, mb, loss_fn, cfg, kl_coef, norms)
             loss.backward()
-            diff = ((logp.detach() - mb.sampler_logp).abs() * mb.mask).sum() / mb.mask.sum().clamp(min=1)
-            metrics |= {"pg": pg_loss.item() / algo.epochs, "sampler_logp_diff": float(diff)}
-            for key, value in metrics.items():  # token-weighted means over the batch
-                weight = 1.0 if key == "pg" else share / algo.epochs
-                totals[f"loss/{key}"] = totals.get(f"loss/{key}", 0.0) + value * weight
+            add_weighted(totals, {"loss/pg": metrics.pop("pg")}, 1.0 / len(steps))  # already this share
+            share = mb.mask.sum().item() / max(tokens, 1)                           # token-weighted means
+            add_weighted(totals, {f"loss/{k}": v for k, v in metrics.items()}, share / len(steps))
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        totals["optim/grad_norm"] = float(grad_norm)
+        add_weighted(totals, {"optim/grad_norm": float(grad_norm)}, 1.0 / len(steps))
+    if kl_coef > 0:
+        totals["loss/kl_coef"] = kl_coef
     return totals
 
 
 def make_optimizer(policy: nn.Module, cfg: RunConfig) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW on the trainable parameters with linear warmup then a constant, cosine or linear schedule."""
-    import math
-
     opt = cfg.optim
     optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=opt.lr, betas=opt.betas,
                                   weight_decay=opt.weight_decay)

@@ -9,7 +9,7 @@ import json
 import random
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -21,7 +21,8 @@ def checkpoint_name(step: int) -> str:
 
 
 def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, state: dict[str, Any]) -> Path:
+                    scheduler: Any, state: dict[str, Any], extra: Callable[[Path], None] | None = None) -> Path:
+    """Write a checkpoint; `extra(dir)` adds more files (e.g. the critic) before the atomic rename."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
@@ -34,6 +35,8 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch
     torch.save({"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
                tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))
+    if extra is not None:
+        extra(tmp)
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
@@ -45,17 +48,21 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and RNG states in place; return the trainer state."""
+def load_weights(model: nn.Module, adapter: Path) -> None:
+    """Load a saved PEFT adapter (or, for full fine-tuning, whole model) into `model` in place."""
     from safetensors.torch import load_file
 
-    adapter = path / "adapter"
     weights = adapter / "adapter_model.safetensors"
     if weights.exists():
         from peft import set_peft_model_state_dict
         set_peft_model_state_dict(model, load_file(str(weights)))
     else:
         model.load_state_dict(load_file(str(adapter / "model.safetensors")), strict=False)
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and RNG states in place; return the trainer state."""
+    load_weights(model, path / "adapter")
     optim_state = torch.load(path / "optim.pt", weights_only=False)
     optimizer.load_state_dict(optim_state["optimizer"])
     scheduler.load_state_dict(optim_state["scheduler"])
