@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -107,6 +108,23 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
+    """Wait up to timeout_s for proc to exit; True when it did. Uses a pidfd where the kernel has them, since
+    Popen.wait(timeout) polls with sleeps of up to 50 ms."""
+    try:
+        fd = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        try:
+            proc.wait(timeout=timeout_s)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    try:
+        return bool(select.select([fd], [], [], timeout_s)[0])
+    finally:
+        os.close(fd)
+
+
 def _spec(mode: str, root: str, argv: list[str], files: dict[str, str], limits: Limits) -> dict:
     for name in files:
         if os.path.isabs(name) or ".." in Path(name).parts:
@@ -146,11 +164,8 @@ def _run_boot(spec_path: str, stdin: bytes, limits: Limits, mode: str) -> Sandbo
                                     env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
         finally:
             os.close(write_fd)
-        timed_out = False
         try:
-            proc.wait(timeout=limits.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+            timed_out = not _wait(proc, limits.timeout_s)
         finally:
             _kill_group(proc)  # also after a normal exit: no leftover children in the process group
         seconds = time.monotonic() - start

@@ -6,7 +6,8 @@ The code is the last ```python fenced block of the completion (else the last unl
 tests are example.metadata["tests"]: a list of snippets (one test each, e.g. "assert add(1, 2) == 3") or one
 source string (each top-level assert is a test; other statements run first). Every call gets a fresh
 sandbox (reasonrl/sandbox.py: no network, read-only filesystem, CPU/memory/file/process limits, a
-wall-clock timeout, nothing left running) with the harness in rewards/code_harness.py.
+wall-clock timeout, nothing left running) with the harness in rewards/code_harness.py, run by `python -I -S`:
+the solution can import the standard library only.
 
 Keep options.timeout_s below rewards.timeout_s (the worker's own deadline), or a slow solution becomes a
 reward error instead of a partial score.
@@ -74,7 +75,7 @@ def run_tests(code: str, tests: str | list[str], limits: Limits = Limits(), test
     nonce = secrets.token_hex(16)
     files = {"solution.py": code, "harness.py": _HARNESS.read_text(),
              "tests.json": json.dumps({"tests": tests, "test_timeout_s": test_timeout_s})}
-    result = run(["{python}", "-I", "harness.py"], files, limits, stdin=f"{nonce}\n".encode(), mode=mode)
+    result = run(["{python}", "-I", "-S", "harness.py"], files, limits, stdin=f"{nonce}\n".encode(), mode=mode)
     results = _parse_report(result.stdout, nonce, len(checks))
     return TestReport(passed=sum(ok for ok, _ in results), total=len(checks), results=results,
                       timed_out=result.timed_out, returncode=result.returncode)
