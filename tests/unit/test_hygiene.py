@@ -2,6 +2,7 @@
 and every config field documented in the README's config reference."""
 import ast
 import dataclasses
+import typing
 from pathlib import Path
 
 import reasonrl.config as config
@@ -32,11 +33,14 @@ def test_every_module_has_a_docstring():
 
 
 def config_keys(cls: type, prefix: str = "") -> list[str]:
+    """Every config key; a section that is a union of variants (algo.loss) contributes every variant's fields."""
     keys = []
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
-            keys += config_keys(type(default), f"{prefix}{f.name}.")
+            variants = [a for a in typing.get_args(hints[f.name]) if dataclasses.is_dataclass(a)] or [type(default)]
+            keys += dict.fromkeys(key for v in variants for key in config_keys(v, f"{prefix}{f.name}."))
         else:
             keys.append(prefix + f.name)
     return keys
