@@ -10,7 +10,8 @@ adapter on the policy's own module, saves one copy of the frozen base weights bu
 switched around every forward of the engine, the reference and the update; a missed switch silently samples
 from or trains the wrong weights, and with lora.enabled=false there would be no frozen backbone to share. A
 second copy costs base-size memory (270 MB for the bf16 bundled model) and its own forward passes, and is
-correct by construction. It is the same starting model as the policy (verl's default critic init).
+correct by construction. It starts from the policy's base model (without model.adapter), as verl's critic
+starts from the actor's weights.
 """
 from __future__ import annotations
 
@@ -63,7 +64,7 @@ class Critic:
     def values(self, batch: Batch) -> Tensor:
         """(B, T) values of the whole batch before any update, micro-batch by micro-batch (0 off the mask)."""
         size = self.cfg.optim.micro_batch_size
-        out = torch.zeros(batch.mask.shape)                                      # (B, T)
+        out = batch.sampler_logp.new_zeros(batch.mask.shape)                     # (B, T)
         for start in range(0, batch.size, size):
             mb = batch.rows(slice(start, start + size))
             out[start:start + mb.size, : mb.mask.shape[1]] = self.forward(mb.tokens) * mb.mask

@@ -4,8 +4,11 @@ update the policy, log, evaluate, checkpoint.
     reasonrl train recipes/quickstart.yaml algo.kl.coef=0.01
     reasonrl train --resume runs/quickstart
 
-GRPO (arXiv:2402.03300): A_i = (r_i - mean(r_group)) / std(r_group); PPO-clip surrogate on every sampled
-token; optional k3 KL to the reference (the LoRA model with its adapter disabled).
+The algorithm is the config's choice of registered functions (docs/algorithms.md): the advantage estimator
+(`algo.advantage`, default GRPO: A_i = (r_i - mean(r_group)) / std(r_group)), the policy loss
+(`algo.loss.name`, default PPO-clip), the KL to the reference (the LoRA model with its adapter disabled) and
+DAPO's shaping and dynamic sampling. The loop never branches on a name; an estimator that needs values (gae)
+gets a critic, trained after the policy in the same step.
 """
 from __future__ import annotations
 
