@@ -21,10 +21,13 @@ def overlong_penalty(length: int, max_len: int, buffer: int, penalty: float = 1.
 
 
 def shape_overlong(trajectories: list[Trajectory], max_len: int, cfg: OverlongConfig) -> None:
-    """Add the overlong penalty to each trajectory's reward in place (and to reward_parts['overlong'])."""
+    """Add the overlong penalty to each trajectory's reward in place (and to reward_parts['overlong']). With
+    per-step rewards it goes to the last step, which ends on the last token, so the steps still sum to the reward."""
     if cfg.buffer <= 0:
         return
     for t in trajectories:
         value = overlong_penalty(t.completion_tokens, max_len, cfg.buffer, cfg.penalty)
         t.reward += value
         t.reward_parts = {**t.reward_parts, "overlong": value}
+        if t.step_token_ends:
+            t.step_rewards = [*t.step_rewards[:-1], t.step_rewards[-1] + value]

@@ -12,7 +12,7 @@ import pytest
 
 from reasonrl.algos import ADVANTAGES, POLICY_LOSSES
 from reasonrl.train import train
-from tests.helpers import tiny_config
+from tests.helpers import TOY_REWARD, tiny_config
 
 EXTRA = {"gspo": ["algo.aggregation=seq-mean-token-mean"]}
 
@@ -45,6 +45,16 @@ def test_every_policy_loss_raises_the_reward(tmp_path, name):
     first, last = reward_curve(tmp_path, f"algo.loss.name={name}", "algo.mini_batches=2", *EXTRA.get(name, []))
     print(f"loss {name}: toy reward first 5 steps {first:.3f}, last 5 steps {last:.3f}")
     assert last > first + MARGIN, (name, first, last)
+
+
+@pytest.mark.slow
+def test_process_supervision_with_per_step_rewards_raises_the_reward(tmp_path):
+    # every digit is a rewarded step, so grpo_process gives each token the normalised reward of the digits at or
+    # after it (not one advantage per completion as with outcome rewards)
+    reward = TOY_REWARD.replace(":digits", ":digit_steps")
+    first, last = reward_curve(tmp_path, "algo.advantage=grpo_process", f"rewards.components={{{reward}: 1.0}}")
+    print(f"grpo_process with per-digit steps: toy reward first 5 steps {first:.3f}, last 5 steps {last:.3f}")
+    assert last > first + MARGIN, (first, last)
 
 
 @pytest.mark.slow

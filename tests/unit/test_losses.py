@@ -170,3 +170,8 @@ def test_shape_overlong_adds_the_penalty_and_logs_it():
     shape_overlong(trajectories, max_len=8, cfg=OverlongConfig(buffer=4))
     assert [t.reward for t in trajectories] == [1.0, 0.5, 0.0]
     assert [t.reward_parts["overlong"] for t in trajectories] == [0.0, -0.5, -1.0]
+    stepped = Trajectory(example=Example(id="s", prompt=[]), group=0, tokens=[1] * 10, mask=[False] * 2 + [True] * 8,
+                         sampler_logp=[0.0] * 10, completion="", reward=1.0, step_rewards=[0.4, 0.6],
+                         step_token_ends=[5, 9])
+    shape_overlong([stepped], max_len=8, cfg=OverlongConfig(buffer=4))
+    assert stepped.reward == 0.0 and stepped.step_rewards == [0.4, -0.4]  # the last step carries the penalty
