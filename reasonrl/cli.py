@@ -96,7 +96,7 @@ def cmd_list(args: argparse.Namespace) -> None:
     from reasonrl.rewards import REWARDS
     from reasonrl.tasks import TASKS, reasoning_gym_names
 
-    print("tasks:        " + ", ".join(TASKS.names()) + "  (reasoning_gym:<dataset>, jsonl with task.path)")
+    print("tasks:        " + ", ".join(TASKS.names()) + "  (reasoning_gym:<dataset>; jsonl, json, csv, parquet, hf with task.path)")
     print(f"  reasoning_gym datasets ({len(reasoning_gym_names())}): " + ", ".join(reasoning_gym_names()))
     print("rewards:      " + ", ".join(REWARDS.names()) + "  (or module:function, path/file.py:function)")
     print("advantages:   " + ", ".join(ADVANTAGES.names()))
