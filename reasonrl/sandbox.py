@@ -40,8 +40,6 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 _BOOT = str(Path(__file__).with_name("sandbox_boot.py"))
-_SANDBOX_UIDS = (1_000_000, 2_000_000)
-"""Range of the unused uids a namespaced sandbox runs as (one drawn at random per call)."""
 MODES = ("namespaces", "rlimits")
 
 
@@ -125,12 +123,24 @@ def _wait(proc: subprocess.Popen, timeout_s: float) -> bool:
         os.close(fd)
 
 
+def sandbox_uids() -> tuple[int, int]:
+    """The range of unused uids a namespaced sandbox runs as (one drawn at random per call): 1e6..2e6, or the
+    upper half of what /proc/self/uid_map allows inside a user-namespaced container (65536 uids, say)."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            top = max(int(inside) + int(count) for inside, _, count in (line.split() for line in f))
+    except (OSError, ValueError):
+        top = 65536
+    return (1_000_000, 2_000_000) if top > 2_000_000 else (top // 2, top - 3)  # below nobody (65534)
+
+
 def _spec(mode: str, root: str, argv: list[str], files: dict[str, str], limits: Limits) -> dict:
     for name in files:
         if os.path.isabs(name) or ".." in Path(name).parts:
             raise ValueError(f"sandbox file name {name!r} must be a relative path inside the working directory")
+    low, high = sandbox_uids()
     return {"mode": mode, "root": root, "argv": argv, "files": files, "limits": limits.rlimits(),
-            "uid": _SANDBOX_UIDS[0] + secrets.randbelow(_SANDBOX_UIDS[1] - _SANDBOX_UIDS[0])}
+            "uid": low + secrets.randbelow(high - low)}
 
 
 def run(argv: list[str], files: dict[str, str] | None = None, limits: Limits = Limits(), stdin: bytes = b"",

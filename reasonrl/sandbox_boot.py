@@ -45,6 +45,9 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
 
 
 def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when its parent dies (elsewhere the parent's process-group kill has to do)."""
+    if not sys.platform.startswith("linux"):
+        return
     _check(_libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0), "prctl(PDEATHSIG)")
     if os.getppid() == 1:  # the parent died before prctl took effect
         os._exit(_SETUP_FAILED)
@@ -97,7 +100,12 @@ def _set_limits(limits: dict) -> None:
                          (resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb),
                          (resource.RLIMIT_NPROC, limits["max_processes"]),
                          (resource.RLIMIT_NOFILE, limits["open_files"]), (resource.RLIMIT_CORE, 0)):
-        resource.setrlimit(which, (value, value))
+        try:
+            resource.setrlimit(which, (value, value))
+        except (ValueError, OSError):
+            if sys.platform.startswith("linux"):
+                raise
+            # macOS refuses some limits (RLIMIT_AS among them): keep the others
 
 
 def _child(spec: dict, error_fd: int) -> None:
@@ -120,7 +128,8 @@ def _child(spec: dict, error_fd: int) -> None:
         os.setgroups([])
         os.setgid(spec["uid"])
         os.setuid(spec["uid"])
-    _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
+    if sys.platform.startswith("linux"):
+        _check(_libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "prctl(NO_NEW_PRIVS)")
     os.chdir(work)
     os.set_inheritable(error_fd, False)  # closes on exec: the parent reads EOF, meaning "started"
     os.execve(argv[0], argv, env)

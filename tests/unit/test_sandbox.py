@@ -148,6 +148,10 @@ def test_rlimits_mode_runs_and_cleans_up() -> None:
     result = run(["{python}", "-c", "import os; print(os.getcwd())"], limits=FAST, mode="rlimits")
     assert result.returncode == 0 and result.mode == "rlimits"
     assert not Path(result.stdout.strip()).exists()
+    right = "def add(a, b):\n    return a + b\ndef mul(a, b):\n    return a * b"
+    assert run_tests(right, TESTS, FAST, mode="rlimits").passed == 4
+    looping = run_tests("while True:\n    pass", TESTS, Limits(timeout_s=1), test_timeout_s=0.3, mode="rlimits")
+    assert looping.passed == 0 and "timed out" in looping.results[0][1]
 
 
 def test_memory_bomb_through_the_composer() -> None:
