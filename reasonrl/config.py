@@ -301,6 +301,12 @@ def _convert_variant(value: Any, variants: dict[str, type], where: str) -> Any:
         close = difflib.get_close_matches(str(name), variants, n=1, cutoff=0.5)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"{where}.name: {name!r} is not one of {', '.join(map(repr, variants))}{hint}")
+    fields = [f.name for f in dataclasses.fields(variants[name])]
+    for key in value:
+        owners = [n for n, cls in variants.items() if key in {f.name for f in dataclasses.fields(cls)}]
+        if key not in fields and owners:
+            raise ValueError(f"{where}.{key} belongs to {where}.name={'/'.join(owners)}, not to {where}.name={name} "
+                             f"(which takes: {', '.join(fields)})")
     try:
         return _build(variants[name], value, where)
     except ValueError as e:
@@ -326,6 +332,8 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node = data
     for key in keys[:-1]:
         child = node.setdefault(key, {})
+        if isinstance(child, str):  # `algo.loss=gspo` then `algo.loss.clip_low=...`: the variant's short form
+            child = node[key] = {"name": child}
         if not isinstance(child, dict):
             raise ValueError(f"override {dotted!r}: {key!r} is not a section")
         node = child

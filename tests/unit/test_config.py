@@ -59,8 +59,11 @@ def test_loss_is_chosen_by_name_with_its_own_defaults():
 
 
 def test_loss_fields_of_another_variant_are_rejected():
-    with pytest.raises(ValueError, match=r"unknown config key 'algo.loss.clip_ratio_c'.*with algo.loss.name=gspo"):
+    with pytest.raises(ValueError, match=r"algo.loss.clip_ratio_c belongs to algo.loss.name=ppo_clip, not to "
+                                         r"algo.loss.name=gspo \(which takes: name, clip_low, clip_high\)"):
         load_config(None, ["algo.loss.name=gspo", "algo.aggregation=seq-mean-token-mean", "algo.loss.clip_ratio_c=3"])
+    with pytest.raises(ValueError, match=r"unknown config key 'algo.loss.clip_hi'.*did you mean 'algo.loss.clip_high'"):
+        load_config(None, ["algo.loss=cispo", "algo.loss.clip_hi=3"])
     with pytest.raises(ValueError, match=r"algo.loss.name: 'gsp' is not one of .*did you mean 'gspo'"):
         load_config(None, ["algo.loss.name=gsp"])
 
