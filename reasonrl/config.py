@@ -105,6 +105,8 @@ class SamplingConfig:
     """Sampling temperature for training rollouts (must be > 0)."""
     top_p: float = 1.0
     """Nucleus sampling; the log-probs stay those of the full tempered distribution."""
+    min_new_tokens: int = 0
+    """Suppress stop tokens before this many tokens (fixed-length benchmarks; 0 for real training)."""
 
 
 @dataclass(frozen=True)
@@ -269,6 +271,11 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
         return tuple(out) if origin is tuple else out
     if tp is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
+    if tp is float and isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
+        try:
+            return float(value)
+        except ValueError:
+            pass
     if tp in (int, float, str, bool):
         if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
             raise ValueError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")

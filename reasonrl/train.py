@@ -146,7 +146,8 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
         engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
         prepare_run_dir(run_dir, cfg, resume)
         optimizer, scheduler = make_optimizer(policy, cfg)
-        params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p)
+        params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p,
+                                cfg.sampling.min_new_tokens)
         start, evals = 0, {}
         if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
             state = load_checkpoint(ckpt, policy, optimizer, scheduler)
