@@ -115,6 +115,8 @@ class EngineConfig:
     """Rollout engine: 'hf' (transformers, KV cache, shared prompt prefill)."""
     batch_size: int = 64
     """Maximum sequences decoded at once."""
+    merge_lora: bool = True
+    """Decode from a copy with the LoRA adapter merged in (faster; refreshed every step) instead of the LoRA model."""
 
 
 @dataclass(frozen=True)

@@ -152,6 +152,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
         if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
             state = load_checkpoint(ckpt, policy, optimizer, scheduler)
             start, evals, kl_ctl.coef = state["step"], state.get("evals", {}), state.get("kl_coef", kl_ctl.coef)
+            engine.sync_weights(policy)  # the engine's merged copy must follow the restored adapter
             if critic is not None:
                 critic.load(ckpt)
         truncate_metrics(run_dir / "metrics.jsonl", start)

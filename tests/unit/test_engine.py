@@ -80,3 +80,33 @@ def test_min_new_tokens_gives_fixed_lengths(tiny):
     out = engine.generate(prompts(tok), SamplingParams(max_new_tokens=6, temperature=1.0, min_new_tokens=6), n=4,
                           seed=0)
     assert all(len(c.token_ids) == 6 and tok.eos_token_id not in c.token_ids for g in out for c in g)
+
+
+def test_merged_copy_follows_the_adapter_after_sync_and_leaves_the_policy_alone(tiny):
+    """The engine decodes from W + scale*B*A; after the adapter changes, sync_weights must make the sampler's
+    log-probs equal the LoRA policy's again (a stale copy would silently sample the old policy)."""
+    model, tok = tiny
+    engine = HFEngine(model, tok, EngineConfig(merge_lora=True))
+    assert engine.model is not model
+    base_before = {n: p.clone() for n, p in model.named_parameters() if "lora_" not in n}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
+    params = SamplingParams(max_new_tokens=10, temperature=1.0)
+
+    def max_diff():
+        out = engine.generate(prompts(tok)[:1], params, n=3, seed=5)[0]
+        worst = 0.0
+        for c in out:
+            tokens = torch.tensor([prompts(tok)[0] + c.token_ids])
+            with torch.no_grad():
+                logp = token_logprobs(model, tokens)[0, len(prompts(tok)[0]) - 1:]
+            worst = max(worst, float((logp - torch.tensor(c.logprobs)).abs().max()))
+        return worst
+    assert max_diff() > 1e-2  # stale copy
+    engine.sync_weights(model)
+    assert max_diff() < 1e-4
+    for name, p in model.named_parameters():
+        if "lora_" not in name:
+            assert torch.equal(p, base_before[name]), name
