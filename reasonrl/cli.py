@@ -45,10 +45,9 @@ def split_recipe(first: str | None, rest: list[str]) -> tuple[str | None, list[s
 def cmd_eval(args: argparse.Namespace) -> None:
     from reasonrl.config import apply_overrides, load_config
     from reasonrl.engine import ENGINES, SamplingParams
-    from reasonrl.envs import ENVS
+    from reasonrl.envs import make_environment
     from reasonrl.evaluate import evaluate
     from reasonrl.model import load_policy
-    from reasonrl.rewards.compose import RewardComposer
     from reasonrl.tasks import load_task
     from reasonrl.train import resume_config
 
@@ -69,7 +68,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
     policy, tokenizer = load_policy(cfg.model, cfg.lora)
     engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
-    env = ENVS.get("single_turn")(RewardComposer(cfg.rewards))
+    env = make_environment(cfg)
     params = SamplingParams(cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens, cfg.eval.temperature,
                             cfg.sampling.top_p)
     try:

@@ -7,15 +7,13 @@ into every run directory (config.yaml) and is what `--resume` reloads.
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from reasonrl.utils.config_io import build, config_to_dict, parse_override, set_dotted  # noqa: F401
 
 from reasonrl.algo_config import (AlgoConfig, CISPOLoss, CriticConfig, DynamicSamplingConfig,  # noqa: F401
                                    GSPOLoss, KLConfig, OverlongConfig, PolicyLossConfig, PPOClipLoss,
@@ -152,6 +150,18 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class EnvConfig:
+    name: str = "single_turn"
+    """Registered environment (`reasonrl list`): single_turn scores one answer; others run several turns."""
+    max_turns: int | None = None
+    """Most policy turns per episode (None: the environment's default_max_turns, 1 for single_turn)."""
+    max_context_tokens: int = 4096
+    """An episode whose conversation would pass this many tokens ends, marked truncated."""
+    options: dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments of the environment, e.g. {tools: [calculator]}."""
+
+
+@dataclass(frozen=True)
 class RunConfig:
     name: str = "run"
     """Run name: the run directory is output_dir/name."""
@@ -169,6 +179,7 @@ class RunConfig:
     lora: LoraConfig = field(default_factory=LoraConfig)
     task: TaskConfig = field(default_factory=TaskConfig)
     rewards: RewardConfig = field(default_factory=RewardConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     engine: EngineConfig = field(default_factory=EngineConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
@@ -218,157 +229,6 @@ class RunConfig:
         return self.prompts_per_step * self.samples_per_prompt
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Loading: dict -> dataclass with type checks and "did you mean" errors.
-
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
-def _convert(value: Any, tp: Any, where: str) -> Any:
-    """Check (and gently coerce) a YAML/CLI value against a type hint. Raises ValueError naming the field."""
-    origin = typing.get_origin(tp)
-    if tp is Any:
-        return value
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            choices = ", ".join(repr(c) for c in typing.get_args(tp))
-            raise ValueError(f"{where}: {value!r} is not one of {choices}")
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        variants = _variants(args)
-        if variants:
-            return _convert_variant(value, variants, where)
-        errors = []
-        for arg in (a for a in args if a is not type(None)):
-            try:
-                return _convert(value, arg, where)
-            except ValueError as e:
-                errors.append(str(e))
-        raise ValueError(f"{where}: expected {' | '.join(_type_name(a) for a in args)}, got {value!r}")
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping of {tp.__name__} fields, got {value!r}")
-        return _build(tp, value, where)
-    if origin in (dict,):
-        if not isinstance(value, dict):
-            raise ValueError(f"{where}: expected a mapping, got {value!r}")
-        key_tp, val_tp = typing.get_args(tp) or (Any, Any)
-        return {_convert(k, key_tp, where): _convert(v, val_tp, f"{where}.{k}") for k, v in value.items()}
-    if origin in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ValueError(f"{where}: expected a list, got {value!r}")
-        args = typing.get_args(tp)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(value) != len(args):
-                raise ValueError(f"{where}: expected {len(args)} values, got {value!r}")
-            return tuple(_convert(v, a, where) for v, a in zip(value, args))
-        item = args[0] if args else Any
-        out = [_convert(v, item, where) for v in value]
-        return tuple(out) if origin is tuple else out
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    if tp is float and isinstance(value, str):  # YAML 1.1 reads 2e-4 (no dot) as a string
-        try:
-            return float(value)
-        except ValueError:
-            pass
-    if tp in (int, float, str, bool):
-        if not isinstance(value, tp) or (tp is int and isinstance(value, bool)):
-            raise ValueError(f"{where}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
-        return value
-    raise ValueError(f"{where}: unsupported type {tp}")
-
-
-def _variants(args: tuple[Any, ...]) -> dict[str, type] | None:
-    """{name: class} when every member of a union is a dataclass with a Literal `name` (a discriminated union)."""
-    out = {}
-    for arg in args:
-        hint = typing.get_type_hints(arg).get("name") if dataclasses.is_dataclass(arg) else None
-        if typing.get_origin(hint) is not Literal:
-            return None
-        out[typing.get_args(hint)[0]] = arg
-    return out
-
-
-def _convert_variant(value: Any, variants: dict[str, type], where: str) -> Any:
-    """Pick the dataclass by `name` (default: the first variant); `algo.loss=gspo` is short for `algo.loss.name=gspo`.
-    Its defaults apply and a field of another variant is an unknown key."""
-    if isinstance(value, tuple(variants.values())):
-        return value
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, dict):
-        raise ValueError(f"{where}: expected a mapping with a name ({', '.join(variants)}), got {value!r}")
-    name = value.get("name", next(iter(variants)))
-    if name not in variants:
-        close = difflib.get_close_matches(str(name), variants, n=1, cutoff=0.5)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"{where}.name: {name!r} is not one of {', '.join(map(repr, variants))}{hint}")
-    fields = [f.name for f in dataclasses.fields(variants[name])]
-    for key in value:
-        owners = [n for n, cls in variants.items() if key in {f.name for f in dataclasses.fields(cls)}]
-        if key not in fields and owners:
-            raise ValueError(f"{where}.{key} belongs to {where}.name={'/'.join(owners)}, not to {where}.name={name} "
-                             f"(which takes: {', '.join(fields)})")
-    try:
-        return _build(variants[name], value, where)
-    except ValueError as e:
-        raise ValueError(f"{e} (with {where}.name={name})") from None
-
-
-def _build(cls: type, data: dict[str, Any], where: str = "") -> Any:
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        path = f"{where}.{key}" if where else key
-        if key not in names:
-            close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-            hint = f"; did you mean {(where + '.' if where else '') + close[0]!r}?" if close else ""
-            raise ValueError(f"unknown config key {path!r}{hint} (valid: {', '.join(names)})")
-        kwargs[key] = _convert(value, hints[key], path)
-    return cls(**kwargs)
-
-
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    keys = dotted.split(".")
-    node = data
-    for key in keys[:-1]:
-        child = node.setdefault(key, {})
-        if isinstance(child, str):  # `algo.loss=gspo` then `algo.loss.clip_low=...`: the variant's short form
-            child = node[key] = {"name": child}
-        if not isinstance(child, dict):
-            raise ValueError(f"override {dotted!r}: {key!r} is not a section")
-        node = child
-    node[keys[-1]] = value
-
-
-def parse_override(text: str) -> tuple[str, Any]:
-    """'algo.kl.coef=0.01' -> ('algo.kl.coef', 0.01). The value is parsed as YAML ('[a, b]', 'null', 'true')."""
-    if "=" not in text:
-        raise ValueError(f"override {text!r} must look like key.sub=value")
-    key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
-
-
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    def plain(x: Any) -> Any:
-        if isinstance(x, tuple):
-            return [plain(v) for v in x]
-        if isinstance(x, list):
-            return [plain(v) for v in x]
-        if isinstance(x, dict):
-            return {k: plain(v) for k, v in x.items()}
-        return x
-    return plain(dataclasses.asdict(cfg))
-
-
 def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Defaults < YAML file < overrides. Raises ValueError with the offending key on any problem."""
     data: dict[str, Any] = {}
@@ -382,8 +242,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         data = loaded or {}
     for text in overrides:
         key, value = parse_override(text)
-        _set_dotted(data, key, value)
-    return _build(RunConfig, data)
+        set_dotted(data, key, value)
+    return build(RunConfig, data)
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:
@@ -391,8 +251,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
     data = config_to_dict(cfg)
     for text in overrides:
         key, value = parse_override(text)
-        _set_dotted(data, key, value)
-    return _build(RunConfig, data)
+        set_dotted(data, key, value)
+    return build(RunConfig, data)
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from reasonrl.engine import Engine, SamplingParams
-from reasonrl.envs import Env
+from reasonrl.envs import Environment
 from reasonrl.rollout import rollout
 from reasonrl.types import Example
 
@@ -55,7 +55,7 @@ class EvalResult:
         return asdict(self)
 
 
-def evaluate(env: Env, engine: Engine, tokenizer: Any, examples: list[Example], params: SamplingParams,
+def evaluate(env: Environment, engine: Engine, tokenizer: Any, examples: list[Example], params: SamplingParams,
              samples: int, seed: int, task: str = "") -> EvalResult:
     trajectories = rollout(env, engine, tokenizer, examples, n=samples, params=params, seed=seed)
     parts: dict[str, list[float]] = {}

@@ -1,55 +1,144 @@
 """Rollout: examples -> trajectories. The only place that builds token masks.
 
-For each example the environment's conversation is encoded with the chat template, the engine samples n
-completions, and the environment scores them. Prompt tokens get mask False, sampled tokens (including the
-stop token, so stopping is learned) get mask True.
+Token in, token out: a trajectory's tokens are the chat-templated prompt, then for every turn the tokens the
+policy sampled (mask True, with the stop token, so stopping is learned) followed by the environment's
+observation encoded once as new tokens (mask False). Nothing sampled is ever re-tokenised, so the tokens the
+policy is trained on are exactly the tokens it produced.
+
+Turn 0 samples the n completions of each example from one shared prompt prefill; later turns sample one
+continuation per still-running episode.
 """
 from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Callable
 
 from reasonrl.engine import Engine, SamplingParams
-from reasonrl.envs import Env, Episode
-from reasonrl.tokenizer import encode_chat
+from reasonrl.envs import Env, Environment, step_all
+from reasonrl.tokenizer import encode_chat, observation_tokens, stop_token_ids
 from reasonrl.types import Example, Trajectory
 
 
-def rollout(env: Env, engine: Engine, tokenizer: Any, examples: list[Example], n: int,
+@dataclass
+class Running:
+    """One episode in progress."""
+
+    env: Env
+    example: Example
+    group: int
+    tokens: list[int]
+    mask: list[bool]
+    logp: list[float]
+    texts: list[str] = field(default_factory=list)
+    rewards: list[float] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    states: list[str] = field(default_factory=list)
+    parts: dict[str, float | None] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    reward_steps: list[tuple[int, float]] = field(default_factory=list)
+    truncated: bool = False
+    done: bool = False
+
+
+def rollout(env: Environment, engine: Engine, tokenizer: Any, examples: list[Example], n: int,
             params: SamplingParams, seed: int, timings: dict[str, float] | None = None) -> list[Trajectory]:
     """n trajectories per example, grouped contiguously (group g = rows g*n .. g*n+n-1).
 
-    timings, when given, receives the seconds spent in generation ("generate") and scoring ("reward")."""
+    timings, when given, receives the seconds spent in generation ("generate") and in the environment
+    ("reward")."""
     timings = {} if timings is None else timings
-    t0 = time.time()
-    conversations = [env.reset(ex) for ex in examples]
-    prompts = [encode_chat(tokenizer, conv) for conv in conversations]
-    groups = engine.generate(prompts, params, n=n, seed=seed)
-    t1 = time.time()
-    trajectories: list[Trajectory] = []
-    for g, (example, prompt, completions) in enumerate(zip(examples, prompts, groups)):
-        for c in completions:
-            trajectories.append(Trajectory(
-                example=example, group=g,
-                tokens=prompt + c.token_ids,
-                mask=[False] * len(prompt) + [True] * len(c.token_ids),
-                sampler_logp=[0.0] * len(prompt) + c.logprobs,
-                completion=tokenizer.decode(c.token_ids, skip_special_tokens=True),
-                truncated=not c.finished))
-    episodes = [Episode(t.example, list(conv)) for t, conv in
-                zip(trajectories, (conv for conv in conversations for _ in range(n)))]
-    results = env.step(episodes, [t.completion for t in trajectories])
-    timings["generate"], timings["reward"] = t1 - t0, time.time() - t1
-    for t, result in zip(trajectories, results):
-        if not result.done:
-            raise ValueError(f"environment {type(env).__name__} did not finish after one turn; multi-turn "
-                             "environments need the multi-turn rollout")
-        t.reward, t.reward_parts, t.step_rewards = result.reward, result.reward_parts, [result.reward]
-        t.info = result.info
-        if result.reward_steps and not math.isnan(result.reward) and any(t.mask):
-            t.step_rewards, t.step_token_ends = token_steps(tokenizer, t, result.reward_steps)
-    return trajectories
+    timings.setdefault("generate", 0.0)
+    timings.setdefault("reward", 0.0)
+    episodes = start_episodes(env.make, tokenizer, examples, n)
+    try:
+        for turn in range(env.max_turns):
+            live = [e for e in episodes if not e.done]
+            if not live:
+                break
+            t0 = time.time()
+            if turn == 0:  # the n samples of an example share one prompt: prefill it once
+                groups = engine.generate([episodes[g * n].tokens for g in range(len(examples))], params, n=n,
+                                         seed=seed)
+                completions = [c for group in groups for c in group]
+            else:
+                completions = [g[0] for g in engine.generate([e.tokens for e in live], params, n=1,
+                                                             seed=seed + 7919 * turn)]
+            t1 = time.time()
+            texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
+            for e, c, text in zip(live, completions, texts):
+                e.states.append(e.env.state_key())
+                e.tokens += c.token_ids
+                e.mask += [True] * len(c.token_ids)
+                e.logp += c.logprobs
+                e.texts.append(text)
+                e.ends.append(len(e.tokens) - 1)
+                e.truncated = not c.finished
+            results = step_all([e.env for e in live], texts)
+            timings["generate"] += t1 - t0
+            timings["reward"] += time.time() - t1
+            for e, c, result in zip(live, completions, results):
+                record_step(e, result, tokenizer, c.finished, turn + 1 == env.max_turns, env.max_context_tokens)
+    finally:
+        for e in episodes:
+            e.env.close()
+    return [finish(e, tokenizer) for e in episodes]
+
+
+def start_episodes(make_env: Callable[[], Env], tokenizer: Any, examples: list[Example], n: int) -> list[Running]:
+    episodes = []
+    for g, example in enumerate(examples):
+        first = None
+        for _ in range(n):
+            env = make_env()
+            prompt = encode_chat(tokenizer, env.reset(example))
+            if first is not None and prompt != first:
+                raise ValueError(f"environment {type(env).__name__}: reset({example.id}) gave different first "
+                                 "observations; the samples of a group must start from the same prompt")
+            first = prompt
+            episodes.append(Running(env=env, example=example, group=g, tokens=list(prompt),
+                                    mask=[False] * len(prompt), logp=[0.0] * len(prompt)))
+    return episodes
+
+
+def record_step(e: Running, result: Any, tokenizer: Any, finished: bool, last_turn: bool,
+                max_context: int | None) -> None:
+    """Book one step's reward and, if the episode goes on, append the observation as untrained tokens."""
+    e.rewards.append(result.reward)
+    for name, value in result.reward_parts.items():
+        if value is not None or name not in e.parts:
+            e.parts[name] = value if e.parts.get(name) is None else e.parts[name] + (value or 0.0)  # type: ignore[operator]
+    for key, value in result.info.items():
+        e.info[key] = e.info.get(key, []) + value if isinstance(value, list) else value
+    if len(e.rewards) == 1:
+        e.reward_steps = list(result.reward_steps)
+    if result.done or last_turn or math.isnan(result.reward):
+        e.done = True
+        e.info.setdefault("turn_limit", not result.done)
+        return
+    extra = [] if finished else [sorted(stop_token_ids(tokenizer))[0]]   # close a turn cut at the token limit
+    obs = extra + observation_tokens(tokenizer, result.observation or [])
+    if max_context is not None and len(e.tokens) + len(obs) >= max_context:
+        e.done, e.truncated = True, True
+        e.info["context_limit"] = True
+        return
+    e.tokens += obs
+    e.mask += [False] * len(obs)
+    e.logp += [0.0] * len(obs)
+
+
+def finish(e: Running, tokenizer: Any) -> Trajectory:
+    t = Trajectory(example=e.example, group=e.group, tokens=e.tokens, mask=e.mask, sampler_logp=e.logp,
+                   completion="\n".join(e.texts), truncated=e.truncated, num_turns=len(e.texts),
+                   reward=sum(e.rewards), reward_parts=e.parts, step_rewards=list(e.rewards), info=e.info)
+    if len(e.texts) > 1:
+        t.step_token_ends, t.step_states = list(e.ends), list(e.states)
+    elif e.reward_steps and not math.isnan(t.reward) and any(t.mask):
+        t.step_rewards, t.step_token_ends = token_steps(tokenizer, t, e.reward_steps)
+    else:
+        t.step_states = list(e.states)
+    return t
 
 
 def char_to_token_ends(tokenizer: Any, ids: list[int], char_ends: list[int]) -> list[int]:

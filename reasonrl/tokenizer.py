@@ -14,6 +14,43 @@ def encode_chat(tokenizer: Any, messages: list[Message]) -> list[int]:
     return list(ids)
 
 
+_MARK = "zqxj-end-of-action"
+
+
+def render(tokenizer: Any, messages: list[Message], add_generation_prompt: bool) -> str:
+    text = tokenizer.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
+    return text if isinstance(text, str) else str(text)
+
+
+def observation_tokens(tokenizer: Any, messages: list[Message]) -> list[int]:
+    """The tokens that follow a finished policy turn (which ends with its sampled stop token) when the
+    environment answers with `messages` and the policy speaks next: the template's text after the end-of-turn
+    marker, the messages, and the generation prompt. Encoded on their own, so sampled tokens are never
+    re-tokenised (token in, token out)."""
+    base: list[Message] = [{"role": "user", "content": "q"}, {"role": "assistant", "content": _MARK}]
+    before = render(tokenizer, base, add_generation_prompt=False)
+    after = render(tokenizer, base + list(messages), add_generation_prompt=True)
+    if not after.startswith(before):
+        raise ValueError(f"the chat template of {type(tokenizer).__name__} rewrites earlier turns when a message "
+                         "is appended, so multi-turn token-in/token-out rollouts cannot use it")
+    tail = before[before.rindex(_MARK) + len(_MARK):]   # what the template writes after the assistant's text
+    for marker in stop_texts(tokenizer):
+        if tail.startswith(marker):
+            tail = tail[len(marker):]
+            break
+    text = tail + after[len(before):]
+    if isinstance(tokenizer, ByteTokenizer):
+        return tokenizer.encode(text)
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def stop_texts(tokenizer: Any) -> list[str]:
+    """The text of each stop token (what a template writes where the policy's sampled stop token stands)."""
+    if isinstance(tokenizer, ByteTokenizer):
+        return []
+    return [t for t in (tokenizer.convert_ids_to_tokens(i) for i in sorted(stop_token_ids(tokenizer))) if t]
+
+
 def stop_token_ids(tokenizer: Any) -> set[int]:
     """Tokens that end the policy's turn: EOS plus the chat template's end-of-turn marker, if any."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()

@@ -29,11 +29,10 @@ from reasonrl.algos.kl import KLController
 from reasonrl.algos.shaping import shape_overlong
 from reasonrl.config import RunConfig, load_config, save_config
 from reasonrl.engine import ENGINES, SamplingParams
-from reasonrl.envs import ENVS
+from reasonrl.envs import make_environment
 from reasonrl.evaluate import EvalResult, evaluate, paired_comparison
 from reasonrl.critic import Critic
 from reasonrl.model import load_policy
-from reasonrl.rewards.compose import RewardComposer
 from reasonrl.rollout import rollout
 from reasonrl.tasks import load_task
 from reasonrl.types import Example, Trajectory, collate
@@ -138,7 +137,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
     loss_fn = POLICY_LOSSES.get(cfg.algo.loss.name)     # the run directory is created
     task = load_task(cfg.task)
     eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
-    env = ENVS.get("single_turn")(RewardComposer(cfg.rewards))
+    env = make_environment(cfg)
     try:
         policy, tokenizer = load_policy(cfg.model, cfg.lora)
         critic = Critic(cfg) if needs_critic(advantage_fn) else None            # gae: a learned V(s_t)

@@ -77,6 +77,8 @@ class Trajectory:
     """Reward of each step (process supervision); empty: one step, rewarded with `reward`."""
     step_token_ends: list[int] = field(default_factory=list)
     """Index in `tokens` of the last token of each step (a sampled token); empty: the last sampled token."""
+    step_states: list[str] = field(default_factory=list)
+    """Key of the environment state each step's action was taken in (identical states: identical keys)."""
     truncated: bool = False
     """True when generation hit the token limit instead of ending with EOS."""
     num_turns: int = 1
@@ -101,6 +103,7 @@ class Batch:
     token_rewards: Tensor | None = None  # (B, T): the reward on each row's last sampled token, 0 elsewhere
     step_rewards: Tensor | None = None   # (B, T): the reward of the step that ends at t, 0 elsewhere
     step_ends: Tensor | None = None      # (B, T) bool: True where a step ends
+    step_states: Tensor | None = None    # (B, T) long: id (>= 1) of the state the step ending at t acted in
     adv: Tensor | None = None       # (B, T)
     old_logp: Tensor | None = None  # (B, T)
     ref_logp: Tensor | None = None  # (B, T)
@@ -123,7 +126,8 @@ class Batch:
                      sampler_logp=cut(self.sampler_logp), rewards=self.rewards[index],  # type: ignore[arg-type]
                      group_size=self.group_size, groups=pick(self.groups), truncated=pick(self.truncated),
                      token_rewards=cut(self.token_rewards), step_rewards=cut(self.step_rewards),
-                     step_ends=cut(self.step_ends), adv=cut(self.adv), old_logp=cut(self.old_logp),
+                     step_ends=cut(self.step_ends), step_states=cut(self.step_states), adv=cut(self.adv),
+                     old_logp=cut(self.old_logp),
                      ref_logp=cut(self.ref_logp), values=cut(self.values), returns=cut(self.returns))
 
 
@@ -149,9 +153,10 @@ def collate(trajectories: list[Trajectory], pad_id: int, group_size: int) -> Bat
     last = mask.shape[1] - 1 - mask.flip(1).float().argmax(1)                      # (B,) last sampled position
     token_rewards = torch.zeros(mask.shape).scatter(1, last[:, None], rewards[:, None]) * mask  # (B, T)
     step_rewards, step_ends = step_tensors(trajectories, mask, last)               # (B, T), (B, T)
+    step_states = state_tensor(trajectories, step_ends)                           # (B, T)
     return Batch(tokens=tokens, mask=mask, sampler_logp=logp[:, 1:], rewards=rewards, group_size=group_size,
                  groups=groups, truncated=truncated, token_rewards=token_rewards, step_rewards=step_rewards,
-                 step_ends=step_ends)
+                 step_ends=step_ends, step_states=step_states)
 
 
 def step_tensors(trajectories: list[Trajectory], mask: Tensor, last: Tensor) -> tuple[Tensor, Tensor]:
@@ -176,3 +181,18 @@ def step_tensors(trajectories: list[Trajectory], mask: Tensor, last: Tensor) -> 
         step_ends[i, ends] = True
         step_rewards[i, ends] = torch.tensor(values, dtype=torch.float32)
     return step_rewards, step_ends
+
+
+def state_tensor(trajectories: list[Trajectory], step_ends: Tensor) -> Tensor:
+    """(B, T) long: at each step end, an id for the state key the step acted in (equal keys, equal ids; ids
+    start at 1), 0 elsewhere. Trajectories without state keys get a fresh id per step."""
+    import torch
+
+    ids: dict[str, int] = {}
+    out = torch.zeros(step_ends.shape, dtype=torch.long)                           # (B, T)
+    for i, t in enumerate(trajectories):
+        ends = step_ends[i].nonzero().flatten().tolist()
+        keys = t.step_states if len(t.step_states) == len(ends) else [f"#{i}:{k}" for k in range(len(ends))]
+        for position, key in zip(ends, keys):
+            out[i, position] = ids.setdefault(key, len(ids) + 1)
+    return out

@@ -7,7 +7,7 @@ import pytest
 
 from reasonrl.config import RewardConfig
 from reasonrl.engine import Completion, SamplingParams
-from reasonrl.envs.single_turn import SingleTurnEnv
+from reasonrl.envs import EnvContext, Environment
 from reasonrl.rewards import REWARDS, StepScores
 from reasonrl.rewards.claims import Unparseable, claims, parse_side, tokenize
 from reasonrl.rewards.compose import RewardComposer
@@ -134,7 +134,7 @@ def test_rollout_places_step_rewards_on_tokens() -> None:
     tok = WordTokenizer()
     ids = [200, 201, 202, 203, 204, tok.eos_token_id]
     cfg = RewardConfig(components={"correct": 1.0, "steps": 0.5}, workers=1)
-    env = SingleTurnEnv(RewardComposer(cfg))
+    env = Environment("single_turn", EnvContext(rewards=RewardComposer(cfg)))
     try:
         (t,) = rollout(env, ScriptedEngine(ids), tok, [EXAMPLE], n=1, params=SamplingParams(8), seed=0)
     finally:

@@ -15,12 +15,12 @@ from tests.helpers import tiny_config
 
 
 def test_rollout_masks_prompt_false_and_sampled_true(tiny, tmp_path):
-    from reasonrl.envs.single_turn import SingleTurnEnv
+    from reasonrl.envs import EnvContext, Environment
     from reasonrl.rewards.compose import RewardComposer
     from reasonrl.rollout import rollout
     model, tok = tiny
     cfg = tiny_config(tmp_path)
-    env = SingleTurnEnv(RewardComposer(cfg.rewards))
+    env = Environment("single_turn", EnvContext(rewards=RewardComposer(cfg.rewards)))
     examples = [Example(id=str(i), prompt=[{"role": "user", "content": f"q{i}"}], answer="1") for i in range(2)]
     try:
         trajs = rollout(env, HFEngine(model, tok, EngineConfig()), tok, examples, n=3,
