@@ -79,7 +79,8 @@ def rollout(env: Environment, engine: Engine, tokenizer: Any, examples: list[Exa
             timings["generate"] += t1 - t0
             timings["reward"] += time.time() - t1
             for e, c, result in zip(live, completions, results):
-                record_step(e, result, tokenizer, c.finished, turn + 1 == env.max_turns, env.max_context_tokens)
+                record_step(e, result, tokenizer, c.finished, turn + 1 == env.max_turns,
+                            room(env.max_context_tokens, params.max_new_tokens))
     finally:
         for e in episodes:
             e.env.close()
@@ -102,13 +103,19 @@ def start_episodes(make_env: Callable[[], Env], tokenizer: Any, examples: list[E
     return episodes
 
 
+def room(max_context: int | None, max_new_tokens: int) -> int | None:
+    """Longest conversation that still leaves a whole turn of room before the context limit."""
+    return None if max_context is None else max_context - max_new_tokens
+
+
 def record_step(e: Running, result: Any, tokenizer: Any, finished: bool, last_turn: bool,
                 max_context: int | None) -> None:
     """Book one step's reward and, if the episode goes on, append the observation as untrained tokens."""
     e.rewards.append(result.reward)
     for name, value in result.reward_parts.items():
         if value is not None or name not in e.parts:
-            e.parts[name] = value if e.parts.get(name) is None else e.parts[name] + (value or 0.0)  # type: ignore[operator]
+            old = e.parts.get(name)
+            e.parts[name] = value if old is None else old + (value or 0.0)
     for key, value in result.info.items():
         e.info[key] = e.info.get(key, []) + value if isinstance(value, list) else value
     if len(e.rewards) == 1:
@@ -119,7 +126,7 @@ def record_step(e: Running, result: Any, tokenizer: Any, finished: bool, last_tu
         return
     extra = [] if finished else [sorted(stop_token_ids(tokenizer))[0]]   # close a turn cut at the token limit
     obs = extra + observation_tokens(tokenizer, result.observation or [])
-    if max_context is not None and len(e.tokens) + len(obs) >= max_context:
+    if max_context is not None and len(e.tokens) + len(obs) > max_context:
         e.done, e.truncated = True, True
         e.info["context_limit"] = True
         return

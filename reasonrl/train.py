@@ -85,6 +85,11 @@ def rollout_stats(trajectories: list[Trajectory], group_size: int) -> dict[str, 
              "rollout/completion_tokens": sum(t.completion_tokens for t in trajectories) / len(trajectories),
              "rollout/truncation_rate": sum(t.truncated for t in trajectories) / len(trajectories),
              "rollout/reward_errors": float(sum(bool(t.info.get("errors")) for t in trajectories))}
+    if any(t.num_turns > 1 for t in trajectories):
+        n = len(trajectories)
+        stats |= {"rollout/turns": sum(t.num_turns for t in trajectories) / n,
+                  "rollout/turn_limit_rate": sum(bool(t.info.get("turn_limit")) for t in trajectories) / n,
+                  "rollout/context_limit_rate": sum(bool(t.info.get("context_limit")) for t in trajectories) / n}
     groups = [rewards[i:i + group_size] for i in range(0, len(rewards), group_size)]
     stats["rollout/degenerate_groups"] = sum(max(g) == min(g) for g in groups if g) / max(len(groups), 1)
     names = {name for t in trajectories for name in t.reward_parts}
@@ -102,7 +107,7 @@ def write_rollouts(path: Path, step: int, trajectories: list[Trajectory], tokeni
             f.write(json.dumps({"step": step, "group": t.group, "id": t.example.id,
                                 "prompt": t.example.prompt[-1]["content"], "answer": t.example.answer,
                                 "completion": t.completion, "reward": t.reward, "reward_parts": t.reward_parts,
-                                "completion_tokens": t.completion_tokens, "truncated": t.truncated,
+                                "completion_tokens": t.completion_tokens, "truncated": t.truncated, "turns": t.num_turns,
                                 "errors": t.info.get("errors", [])}) + "\n")
 
 
