@@ -67,6 +67,12 @@ def peak_rss_gb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6
 
 
+def peak_device_gb(device: str) -> float:
+    """Peak GPU memory allocated by torch in this process (0 on CPU)."""
+    import torch
+    return torch.cuda.max_memory_allocated() / 1e9 if device.startswith("cuda") else 0.0
+
+
 # ---------------------------------------------------------------------------------------------------------
 # The two sides. Each prints one JSON line: per-step timings and token counts.
 
@@ -78,7 +84,8 @@ def run_reasonrl(a: argparse.Namespace) -> dict:
         data.write_text("".join(json.dumps({"prompt": e.prompt[-1]["content"], "answer": e.answer}) + "\n"
                                 for e in examples(a.prompts * (a.steps + 1) + 8)))
         cfg = load_config(None, [
-            f"model.path={model_dir(a.model)}", f"model.dtype={a.dtype}", "lora.rank=16", "lora.alpha=32",
+            f"model.path={model_dir(a.model)}", f"model.dtype={a.dtype}", f"model.device={a.device}",
+            "lora.rank=16", "lora.alpha=32",
             f"output_dir={tmp}", "name=bench", f"steps={a.steps}", f"prompts_per_step={a.prompts}",
             f"samples_per_prompt={a.group}", f"sampling.max_new_tokens={a.tokens}", "task.name=jsonl",
             f"task.path={data}", "task.instruction=", "task.eval_size=4", "eval.size=1",
@@ -89,7 +96,8 @@ def run_reasonrl(a: argparse.Namespace) -> dict:
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][1:]
     steps = [{"generate": r["time/generate"], "score": r["time/reward"],
               "update": r["time/step"] - r["time/generate"] - r["time/reward"], "step": r["time/step"]} for r in rows]
-    return {"steps": steps, "completion_tokens": a.prompts * a.group * a.tokens, "peak_rss_gb": peak_rss_gb()}
+    return {"steps": steps, "completion_tokens": a.prompts * a.group * a.tokens, "peak_rss_gb": peak_rss_gb(),
+            "peak_gpu_gb": peak_device_gb(a.device)}
 
 
 def run_trl(a: argparse.Namespace) -> dict:
@@ -153,30 +161,38 @@ def run_trl(a: argparse.Namespace) -> dict:
                 timing["gas"] += time.time() - t
         trainer._generate_and_score_completions = timed_gas
         trainer.train()
-    return {"steps": steps, "completion_tokens": a.prompts * a.group * a.tokens, "peak_rss_gb": peak_rss_gb()}
+    return {"steps": steps, "completion_tokens": a.prompts * a.group * a.tokens, "peak_rss_gb": peak_rss_gb(),
+            "peak_gpu_gb": peak_device_gb(a.device)}
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The driver: hardware peaks, both sides in subprocesses, the table.
 
-def hardware_peaks(dtype: str, threads: int) -> dict:
-    """Matmul FLOP/s (2048^2, median of 5) in the dtype, and memory copy bandwidth (bytes read + written / s)."""
+def hardware_peaks(dtype: str, threads: int, device: str = "cpu") -> dict:
+    """Matmul FLOP/s (median of 5; 2048^2 on CPU, 8192^2 on GPU) in the dtype, and memory copy bandwidth
+    (bytes read + written / s) on the device."""
     import torch
     torch.set_num_threads(threads)
-    x = torch.randn(2048, 2048, dtype=getattr(torch, dtype))
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    size = 8192 if device.startswith("cuda") else 2048
+    x = torch.randn(size, size, dtype=getattr(torch, dtype), device=device)
     times = []
     for _ in range(6):
+        sync()
         t = time.perf_counter()
         x @ x
+        sync()
         times.append(time.perf_counter() - t)
-    big = torch.empty(64 * 2**20, dtype=torch.float32)  # 256 MB
+    big = torch.empty(64 * 2**20 * (4 if device.startswith("cuda") else 1), dtype=torch.float32, device=device)
     out = torch.empty_like(big)
     copies = []
     for _ in range(5):
+        sync()
         t = time.perf_counter()
         out.copy_(big)
+        sync()
         copies.append(time.perf_counter() - t)
-    return {"matmul_flops": 2 * 2048**3 / statistics.median(times[1:]),
+    return {"matmul_flops": 2 * size**3 / statistics.median(times[1:]),
             "bandwidth": 2 * big.numel() * 4 / statistics.median(copies[1:])}
 
 
@@ -210,6 +226,7 @@ def summarise(name: str, result: dict, w: dict, peaks: dict, a: argparse.Namespa
     decode_bound = a.prompts * a.group * peaks["bandwidth"] / w["weight_bytes"]  # tokens/s if weights stream once
     return {**{f"s_{k}": v for k, v in med.items()}, "gen_tok_s": w["completion_tokens"] / med["generate"],
             "train_tok_s": w["train_tokens"] / med["update"], "peak_rss_gb": result["peak_rss_gb"],
+            "peak_gpu_gb": result.get("peak_gpu_gb", 0.0),
             "mfu_generate": gen_flops / med["generate"] / peaks["matmul_flops"],
             "mfu_update": update_flops / med["update"] / peaks["matmul_flops"],
             "gen_vs_bandwidth_bound": w["completion_tokens"] / med["generate"] / decode_bound,
@@ -240,6 +257,7 @@ def print_table(rows: dict[str, dict], w: dict, peaks: dict, a: argparse.Namespa
     fields = [("s_step", "s/step", "{:.2f}"), ("s_generate", "generate s", "{:.2f}"), ("s_score", "score s", "{:.2f}"),
               ("s_update", "update s", "{:.2f}"), ("gen_tok_s", "gen tok/s", "{:.0f}"),
               ("train_tok_s", "train tok/s", "{:.0f}"), ("peak_rss_gb", "peak RSS GB", "{:.2f}"),
+              *([("peak_gpu_gb", "peak GPU GB", "{:.2f}")] if a.device.startswith("cuda") else []),
               ("mfu_generate", "MFU gen", "{:.1%}"), ("mfu_update", "MFU update", "{:.1%}"),
               ("gen_vs_bandwidth_bound", "gen / BW bound", "{:.1%}")]
     names = list(rows)
@@ -275,7 +293,7 @@ def main() -> None:
     if a.side:
         print(json.dumps((run_reasonrl if a.side == "reasonrl" else run_trl)(a)), flush=True)
         return
-    peaks, w = hardware_peaks(a.dtype, a.threads), work(a)
+    peaks, w = hardware_peaks(a.dtype, a.threads, a.device), work(a)
     names = ["reasonrl", "trl"] if a.which == "both" else [a.which]
     rows = {n: summarise(n, side(n, a), w, peaks, a) for n in names}
     print_table(rows, w, peaks, a)

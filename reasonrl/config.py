@@ -31,6 +31,8 @@ class ModelConfig:
     """Start from an existing PEFT adapter directory (e.g. an SFT adapter)."""
     gradient_checkpointing: bool = False
     """Recompute activations in the backward pass: less memory, about 25% slower."""
+    device: str = "cpu"
+    """Where the model runs: cpu, cuda, cuda:N, or auto (cuda when available)."""
 
 
 @dataclass(frozen=True)

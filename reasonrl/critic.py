@@ -47,7 +47,7 @@ class Critic:
         self.model = model
         base = model.get_base_model() if hasattr(model, "get_base_model") else model
         self.backbone = getattr(base, base.base_model_prefix)  # the decoder stack, no LM head
-        self.head = nn.Linear(base.config.hidden_size, 1)
+        self.head = nn.Linear(base.config.hidden_size, 1).to(next(model.parameters()).device)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.params = trainable_parameters(model) + list(self.head.parameters())
@@ -66,8 +66,8 @@ class Critic:
         size = self.cfg.optim.micro_batch_size
         out = batch.sampler_logp.new_zeros(batch.mask.shape)                     # (B, T)
         for start in range(0, batch.size, size):
-            mb = batch.rows(slice(start, start + size))
-            out[start:start + mb.size, : mb.mask.shape[1]] = self.forward(mb.tokens) * mb.mask
+            mb = batch.rows(slice(start, start + size)).to(self.head.weight.device)
+            out[start:start + mb.size, : mb.mask.shape[1]] = (self.forward(mb.tokens) * mb.mask).to(out.device)
         return out
 
     def update(self, batch: Batch) -> dict[str, float]:
@@ -81,7 +81,7 @@ class Critic:
             mini = batch.rows(rows)
             tokens = int(mini.mask.sum())
             for start in range(0, mini.size, size):
-                mb = mini.rows(slice(start, start + size))
+                mb = mini.rows(slice(start, start + size)).to(self.head.weight.device)
                 values = self.forward(mb.tokens)                                 # (b, T)
                 loss, metrics = value_loss(values, mb.values, mb.returns, mb.mask, algo.critic.value_clip)
                 aggregate(loss, mb.mask, "token-mean", batch_tokens=tokens, batch_seqs=mini.size,

@@ -104,9 +104,23 @@ def load_base(cfg: ModelConfig) -> tuple[nn.Module, object]:
     return model, tokenizer
 
 
+def resolve_device(name: str) -> torch.device:
+    """model.device -> a torch device; a clear error when CUDA is asked for but absent."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"model.device={name}: this torch build sees no CUDA device; use model.device=cpu")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"model.device={name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
+
+
 def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig) -> tuple[nn.Module, object]:
     """The trainable policy: the base model with a fresh (or given) LoRA adapter, or all weights trainable."""
+    device = resolve_device(model_cfg.device)
     model, tokenizer = load_base(model_cfg)
+    model = model.to(device)
     if model_cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable()
         model.config.use_cache = False
@@ -181,7 +195,7 @@ def completion_spans(mask: Tensor) -> tuple[Tensor, Tensor] | None:
     if bool((length == 0).any()):
         return None
     start = mask.float().argmax(-1)                                               # (B,) first True
-    positions = torch.arange(mask.shape[1])[None, :]
+    positions = torch.arange(mask.shape[1], device=mask.device)[None, :]
     span = (positions >= start[:, None]) & (positions < (start + length)[:, None])
     return (start, length) if bool((span == mask).all()) else None
 
@@ -211,14 +225,14 @@ def _shared_forward(model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: T
     groups, row_to_group = torch.unique_consecutive(group_ids, return_inverse=True)
     first_row = [int((row_to_group == g).nonzero()[0]) for g in range(len(groups))]
     prompts = [tokens[r, : int(start[r]) + 1].tolist() for r in first_row]        # prompt = tokens[:start+1]
-    ids, attn = left_pad(prompts, pad_id=0)                                       # (U, L)
+    ids, attn = (x.to(tokens.device) for x in left_pad(prompts, pad_id=0))        # (U, L)
     cache = DynamicCache()
     kwargs = {cache_argument(model): cache}
     last = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
                  use_cache=True, logits_to_keep=1, **kwargs).logits[:, -1]        # (U, V)
     cache.batch_select_indices(row_to_group)
     width = int(length.max())
-    offsets = torch.arange(width)[None, :]                                        # (1, C)
+    offsets = torch.arange(width, device=tokens.device)[None, :]                  # (1, C)
     index = (start[:, None] + 1 + offsets).clamp(max=tokens.shape[1] - 1)         # (B, C)
     completion = tokens.gather(1, index)                                          # (B, C)
     row_attn = torch.cat([attn[row_to_group], torch.ones_like(completion)], dim=1)  # (B, L+C)
@@ -232,7 +246,7 @@ def _shared_forward(model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: T
     inside = offsets < length[:, None]                                            # (B, C) zero past each row's end
 
     def place(x: Tensor) -> Tensor:  # (B, C) completion positions -> (B, T)
-        out = torch.zeros(mask.shape[0], mask.shape[1] + width, dtype=x.dtype)
+        out = x.new_zeros(mask.shape[0], mask.shape[1] + width)
         return out.scatter(1, start[:, None] + offsets, x * inside)[:, : mask.shape[1]]
     return place(logp), None if entropy is None else place(entropy)
 
@@ -246,9 +260,25 @@ def policy_logprobs(model: nn.Module, tokens: Tensor, mask: Tensor, groups: Tens
 def policy_logprobs_entropy(model: nn.Module, tokens: Tensor, mask: Tensor, groups: Tensor | None,
                             temperature: float = 1.0, with_entropy: bool = True) -> tuple[Tensor, Tensor | None]:
     """policy_logprobs and (B, T) token entropies of the tempered policy (None when with_entropy is False)."""
-    if groups is not None and completion_spans(mask) is not None:
-        return _shared_forward(model, tokens, mask, groups, temperature, with_entropy)
-    return _token_forward(model, tokens, temperature, None, with_entropy)
+    with half_precision_adapter(model):
+        if groups is not None and completion_spans(mask) is not None:
+            return _shared_forward(model, tokens, mask, groups, temperature, with_entropy)
+        return _token_forward(model, tokens, temperature, None, with_entropy)
+
+
+@contextlib.contextmanager
+def half_precision_adapter(model: nn.Module) -> Iterator[None]:
+    """With a bf16 base, run the LoRA matmuls in bf16 too (the fp32 adapter weights are cast on the fly and
+    stay the optimizer's master copy; autocast, as mixed-precision trainers do). Without it peft casts every
+    layer's input to fp32 and its output back, which was a third of the update's time on CPU. Log-probs,
+    losses and the optimizer stay fp32. A no-op for fp32 models and full fine-tuning."""
+    base = next(model.parameters())
+    if base.dtype != torch.bfloat16 or not is_lora(model):
+        yield
+        return
+    from peft.helpers import disable_input_dtype_casting
+    with torch.autocast(base.device.type, dtype=torch.bfloat16), disable_input_dtype_casting(model):
+        yield
 
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:

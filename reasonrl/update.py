@@ -26,8 +26,14 @@ from reasonrl.model import policy_logprobs, policy_logprobs_entropy, reference, 
 from reasonrl.types import Batch
 
 
-def micro_batches(batch: Batch, size: int) -> list[Batch]:
-    return [batch.rows(slice(start, start + size)) for start in range(0, batch.size, size)]
+def micro_batches(batch: Batch, size: int, device: Any = None) -> list[Batch]:
+    """Row slices of at most `size` rows, moved to `device` (the model's) when given."""
+    out = [batch.rows(slice(start, start + size)) for start in range(0, batch.size, size)]
+    return out if device is None else [mb.to(device) for mb in out]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
 
 
 def split_rows(size: int, parts: int) -> list[slice]:
@@ -46,9 +52,9 @@ def add_weighted(totals: dict[str, float], metrics: dict[str, float], weight: fl
 def batch_logprobs(model: nn.Module, batch: Batch, size: int, temperature: float) -> Tensor:
     """(B, T) log-probs of the whole batch without gradients, computed micro-batch by micro-batch."""
     out = torch.zeros_like(batch.sampler_logp)                                   # (B, T)
-    for start, mb in zip(range(0, batch.size, size), micro_batches(batch, size)):
+    for start, mb in zip(range(0, batch.size, size), micro_batches(batch, size, model_device(model))):
         out[start:start + mb.size, : mb.mask.shape[1]] = policy_logprobs(model, mb.tokens, mb.mask, mb.groups,
-                                                                         temperature)
+                                                                         temperature).to(out.device)
     return out
 
 
@@ -117,7 +123,7 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, lo
         mini = batch.rows(rows) if len(steps) > 1 else batch
         tokens = int(mini.mask.sum())
         norms = dict(batch_tokens=tokens, batch_seqs=mini.size, max_len=cfg.sampling.max_new_tokens)
-        for mb in micro_batches(mini, size):
+        for mb in micro_batches(mini, size, model_device(policy)):
             loss, metrics = micro_batch_loss(policy, mb, loss_fn, cfg, kl_coef, norms)
             loss.backward()
             add_weighted(totals, {"loss/pg": metrics.pop("pg")}, 1.0 / len(steps))  # already this share

@@ -43,7 +43,7 @@ def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generat
     # Inverse-CDF sampling: one uniform per row (torch.multinomial draws one exponential per vocabulary entry,
     # which was 17% of decode time for a 49k vocabulary on CPU).
     cdf = probs.cumsum(-1)                                                       # (B, V)
-    u = torch.rand(cdf.shape[0], 1, generator=generator) * cdf[:, -1:]           # (B, 1)
+    u = torch.rand(cdf.shape[0], 1, generator=generator).to(cdf.device) * cdf[:, -1:]  # (B, 1)
     token = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=cdf.shape[1] - 1)   # (B,)
     return token, (scaled.gather(-1, token[:, None]) - lse).squeeze(-1)
 
@@ -98,6 +98,7 @@ class HFEngine:
         self.merge = cfg.merge_lora and hasattr(model, "merge_and_unload")
         self.model = merged_copy(model) if self.merge else model
         self.cache_arg = cache_argument(self.model)
+        self.device = next(self.model.parameters()).device
 
     def sync_weights(self, policy: nn.Module) -> None:
         """Make sampling follow the policy's current weights (a no-op without a merged copy)."""
@@ -119,7 +120,7 @@ class HFEngine:
                         generator: torch.Generator) -> list[list[Completion]]:
         from transformers import DynamicCache
 
-        ids, attn = left_pad(prompts, self.pad_id)                               # (P, L)
+        ids, attn = (x.to(self.device) for x in left_pad(prompts, self.pad_id))  # (P, L)
         positions = (attn.cumsum(-1) - 1).clamp(min=0)                           # (P, L)
         cache = DynamicCache()
         logits = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
@@ -129,11 +130,11 @@ class HFEngine:
             logits, attn = logits.repeat_interleave(n, 0), attn.repeat_interleave(n, 0)  # (B, V), (B, L)
         rows = len(prompts) * n
         next_pos = attn.sum(-1)                                                  # (B,)
-        active = torch.arange(rows)                                              # batch row -> output row
+        active = torch.arange(rows, device=self.device)                          # batch row -> output row
         tokens: list[list[int]] = [[] for _ in range(rows)]
         logps: list[list[float]] = [[] for _ in range(rows)]
         finished = [False] * rows
-        stop = torch.tensor(self.stop_ids)
+        stop = torch.tensor(self.stop_ids, device=self.device)
         for step in range(params.max_new_tokens):
             blocked = stop if step < params.min_new_tokens else None
             token, logp = sample_next(logits, params, generator, blocked)        # (b,), (b,)
@@ -149,7 +150,7 @@ class HFEngine:
                 keep = (~done).nonzero().squeeze(-1)
                 cache.batch_select_indices(keep)
                 active, token, attn, next_pos = active[keep], token[keep], attn[keep], next_pos[keep]
-            attn = torch.cat([attn, torch.ones(len(active), 1, dtype=attn.dtype)], dim=1)  # (b, L+s)
+            attn = torch.cat([attn, attn.new_ones(len(active), 1)], dim=1)         # (b, L+s)
             logits = self.model(input_ids=token[:, None], attention_mask=attn, position_ids=next_pos[:, None],
                                 use_cache=True, **{self.cache_arg: cache}).logits[:, -1]       # (b, V)
             next_pos = next_pos + 1
