@@ -70,7 +70,12 @@ def run_facts(config: dict[str, Any], rows: list[dict[str, Any]], summary: dict[
 
     last = max((row["step"] for row in rows if is_number(row.get("step"))), default=0)
     total = get("steps")
-    status = "finished" if summary else f"incomplete: last logged step {last} of {total if total else '?'}"
+    if summary:
+        status = "finished"
+    elif total and last >= total:
+        status = "all steps logged, no summary.json yet"
+    else:
+        status = f"incomplete: last logged step {last} of {total or '?'}"
     if not summary:
         notes.append("no summary.json: the run is still going or was interrupted; showing what it logged")
     rewards = get("rewards.components")

@@ -89,5 +89,10 @@ def compact_samples(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[st
             "completion": cut(row.get("completion")), "reward": row.get("reward") if is_number(row.get("reward"))
             else None, "parts": {k: v for k, v in parts.items() if is_number(v) or v is None},
             "tokens": row.get("completion_tokens"), "truncated": bool(row.get("truncated")),
-            "correct": is_correct(parts), "errors": [cut(e) for e in row.get("errors") or []]}))
+            "correct": is_correct(parts), "errors": [cut(e) for e in errors_of(row)]}))
     return list(prompts), samples
+
+
+def errors_of(row: dict[str, Any]) -> list[Any]:
+    errors = row.get("errors")
+    return errors if isinstance(errors, list) else [errors] if errors else []

@@ -81,6 +81,10 @@ def test_downsample_averages_consecutive_buckets():
     assert downsample(points, limit=10) is points
 
 
+def test_default_smoothing_spans_about_a_fortieth_of_the_curve():
+    assert [report.default_smoothing(n) for n in (10, 29, 30, 100, 2000, 10_000)] == [0, 0, 0, 0.6, 0.98, 0.99]
+
+
 def test_split_by_scale_separates_magnitudes_and_keeps_zero_series_with_the_first():
     series = {"a": [[1, 1.0]], "b": [[1, -0.5]], "c": [[1, 100.0]], "z": [[1, 0.0]], "n": [[1, None]]}
     assert split_by_scale(["a", "b", "c", "z", "n"], series, ratio=10) == [["a", "b", "z", "n"], ["c"]]

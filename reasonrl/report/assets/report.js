@@ -122,10 +122,13 @@ window.addEventListener("error", function (e) { document.body.dataset.error = St
     attachHover(root, box, hover, tip, all, x, xs);
     return box;
   }
+  // The slider's weight applies to the densest curve; a sparser one (evals) gets the weight that spans the same
+  // number of steps, w^(densest / its points), so an eval every 50 steps is not flattened.
+  const DENSEST = Math.max(1, ...Object.values(DATA.series).map(pts => pts.length));
   function drawSeries(root, points, color, smoothing, x, y) {
-    const smoothed = smooth(points, smoothing);
+    const smoothed = smooth(points, Math.pow(smoothing, DENSEST / Math.max(1, points.length)));
     if (smoothed !== points)
-      root.appendChild(svg("path", {d: pathOf(points, x, y), fill: "none", stroke: color, "stroke-opacity": 0.25,
+      root.appendChild(svg("path", {d: pathOf(points, x, y), fill: "none", stroke: color, "stroke-opacity": points.length > 300 ? 0.15 : 0.25,
                                     "stroke-width": 1}));
     root.appendChild(svg("path", {d: pathOf(smoothed, x, y), fill: "none", stroke: color, "stroke-width": 1.8,
                                   class: "series"}));
