@@ -1,8 +1,9 @@
-"""Command line: reasonrl train | eval | list.
+"""Command line: reasonrl train | eval | report | list.
 
     reasonrl train recipes/quickstart.yaml [key.sub=value ...] [--overwrite] [--quiet]
     reasonrl train --resume runs/quickstart
     reasonrl eval [recipe.yaml] [key=value ...] [--adapter DIR | --run RUN_DIR] [--json out.json]
+    reasonrl report runs/quickstart [--out report.html] [--max-samples 2000]
     reasonrl list
 
 Errors in user input print one line (`error: ...`) and exit with status 2.
@@ -88,6 +89,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(f"wrote {args.json}")
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from reasonrl.report import write_report
+
+    print(f"wrote {write_report(args.run_dir, args.out, args.max_samples)}")
+
+
 def cmd_list(args: argparse.Namespace) -> None:
     from reasonrl.algos import ADVANTAGES, KL_ESTIMATORS, POLICY_LOSSES
     from reasonrl.engine import ENGINES
@@ -141,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", help="a run directory: its config and final adapter")
     p.add_argument("--json", help="also write the full result (per-problem) as JSON")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("report", help="write a run's self-contained HTML report (curves, evals, traces)")
+    p.add_argument("run_dir", help="a run directory (finished, running or interrupted)")
+    p.add_argument("--out", help="where to write the page (default RUN_DIR/report.html)")
+    p.add_argument("--max-samples", type=int, default=2000, help="cap on embedded traces (default 2000)")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("list", help="list the registered tasks, rewards, advantages, losses, engines")
     p.set_defaults(func=cmd_list)
     return parser

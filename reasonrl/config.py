@@ -163,6 +163,29 @@ class EnvConfig:
     """Keyword arguments of the environment, e.g. {tools: [calculator]}."""
 
 
+SINKS = ("tensorboard", "wandb")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    sinks: list[str] = field(default_factory=list)
+    """Metric sinks besides metrics.jsonl (always written: the report and --resume read it): 'tensorboard'
+    (event files in <run>/tensorboard; needs the tensorboard package) and 'wandb' (in <run>/wandb; needs wandb)."""
+    wandb_project: str = "reasonrl"
+    """W&B project of the run (the run is named after `name`)."""
+    wandb_mode: Literal["offline", "online"] = "offline"
+    """'offline' writes local files only (upload later with `wandb sync <run>/wandb/offline-run-*`); 'online'
+    needs network and `wandb login`."""
+    report: bool = True
+    """Write report.html (curves, eval tables, browsable traces) into the run directory at the end of the run."""
+
+    def __post_init__(self) -> None:
+        for sink in self.sinks:
+            if sink not in SINKS:
+                raise ValueError(f"log.sinks: unknown sink {sink!r}; known: {', '.join(SINKS)} (metrics.jsonl "
+                                 "is always written)")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     name: str = "run"
@@ -187,6 +210,7 @@ class RunConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    log: LogConfig = field(default_factory=LogConfig)
     save_every: int = 10
     """Checkpoint every N steps (and at the end)."""
     log_rollouts_every: int = 1

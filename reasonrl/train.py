@@ -38,7 +38,8 @@ from reasonrl.tasks import load_task
 from reasonrl.types import Example, Trajectory, collate
 from reasonrl.update import drop_truncated, make_optimizer, prepare, update
 from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
-from reasonrl.utils.log import JsonlSink, Progress, truncate_metrics
+from reasonrl.report import write_report_safely
+from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
 
 
 def prompts_for_step(train: list[Example], per_step: int, step: int, seed: int) -> list[Example]:
@@ -160,7 +161,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
             if critic is not None:
                 critic.load(ckpt)
         truncate_metrics(run_dir / "metrics.jsonl", start)
-        sink = JsonlSink(run_dir / "metrics.jsonl")
+        sink = MetricSinks(run_dir, cfg, start)  # metrics.jsonl + log.sinks (tensorboard, wandb)
         progress = Progress(cfg.steps, start, desc=cfg.name, quiet=quiet)
         if start == 0:
             progress.write(f"evaluating the base model on {len(eval_examples)} held-out problems ...")
@@ -209,6 +210,8 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
     summary = summarize(evals, cfg)
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     progress.write(format_summary(summary))
+    if cfg.log.report and (report := write_report_safely(run_dir)) is not None:
+        progress.write(f"report: {report}")
     return run_dir
 
 

@@ -23,5 +23,13 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 
+# Headless Chromium for the report's browser tests (tests/unit/test_report.py): Debian's package, only as root
+# with apt; elsewhere those tests skip and say why.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "setup: installing chromium (apt) for the report's browser tests"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null 2>&1 \
+        || echo "setup: could not install chromium; the report's browser tests will be skipped" >&2
+fi
+
 # Convert the bundled model to a cached safetensors directory (once; ~30 s).
 HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "from reasonrl.model import bundled_model_dir; bundled_model_dir()"
