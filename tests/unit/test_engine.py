@@ -122,3 +122,24 @@ def test_sampling_frequencies_match_the_distribution():
     tokens, _ = sample_next(torch.log(probs[:4]).repeat(20000, 1) / 2, SamplingParams(1, 0.5),
                             torch.Generator().manual_seed(1))  # temperature 0.5 on logits/2 gives probs back
     assert torch.allclose(torch.bincount(tokens, minlength=4).float() / 20000, probs[:4], atol=0.01)
+
+
+def test_reserved_cache_decodes_exactly_like_the_growing_cache(tiny, monkeypatch):
+    """The preallocated KV cache is an optimisation only: same tokens and log-probs as transformers'
+    DynamicCache, including rows leaving the batch and a capacity too small (the buffer grows)."""
+    import reasonrl.engine.hf as hf
+    from transformers import DynamicCache
+
+    model, tok = tiny
+    params = SamplingParams(max_new_tokens=12, temperature=1.0)
+    reserved = HFEngine(model, tok, EngineConfig()).generate(prompts(tok), params, n=3, seed=7)
+    small = hf.reserved_cache
+    monkeypatch.setattr(hf, "reserved_cache", lambda capacity: small(4))        # forces growth mid-decode
+    grown = HFEngine(model, tok, EngineConfig()).generate(prompts(tok), params, n=3, seed=7)
+    monkeypatch.setattr(hf, "reserved_cache", lambda capacity: DynamicCache())
+    plain = HFEngine(model, tok, EngineConfig()).generate(prompts(tok), params, n=3, seed=7)
+    for a, b, c in zip([x for g in reserved for x in g], [x for g in grown for x in g], [x for g in plain for x in g]):
+        assert a.token_ids == b.token_ids == c.token_ids and a.finished == c.finished
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(c.logprobs), atol=1e-5)
+        assert torch.allclose(torch.tensor(b.logprobs), torch.tensor(c.logprobs), atol=1e-5)
+    assert any(not x.finished for g in plain for x in g) and any(x.finished for g in plain for x in g)
