@@ -119,15 +119,19 @@ class AlgoConfig:
     advantage: str = "grpo"
     """Advantage estimator (see `reasonrl list`)."""
     scale_by_std: bool = True
-    """GRPO divides by the group's std; Dr.GRPO does not."""
+    """GRPO divides by the group's std; Dr.GRPO does not. gigpo: at both levels (the paper's "w/ std", "w/o std")."""
     std_eps: float = 1e-6
     """Added to the group std before dividing."""
     unbiased_std: bool = True
     """Bessel-corrected group std (torch.std, TRL, verl). False: population std, as in DeepSeekMath's worked example."""
     gamma: float = 1.0
-    """Discount of token-level returns (gae, reinforce_pp); 1.0 is standard for verifiable rewards."""
+    """Discount of returns: per token in gae and reinforce_pp (1.0 is standard for verifiable rewards), per
+    environment step in gigpo (its reference ALFWorld run uses 0.95, so faster success ranks higher)."""
     lam: float = 1.0
     """GAE lambda (gae only)."""
+    gigpo_omega: float = 1.0
+    """GiGPO (gigpo only): weight omega of the step-level (anchor-state) advantage added to the episode-level
+    one; 1.0 as in the paper, 0 gives grpo."""
     loss: PolicyLossConfig = field(default_factory=PPOClipLoss)
     aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
                          "seq-mean-token-sum-norm"] = "token-mean"
@@ -164,9 +168,13 @@ def _check_algo(algo: AlgoConfig) -> None:
     if algo.loss.name == "gspo" and algo.aggregation != "seq-mean-token-mean":
         raise ValueError(f"algo.loss.name=gspo needs algo.aggregation=seq-mean-token-mean (its sequence ratio is "
                          f"a per-sequence objective), got {algo.aggregation!r}; set algo.aggregation=seq-mean-token-mean")
-    if algo.kl.placement == "reward" and algo.advantage == "grpo_process" and algo.kl.coef > 0:
-        raise ValueError("algo.kl.placement=reward is not defined for algo.advantage=grpo_process (its step rewards "
-                         "are normalised over the group); use algo.kl.placement=loss, as DeepSeekMath does")
+    if algo.kl.placement == "reward" and algo.advantage in ("grpo_process", "gigpo") and algo.kl.coef > 0:
+        raise ValueError(f"algo.kl.placement=reward is not defined for algo.advantage={algo.advantage} (it reads the "
+                         "per-step rewards, which carry no KL); use algo.kl.placement=loss, as DeepSeekMath and "
+                         "GiGPO do")
+    if algo.gigpo_omega < 0:
+        raise ValueError(f"algo.gigpo_omega must be >= 0 (the weight of GiGPO's step-level advantage), got "
+                         f"{algo.gigpo_omega}; use 1.0 (the paper's) or 0 for grpo")
     if algo.kl.target is not None and (algo.kl.target <= 0 or algo.kl.coef <= 0):
         raise ValueError(f"algo.kl.target ({algo.kl.target}) must be > 0 and needs algo.kl.coef > 0 as the "
                          f"controller's starting value (got {algo.kl.coef}); e.g. algo.kl.coef=0.05")

@@ -24,3 +24,26 @@ def make_batch(rewards: list[float], group_size: int, lengths: list[int] | None 
     batch = collate(trajectories, pad_id=0, group_size=group_size)
     batch.values = torch.zeros(batch.mask.shape) if values is None else values
     return batch
+
+
+def make_multiturn_batch(episodes: list[list[tuple[int, float, str]]], group_size: int, prompt: int = 2,
+                         observation: int = 2) -> Batch:
+    """One row per episode, each turn (sampled tokens, step reward, state key): a prompt of `prompt` tokens, then
+    per turn its sampled tokens (mask True) and, between turns, `observation` environment tokens (mask False).
+    The reward is the sum of the step rewards, as rollout() books it."""
+    trajectories = []
+    for i, turns in enumerate(episodes):
+        tokens, mask, ends = [1] * prompt, [False] * prompt, []
+        for k, (n, _, _) in enumerate(turns):
+            if k:
+                tokens, mask = tokens + [4] * observation, mask + [False] * observation
+            tokens, mask = tokens + [5] * n, mask + [True] * n
+            ends.append(len(tokens) - 1)
+        rewards = [r for _, r, _ in turns]
+        trajectories.append(Trajectory(
+            example=Example(id=str(i), prompt=[]), group=i // group_size, tokens=tokens, mask=mask,
+            sampler_logp=[0.0] * len(tokens), completion="", reward=sum(rewards), step_rewards=rewards,
+            step_token_ends=ends, step_states=[s for _, _, s in turns], num_turns=len(turns)))
+    batch = collate(trajectories, pad_id=0, group_size=group_size)
+    batch.values = torch.zeros(batch.mask.shape)
+    return batch

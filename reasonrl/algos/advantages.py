@@ -8,17 +8,21 @@
     reinforce_pp_baseline  A_i = whiten_batch(r_i - mean_group r)              REINFORCE++-baseline
     gae             A_t = whiten_batch(sum_l (gamma lam)^l delta_{t+l}), delta_t = r_t + gamma V_{t+1} - V_t  (PPO)
     grpo_process    A_t = sum of the group-normalised rewards of the steps ending at or after t (DeepSeekMath 4.1.3)
+    gigpo           A_t = grpo's A_i + omega * (R_k - mean) / std over the steps taken in the same state as the
+                    step k that token t belongs to, R_k = r_k + gamma R_{k+1}            GiGPO, arXiv:2505.10978
 
 Outcome estimators read `batch.rewards` (B,); token-level ones read `batch.token_rewards` (B, T) (the reward on
 the last sampled token); with algo.kl.placement=reward both already carry the KL penalty. The std is
 Bessel-corrected by default (algo.unbiased_std), as in TRL and verl: rewards (1,0,1,0) give +-0.866, not +-1.
 
-Equal rewards in a group give exactly zero advantage (no NaN) for grpo, dr_grpo, rloo and grpo_process.
+Equal rewards in a group give exactly zero advantage (no NaN) for grpo, dr_grpo, rloo, grpo_process and gigpo
+(for gigpo: equal step rewards, so that the step returns of a state are equal too).
 reinforce_pp and reinforce_pp_baseline whiten over the whole batch, as the paper and verl do: they give zero
 when every return in the batch is equal, but the batch-mean shift gives a degenerate group a small non-zero
 advantage. gae gives zero only where r_t + gamma V_{t+1} = V_t. A group of one sample has no baseline: grpo,
 dr_grpo, rloo and reinforce_pp_baseline keep its raw reward (verl's rule), and grpo_process with fewer than two
-step rewards in a group keeps the raw step rewards.
+step rewards in a group keeps the raw step rewards. gigpo's episode part follows grpo; its step part gives a
+state seen once in a group zero (the GiGPO reference code's rule, the opposite of verl's GRPO rule).
 """
 from __future__ import annotations
 
@@ -181,3 +185,64 @@ def grpo_process(batch: Batch, cfg: AlgoConfig) -> Tensor:
     low = r.masked_fill(ends == 0, torch.inf).min(1, keepdim=True).values       # (P, 1)
     normalised = ((r - mean) / scale * ends).masked_fill((high == low) & ~single, 0.0).view(b, t)  # (B, T)
     return normalised.flip(1).cumsum(1).flip(1) * batch.mask                     # (B, T)
+
+
+@ADVANTAGES.register("gigpo")
+def gigpo(batch: Batch, cfg: AlgoConfig) -> Tensor:
+    """GiGPO (Feng et al., arXiv:2505.10978): A = A_episode + omega * A_step, on the tokens of each step's turn.
+
+    A_episode is grpo's advantage of the total reward (the paper's per-trajectory statistics). A_step normalises
+    each step's discounted return R_k = r_k + gamma R_{k+1} (its own trajectory's step rewards) over its anchor
+    group: the steps of the same prompt group taken in the same state (Batch.step_states), wherever in their
+    trajectories they occur. A state seen once gets A_step = 0, as in the reference code (verl-agent
+    core_gigpo.py); std or not follows algo.scale_by_std at both levels (the paper's "w/ std", "w/o std").
+    The step part of a token is that of the step its turn ends: tokens after the previous step end through
+    this step's end. With omega = 0, or no state seen twice in a group, it is grpo.
+    """
+    assert batch.step_rewards is not None and batch.step_ends is not None and batch.step_states is not None, \
+        "collate builds step rewards, ends and states"
+    episode = group_normalise(batch.rewards, batch.group_size, cfg.scale_by_std, cfg.std_eps,
+                              cfg.unbiased_std)                                  # (B,)
+    returns = discounted_returns(batch.step_rewards, batch.step_ends, cfg.gamma)  # (B, T) R_k at step ends
+    step = torch.zeros_like(returns)                                             # (B, T)
+    step[batch.step_ends] = anchor_normalise(returns[batch.step_ends], anchor_ids(batch), cfg.scale_by_std,
+                                             cfg.std_eps, cfg.unbiased_std)      # (N,) one per step
+    return (episode[:, None] + cfg.gigpo_omega * spread_steps(step, batch.step_ends)) * batch.mask  # (B, T)
+
+
+def anchor_ids(batch: Batch) -> Tensor:
+    """(N,) anchor group of every step (row-major over the step ends): equal ids for equal (prompt group,
+    state) pairs. States never merge across prompt groups, even with equal keys."""
+    assert batch.step_ends is not None and batch.step_states is not None
+    prompt = torch.arange(batch.size, device=batch.mask.device) // batch.group_size  # (B,)
+    states = batch.step_states.long()                                            # (B, T)
+    key = prompt[:, None] * (int(states.max()) + 1) + states                     # (B, T)
+    return torch.unique(key[batch.step_ends], return_inverse=True)[1]            # (N,)
+
+
+def anchor_normalise(values: Tensor, index: Tensor, scale_by_std: bool, eps: float, unbiased: bool) -> Tensor:
+    """(N,) values -> (N,) (value - mean) / (std + eps) within the groups given by index (N,); without
+    scale_by_std only the mean is removed. Groups of one, and groups whose values are all equal, give exactly 0."""
+    groups = int(index.max()) + 1 if index.numel() else 0
+    values = values.float()                                                      # (N,)
+    count = torch.zeros(groups, device=values.device).index_add(0, index, torch.ones_like(values))  # (S,)
+    mean = torch.zeros(groups, device=values.device).index_add(0, index, values) / count            # (S,)
+    centred = values - mean[index]                                               # (N,)
+    if scale_by_std:
+        dof = (count - 1 if unbiased else count).clamp(min=1)                    # (S,)
+        var = torch.zeros(groups, device=values.device).index_add(0, index, centred.pow(2)) / dof   # (S,)
+        centred = centred / (var.sqrt()[index] + eps)                            # (N,)
+    high = torch.full((groups,), -torch.inf, device=values.device).scatter_reduce(0, index, values, "amax")
+    low = torch.full((groups,), torch.inf, device=values.device).scatter_reduce(0, index, values, "amin")
+    return centred.masked_fill((high == low)[index], 0.0)  # a singleton has high == low: no baseline, 0
+
+
+def spread_steps(at_ends: Tensor, ends: Tensor) -> Tensor:
+    """(B, T) values at step ends -> (B, T): every position takes the value of the first step end at or after
+    it in its row (the turn it belongs to); positions after a row's last step end get 0."""
+    before = ends.long().cumsum(1) - ends.long()                                 # (B, T) steps ended before t
+    steps = int(ends.sum(1).max()) if ends.numel() else 0
+    per_step = at_ends.new_zeros(ends.shape[0], steps + 1)                       # (B, S+1); column S stays 0
+    rows, cols = ends.nonzero(as_tuple=True)
+    per_step[rows, before[rows, cols]] = at_ends[rows, cols]
+    return per_step.gather(1, before.clamp(max=steps))                           # (B, T)

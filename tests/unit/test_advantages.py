@@ -8,10 +8,10 @@ import torch
 from reasonrl.algos import ADVANTAGES
 from reasonrl.algos.advantages import discounted_returns, gae_advantages, masked_whiten
 from reasonrl.config import AlgoConfig
-from tests.batches import make_batch
+from tests.batches import make_batch, make_multiturn_batch
 
 # How each estimator treats equal rewards: a new registry entry must be classified here (see the last test).
-GROUP_ZERO = {"grpo", "dr_grpo", "rloo", "grpo_process"}      # equal rewards in a group -> exactly 0
+GROUP_ZERO = {"grpo", "dr_grpo", "rloo", "grpo_process", "gigpo"}  # equal rewards in a group -> exactly 0
 BATCH_ZERO = {"reinforce_pp", "reinforce_pp_baseline"}        # equal rewards in the whole batch -> exactly 0
 CRITIC = {"gae"}                                              # zero only where r_t + gamma V_{t+1} = V_t
 
@@ -158,7 +158,7 @@ def test_equal_rewards_in_the_whole_batch_give_zero_without_nan(name):
 
 def test_single_sample_groups_keep_their_raw_reward():
     batch = make_batch([0.25, 1.0, -0.5], group_size=1, lengths=[2, 3, 1])
-    for name in ("grpo", "dr_grpo", "rloo", "grpo_process"):
+    for name in ("grpo", "dr_grpo", "rloo", "grpo_process", "gigpo"):
         assert ADVANTAGES.get(name)(batch, AlgoConfig())[:, -1].tolist() == [0.25, 1.0, -0.5], name
     # reinforce_pp_baseline: the raw rewards (group mean 0), then whitened over the batch
     want = masked_whiten(batch.rewards[:, None] * batch.mask, batch.mask)
@@ -171,6 +171,26 @@ def test_every_advantage_is_finite_and_zero_on_masked_tokens(name):
                        values=torch.rand(4, 5))
     adv = ADVANTAGES.get(name)(batch, AlgoConfig())
     assert adv.shape == batch.mask.shape and torch.isfinite(adv).all() and (adv[~batch.mask] == 0).all()
+
+
+# Multi-turn episodes (sampled tokens, step reward, state) as rollout() builds them: environment tokens between the
+# turns are not trained on; the outcome reward (the sum of the step rewards) sits on the last sampled token.
+MULTI_TURN = [[(2, 0.0, "a"), (1, 0.0, "b"), (3, 1.0, "c")], [(1, 0.0, "a"), (2, 0.5, "b")],
+              [(3, 0.0, "a"), (1, 0.0, "d"), (2, 0.0, "b"), (1, 0.0, "e")], [(2, 0.2, "a")]]
+OUTCOME = {"grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"}  # one advantage per episode, on every turn
+
+
+@pytest.mark.parametrize("name", ADVANTAGES.names())
+def test_every_advantage_runs_on_multi_turn_episodes_and_trains_only_sampled_tokens(name):
+    batch = make_multiturn_batch(MULTI_TURN, group_size=2, observation=3)
+    batch.values = torch.rand(batch.mask.shape)
+    assert batch.token_rewards is not None and (batch.token_rewards.sum(1) == batch.rewards).all()
+    adv = ADVANTAGES.get(name)(batch, AlgoConfig(gamma=0.9))
+    assert adv.shape == batch.mask.shape and torch.isfinite(adv).all()
+    assert (adv[~batch.mask] == 0).all() and (adv[batch.mask] != 0).any()
+    if name in OUTCOME:  # the same value on every sampled token of an episode, all turns included
+        for i in range(batch.size):
+            assert (adv[i][batch.mask[i]] == adv[i][batch.mask[i]][0]).all() and adv[i][batch.mask[i]][0] != 0
 
 
 def test_every_estimator_has_a_documented_equal_reward_behaviour():
