@@ -122,4 +122,4 @@ def make_environment(cfg: Any) -> Environment:
         ctx.rewards.close()  # type: ignore[union-attr]
         raise
 
-from reasonrl.envs import single_turn  # noqa: E402,F401  (registers "single_turn")
+from reasonrl.envs import adapters, single_turn, sokoban, tools  # noqa: E402,F401  (register the environments)
