@@ -54,16 +54,16 @@ class TurnEngine:
     """Answers turn k of every episode with script[k] (the last entry repeats); a later `rest` engine, if given,
     samples the turns after the script."""
 
-    def __init__(self, tokenizer: Any, script: list[str], rest: Any = None) -> None:
-        self.turns = [encode(tokenizer, text) for text in script]
-        self.rest, self.calls, self.sampled = rest, 0, []
+    def __init__(self, tokenizer: Any, script: list[str], rest: Any = None, finished: bool = True) -> None:
+        self.turns = [encode(tokenizer, text)[:None if finished else -1] for text in script]
+        self.rest, self.calls, self.finished = rest, 0, finished
 
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int) -> list[list[Completion]]:
         turn, self.calls = self.calls, self.calls + 1
         if self.rest is not None and turn >= len(self.turns):
             return self.rest.generate(prompts, params, n, seed)
         ids = self.turns[min(turn, len(self.turns) - 1)]
-        return [[Completion(list(ids), [-0.5] * len(ids), True) for _ in range(n)] for _ in prompts]
+        return [[Completion(list(ids), [-0.5] * len(ids), self.finished) for _ in range(n)] for _ in prompts]
 
 
 def segments(t: Trajectory) -> list[tuple[int, int]]:
@@ -387,6 +387,22 @@ def test_skyrl_adapter_runs_skyrl_gym_multi_turn_gsm8k() -> None:
     check_token_in_token_out(environment, tok, t)
     assert t.num_turns == 2 and t.step_rewards == [pytest.approx(0.2 / 4), 1.0]  # skyrl's format score, then 1
     assert t.reward_parts["correct"] == 1.0
+
+
+def test_a_turn_cut_at_the_token_limit_is_closed_with_the_templates_end_of_turn_token() -> None:
+    """When EOS is not the end-of-turn marker (Gemma: <eos> vs <end_of_turn>), a truncated turn must be closed
+    with the marker the template writes, or the conversation differs from the template's rendering."""
+    if not SMOLLM2.exists():
+        pytest.skip("the bundled SmolLM2 is not converted (scripts/setup.sh does it)")
+    from transformers import AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(SMOLLM2)
+    tok.eos_token = "<|endoftext|>"  # id 0, below <|im_end|> (2), which the template ends turns with
+    assert stop_token_ids(tok) == {0, 2}
+    example = sokoban_example()
+    engine = TurnEngine(tok, ["Answer: up", "Answer: down"], finished=False)
+    environment, (t,) = run("sokoban", [example], engine, tok, n=1, max_turns=2)
+    check_token_in_token_out(environment, tok, t, engine.turns)
+    assert t.tokens[len(engine.turns[0]) + t.mask.index(True)] == 2  # <|im_end|>, not trained (mask False)
 
 
 # --- the tiny model ------------------------------------------------------------------------------------------
