@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from reasonrl.engine import Engine, SamplingParams
 from reasonrl.envs import Env, Environment, step_all
-from reasonrl.tokenizer import encode_chat, observation_tokens, stop_token_ids
+from reasonrl.tokenizer import encode_chat, observation_tokens, turn_end_token
 from reasonrl.types import Example, Trajectory
 
 
@@ -124,7 +124,7 @@ def record_step(e: Running, result: Any, tokenizer: Any, finished: bool, last_tu
         e.done = True
         e.info.setdefault("turn_limit", not result.done)
         return
-    extra = [] if finished else [sorted(stop_token_ids(tokenizer))[0]]   # close a turn cut at the token limit
+    extra = [] if finished else [turn_end_token(tokenizer)]   # close a turn cut at the token limit
     obs = extra + observation_tokens(tokenizer, result.observation or [])
     if max_context is not None and len(e.tokens) + len(obs) > max_context:
         e.done, e.truncated = True, True

@@ -33,7 +33,7 @@ def observation_tokens(tokenizer: Any, messages: list[Message]) -> list[int]:
     if not after.startswith(before):
         raise ValueError(f"the chat template of {type(tokenizer).__name__} rewrites earlier turns when a message "
                          "is appended, so multi-turn token-in/token-out rollouts cannot use it")
-    tail = before[before.rindex(_MARK) + len(_MARK):]   # what the template writes after the assistant's text
+    tail = assistant_tail(tokenizer)
     for marker in stop_texts(tokenizer):
         if tail.startswith(marker):
             tail = tail[len(marker):]
@@ -42,6 +42,26 @@ def observation_tokens(tokenizer: Any, messages: list[Message]) -> list[int]:
     if isinstance(tokenizer, ByteTokenizer):
         return tokenizer.encode(text)
     return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+def assistant_tail(tokenizer: Any) -> str:
+    """What the chat template writes after an assistant message's text (e.g. '<|im_end|>\\n')."""
+    base: list[Message] = [{"role": "user", "content": "q"}, {"role": "assistant", "content": _MARK}]
+    before = render(tokenizer, base, add_generation_prompt=False)
+    return before[before.rindex(_MARK) + len(_MARK):]
+
+
+def turn_end_token(tokenizer: Any) -> int:
+    """The stop token the chat template ends an assistant turn with (<end_of_turn> for Gemma, whose EOS is
+    <eos>): what closes a turn cut at the token limit. The smallest stop id when the template names none."""
+    ids = sorted(stop_token_ids(tokenizer))
+    if not isinstance(tokenizer, ByteTokenizer):
+        tail = assistant_tail(tokenizer)
+        for i in ids:
+            text = tokenizer.convert_ids_to_tokens(i)
+            if text and tail.startswith(text):
+                return i
+    return ids[0]
 
 
 def stop_texts(tokenizer: Any) -> list[str]:

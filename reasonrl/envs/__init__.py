@@ -122,4 +122,4 @@ def make_environment(cfg: Any) -> Environment:
         ctx.rewards.close()  # type: ignore[union-attr]
         raise
 
-from reasonrl.envs import corridor, single_turn  # noqa: E402,F401  (registers "corridor", "single_turn")
+from reasonrl.envs import adapters, corridor, single_turn, sokoban, tools  # noqa: E402,F401  (register them)
