@@ -123,3 +123,4 @@ def make_environment(cfg: Any) -> Environment:
         raise
 
 from reasonrl.envs import single_turn  # noqa: E402,F401  (registers "single_turn")
+from reasonrl.envs import coding  # noqa: E402,F401  (registers "coding")
