@@ -420,3 +420,12 @@ def test_rollout_token_in_token_out(scratch: Path) -> None:
         assert len(t.step_states) == t.num_turns and len(set(t.step_states)) > 1
         assert "tests passed" in episode.observations[1 + len({p for p, _, _ in FIXES[repo]})][0]["content"]
 
+
+
+def test_rollout_closes_every_episode_when_a_reset_fails(scratch: Path) -> None:
+    env = Environment("coding", EnvContext(), max_turns=2)
+    broken = Example(id="broken", prompt=[{"role": "user", "content": "q"}])
+    with pytest.raises(ValueError, match="code_repos"):
+        rollout(env, ScriptedAgent(ByteTokenizer(), {}), ByteTokenizer(), [REPOS["dates"], broken], n=2,
+                params=SamplingParams(8), seed=0)
+    assert list(scratch.iterdir()) == []
