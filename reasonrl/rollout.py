@@ -88,18 +88,25 @@ def rollout(env: Environment, engine: Engine, tokenizer: Any, examples: list[Exa
 
 
 def start_episodes(make_env: Callable[[], Env], tokenizer: Any, examples: list[Example], n: int) -> list[Running]:
-    episodes = []
-    for g, example in enumerate(examples):
-        first = None
-        for _ in range(n):
-            env = make_env()
-            prompt = encode_chat(tokenizer, env.reset(example))
-            if first is not None and prompt != first:
-                raise ValueError(f"environment {type(env).__name__}: reset({example.id}) gave different first "
-                                 "observations; the samples of a group must start from the same prompt")
-            first = prompt
-            episodes.append(Running(env=env, example=example, group=g, tokens=list(prompt),
-                                    mask=[False] * len(prompt), logp=[0.0] * len(prompt)))
+    """One reset episode per sample. If a reset fails, the episodes made so far are closed (they may hold
+    temporary directories or processes) before the error propagates."""
+    episodes: list[Running] = []
+    try:
+        for g, example in enumerate(examples):
+            first = None
+            for _ in range(n):
+                episode = Running(env=make_env(), example=example, group=g, tokens=[], mask=[], logp=[])
+                episodes.append(episode)
+                prompt = encode_chat(tokenizer, episode.env.reset(example))
+                if first is not None and prompt != first:
+                    raise ValueError(f"environment {type(episode.env).__name__}: reset({example.id}) gave different "
+                                     "first observations; the samples of a group must start from the same prompt")
+                first = prompt
+                episode.tokens, episode.mask, episode.logp = list(prompt), [False] * len(prompt), [0.0] * len(prompt)
+    except BaseException:
+        for episode in episodes:
+            episode.env.close()
+        raise
     return episodes
 
 

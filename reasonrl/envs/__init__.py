@@ -122,4 +122,4 @@ def make_environment(cfg: Any) -> Environment:
         ctx.rewards.close()  # type: ignore[union-attr]
         raise
 
-from reasonrl.envs import adapters, corridor, single_turn, sokoban, tools  # noqa: E402,F401  (register them)
+from reasonrl.envs import adapters, coding, corridor, single_turn, sokoban, tools  # noqa: E402,F401  (register)

@@ -135,5 +135,5 @@ def add_few_shot(task: Task, k: int, seed: int) -> Task:
                 eval=[with_shots(e, shots_for(e)) for e in task.eval])
 
 
-from reasonrl.tasks import code, corridor, files, gym, sokoban, text_gym  # noqa: E402,F401  (register the kinds)
+from reasonrl.tasks import code, code_repos, corridor, files, gym, sokoban, text_gym  # noqa: E402,F401  (register)
 from reasonrl.tasks.gym import reasoning_gym_names  # noqa: E402,F401  (used by `reasonrl list`)
