@@ -2,7 +2,7 @@
 
     reasonrl train recipes/quickstart.yaml [key.sub=value ...] [--overwrite] [--quiet]
     reasonrl train --resume runs/quickstart
-    reasonrl eval [recipe.yaml] [key=value ...] [--adapter DIR | --run RUN_DIR] [--json out.json]
+    reasonrl eval [recipe.yaml] [key=value ...] [--adapter DIR | --run RUN_DIR] [--tasks a,b] [--json out.json]
     reasonrl report runs/quickstart [--out report.html] [--max-samples 2000]
     reasonrl list
 
@@ -17,6 +17,7 @@ import os
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -44,12 +45,43 @@ def split_recipe(first: str | None, rest: list[str]) -> tuple[str | None, list[s
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from reasonrl.config import apply_overrides, load_config
-    from reasonrl.engine import ENGINES, SamplingParams
+    from reasonrl.engine import ENGINES
     from reasonrl.envs import make_environment
-    from reasonrl.evaluate import evaluate
+    from reasonrl.evaluate import eval_sets, evaluate_run, format_overview, format_result
     from reasonrl.model import load_policy
-    from reasonrl.tasks import load_task
+    from reasonrl.utils.config_io import config_to_dict
+
+    cfg, adapter = eval_config(args)
+    torch_threads(cfg.threads)
+    names = [n.strip() for n in args.tasks.split(",") if n.strip()] if args.tasks is not None else None
+    if names is not None and not names:
+        raise ValueError(f"--tasks {args.tasks!r} names no task; give e.g. --tasks reasoning_gym:chain_sum,"
+                         "reasoning_gym:gcd")
+    sets = eval_sets(cfg, names)  # every task loads (and can fail) before the model does
+    policy, tokenizer = load_policy(cfg.model, cfg.lora)
+    engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
+    env = make_environment(cfg)
+    note = (f", temperature {cfg.eval.temperature:g} (model {cfg.model.path}"
+            f"{', adapter ' + adapter if adapter else ''})")
+    results = []
+    try:
+        for name, examples in sets:
+            results.append(evaluate_run(env, engine, tokenizer, examples, cfg, name))
+            print(format_result(results[-1], note) + "\n", flush=True)
+    finally:
+        env.close()
+    if len(results) > 1:
+        print(format_overview(results))
+    if args.json:
+        out = {"model": cfg.model.path, "adapter": adapter, "eval": config_to_dict(cfg.eval),
+               "tasks": {r.task: r.to_dict() for r in results}}
+        Path(args.json).write_text(json.dumps(out, indent=1))
+        print(f"wrote {args.json}")
+
+
+def eval_config(args: argparse.Namespace) -> tuple[Any, str | None]:
+    """The config `reasonrl eval` runs with (a run's own, or recipe + overrides) and the adapter it loads."""
+    from reasonrl.config import apply_overrides, load_config
     from reasonrl.train import resume_config
 
     adapter = args.adapter
@@ -64,29 +96,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         if not Path(adapter).is_dir():
             raise ValueError(f"adapter directory {adapter!r} not found")
         cfg = replace(cfg, model=replace(cfg.model, adapter=adapter))
-    torch_threads(cfg.threads)
-    task = load_task(cfg.task)
-    examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
-    policy, tokenizer = load_policy(cfg.model, cfg.lora)
-    engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
-    env = make_environment(cfg)
-    params = SamplingParams(cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens, cfg.eval.temperature,
-                            cfg.sampling.top_p)
-    try:
-        result = evaluate(env, engine, tokenizer, examples, params, cfg.eval.samples, seed=cfg.seed + 12345,
-                          task=cfg.task.name)
-    finally:
-        env.close()
-    acc = "-" if result.accuracy is None else f"{result.accuracy:.3f}"
-    ci = "" if result.accuracy_ci is None else f" [{result.accuracy_ci[0]:.3f}, {result.accuracy_ci[1]:.3f}]"
-    print(f"{cfg.task.name}: {result.problems} problems x {result.samples_per_problem} samples "
-          f"(model {cfg.model.path}{', adapter ' + adapter if adapter else ''})")
-    print(f"accuracy {acc}{ci}  mean reward {result.mean_reward:.3f}  mean length {result.mean_length:.1f} tokens"
-          f"  truncated {result.truncation_rate:.2f}")
-    print("reward parts: " + ", ".join(f"{k}={v:.3f}" for k, v in result.reward_parts.items()))
-    if args.json:
-        Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
-        print(f"wrote {args.json}")
+    return cfg, adapter
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -141,12 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("eval", help="evaluate a model or adapter on a task's held-out problems")
+    p = sub.add_parser("eval", help="evaluate a model or adapter on held-out problems: pass@k, maj@k, reward")
     p.add_argument("recipe", nargs="?", help="YAML recipe or the first override")
     p.add_argument("overrides", nargs="*")
     p.add_argument("--adapter", help="a PEFT adapter directory to evaluate")
     p.add_argument("--run", help="a run directory: its config and final adapter")
-    p.add_argument("--json", help="also write the full result (per-problem) as JSON")
+    p.add_argument("--tasks", metavar="A,B", help="evaluate exactly these tasks (comma-separated) instead of the "
+                   "run's task and eval.tasks; the run's own task name keeps its task.* settings")
+    p.add_argument("--json", help="also write the full results (per task, per problem) as JSON")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("report", help="write a run's self-contained HTML report (curves, evals, traces)")
     p.add_argument("run_dir", help="a run directory (finished, running or interrupted)")

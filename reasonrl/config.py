@@ -19,6 +19,9 @@ from reasonrl.algo_config import (AlgoConfig, CISPOLoss, CriticConfig, DynamicSa
                                    GSPOLoss, KLConfig, OverlongConfig, PolicyLossConfig, PPOClipLoss,
                                    ReinforceLoss)
 
+FILE_TASKS = ("jsonl", "json", "csv", "parquet", "hf")
+"""Task kinds that read task.path."""
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -144,11 +147,17 @@ class EvalConfig:
     size: int | None = None
     """Number of held-out problems (None: task.eval_size)."""
     samples: int = 1
-    """Samples per held-out problem (accuracy averages over them)."""
+    """Samples per held-out problem (accuracy averages over them; pass@k and maj@k need k of them)."""
     temperature: float = 0.0
     """0 is greedy."""
     max_new_tokens: int | None = None
     """None: sampling.max_new_tokens."""
+    k: list[int] | None = None
+    """The k of pass@k (unbiased) and maj@k (majority vote); None: 1 and eval.samples. k > eval.samples is
+    skipped. Use temperature > 0 for k > 1."""
+    tasks: list[str] = field(default_factory=list)
+    """More task names evaluated besides the run's task (each its own table, eval/<task>/* in training), with
+    the run's rewards and prompt settings and the dataset's default options; e.g. [reasoning_gym:chain_sum]."""
 
 
 @dataclass(frozen=True)
@@ -245,8 +254,14 @@ class RunConfig:
                              "always has equal rewards")
         if not self.rewards.components:
             raise ValueError("rewards.components is empty; give at least one, e.g. {correct: 1.0}")
-        if self.task.name in ("jsonl", "json", "csv", "parquet", "hf") and not self.task.path:
+        if self.task.name in FILE_TASKS and not self.task.path:
             raise ValueError(f"task.name={self.task.name} needs task.path=<file or dataset>")
+        if any(k < 1 for k in self.eval.k or ()):
+            raise ValueError(f"eval.k must hold values >= 1 (the k of pass@k), got {self.eval.k}")
+        for name in self.eval.tasks:
+            if name.partition(":")[0] in FILE_TASKS and name != self.task.name:
+                raise ValueError(f"eval.tasks entry {name!r} needs a data file; only the run's own task can be a "
+                                 "file task (task.name=... task.path=...)")
         if self.task.few_shot < 0:
             raise ValueError(f"task.few_shot must be >= 0, got {self.task.few_shot}")
 

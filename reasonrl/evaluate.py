@@ -1,18 +1,26 @@
-"""Evaluation on held-out examples: accuracy (with a Wilson 95% interval), mean reward and its components,
-completion length, format and truncation rates, and a paired before/after comparison on the same problems.
+"""Evaluation on held-out examples: pass@1 (accuracy, with a Wilson 95% interval), pass@k, maj@k, mean reward
+and its components, completion length, truncation, and a paired before/after comparison on the same problems.
 
-The same function runs inside training (eval.every) and in `reasonrl eval`.
+    pass@k = mean over problems of 1 - C(n-c, k) / C(n, k)     (n samples, c correct; Chen et al. 2107.03374)
+    maj@k  = mean over problems of [the most frequent final answer among the first k samples is right]
+             (self-consistency, Wang et al. 2203.11171; unparsable answers do not vote; ties: earliest)
+
+The same code runs inside training (every eval.every steps, logged as eval/pass@k, eval/maj@k, ...) and in
+`reasonrl eval`. Per-problem counts and answers are kept, so both estimators can be recomputed from the JSON.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
+from reasonrl.config import FILE_TASKS
 from reasonrl.engine import Engine, SamplingParams
 from reasonrl.envs import Environment
+from reasonrl.rewards.answers import canonical_answer, final_answer
 from reasonrl.rollout import rollout
-from reasonrl.types import Example
+from reasonrl.types import Example, Trajectory
 
 
 FULL_CREDIT = 1.0 - 1e-9
@@ -28,6 +36,60 @@ def wilson_interval(successes: float, n: int, z: float = 1.96) -> tuple[float, f
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k of one problem from n samples, c of them correct: 1 - C(n-c, k) / C(n, k), the chance
+    that k samples drawn without replacement include a correct one (Chen et al., arXiv 2107.03374).
+
+    Product form, no large binomials: 1 when n - c < k, else 1 - prod_{j=n-c+1..n} (1 - k/j).
+    """
+    if k < 1 or n < k:
+        raise ValueError(f"pass@k needs 1 <= k <= n samples (got n={n}, k={k}); draw at least k samples per "
+                         "problem (eval.samples) or lower k (eval.k)")
+    if not 0 <= c <= n:
+        raise ValueError(f"pass@k needs 0 <= c <= n correct samples (got n={n}, c={c})")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.prod(1.0 - k / j for j in range(n - c + 1, n + 1))
+
+
+def majority_vote(answers: Sequence[str | None], k: int) -> int | None:
+    """Index of the winning answer among the first k: the most frequent canonical answer (canonical_answer);
+    None answers (unparsable) do not vote. A tie goes to the answer that appears first. None when no answer."""
+    if k < 1 or len(answers) < k:
+        raise ValueError(f"maj@k needs 1 <= k <= n answers (got n={len(answers)}, k={k}); draw at least k "
+                         "samples per problem (eval.samples) or lower k (eval.k)")
+    counts: dict[str, int] = {}
+    first: dict[str, int] = {}
+    for i, answer in enumerate(answers[:k]):
+        key = canonical_answer(answer)
+        if key is not None:
+            counts[key] = counts.get(key, 0) + 1
+            first.setdefault(key, i)
+    if not counts:
+        return None
+    best = max(counts, key=lambda key: (counts[key], -first[key]))
+    return first[best]
+
+
+def maj_at_k(answers: Sequence[str | None], reference: str | None, k: int,
+             correct: Sequence[bool] | None = None) -> float:
+    """1.0 when the majority answer among the first k (majority_vote) is right, else 0.0 (also when no sample
+    gave an answer).
+
+    Right: with `correct` (per-sample verdicts, e.g. full 'correct' reward), the verdict of the earliest sample
+    that gave the winning answer, so answers are judged exactly as the reward judges them; without it, canonical
+    equality with `reference`.
+    """
+    winner = majority_vote(answers, k)
+    if winner is None:
+        return 0.0
+    if correct is not None:
+        return float(bool(correct[winner]))
+    if reference is None:
+        raise ValueError("maj@k needs a reference answer or per-sample verdicts (correct=...)")
+    return float(canonical_answer(answers[winner]) == canonical_answer(reference))
+
+
 @dataclass
 class EvalResult:
     task: str
@@ -41,13 +103,22 @@ class EvalResult:
     mean_length: float
     truncation_rate: float
     per_problem: list[dict[str, Any]] = field(default_factory=list)
-    """id, accuracy and the first sample's completion for each problem (for paired comparisons)."""
+    """Per problem: id, reference answer, accuracy, `scored` (n) and `correct` (c) samples, each sample's
+    'correct' score and final answer (`scores`, `answers`), and the first sample's completion."""
+    pass_at_k: dict[str, float] = field(default_factory=dict)
+    """k (as a string) -> pass@k over the problems with at least k scored samples."""
+    maj_at_k: dict[str, float] = field(default_factory=dict)
+    """k (as a string) -> maj@k over the problems the 'correct' reward scores."""
+    answer_rate: float | None = None
+    """Fraction of samples that gave a final answer (the rest cannot vote in maj@k)."""
 
     def metrics(self, prefix: str) -> dict[str, float]:
         out = {f"{prefix}/mean_reward": self.mean_reward, f"{prefix}/mean_length": self.mean_length,
                f"{prefix}/truncation_rate": self.truncation_rate}
         if self.accuracy is not None:
             out[f"{prefix}/accuracy"] = self.accuracy
+        out.update({f"{prefix}/pass@{k}": v for k, v in self.pass_at_k.items()})
+        out.update({f"{prefix}/maj@{k}": v for k, v in self.maj_at_k.items()})
         out.update({f"{prefix}/reward/{k}": v for k, v in self.reward_parts.items()})
         return out
 
@@ -55,27 +126,51 @@ class EvalResult:
         return asdict(self)
 
 
+def problem_record(example: Example, group: list[Trajectory], lenient: bool = True) -> dict[str, Any]:
+    """One problem's samples: n (`scored`: samples the 'correct' reward scored), c (`correct`: full credit),
+    each sample's score and final answer. Partial credit (reasoning-gym's 1/3 for "= 9 ." against "9") counts
+    in the mean reward, not here."""
+    scores = [t.reward_parts.get("correct") for t in group]
+    verdicts = [float(v >= FULL_CREDIT) for v in scores if v is not None]
+    return {"id": example.id, "answer": example.answer,
+            "accuracy": sum(verdicts) / len(verdicts) if verdicts else None,
+            "scored": len(verdicts), "correct": int(sum(verdicts)), "scores": scores,
+            "answers": [final_answer(t.completion, lenient) for t in group], "completion": group[0].completion}
+
+
+def estimates(per_problem: list[dict[str, Any]], ks: Sequence[int]) -> tuple[dict[str, float], dict[str, float]]:
+    """pass@k and maj@k for each k from problem_record rows (what EvalResult.per_problem holds in the JSON)."""
+    pass_at, maj_at = {}, {}
+    for k in ks:
+        rows = [p for p in per_problem if p["scored"] >= k]
+        if rows:
+            pass_at[str(k)] = sum(pass_at_k(p["scored"], p["correct"], k) for p in rows) / len(rows)
+        rows = [p for p in per_problem if p["scored"] and len(p["answers"]) >= k]
+        if rows:
+            maj_at[str(k)] = sum(maj_at_k(p["answers"], p["answer"], k, [s is not None and s >= FULL_CREDIT
+                                                                         for s in p["scores"]])
+                                 for p in rows) / len(rows)
+    return pass_at, maj_at
+
+
 def evaluate(env: Environment, engine: Engine, tokenizer: Any, examples: list[Example], params: SamplingParams,
-             samples: int, seed: int, task: str = "") -> EvalResult:
+             samples: int, seed: int, task: str = "", ks: Sequence[int] | None = None,
+             lenient: bool = True) -> EvalResult:
+    """Sample `samples` completions per example and score them. ks: the k of pass@k and maj@k (None: 1 and
+    samples); k > samples is skipped. lenient: how final answers are read (the 'correct' reward's option)."""
     trajectories = rollout(env, engine, tokenizer, examples, n=samples, params=params, seed=seed)
     parts: dict[str, list[float]] = {}
     for t in trajectories:
         for name, value in t.reward_parts.items():
             if value is not None:
                 parts.setdefault(name, []).append(value)
-    # A sample is correct when the 'correct' reward is full (some scorers, e.g. reasoning-gym's, give partial
-    # credit such as 1/3 for "= 9 ." against "9"; that counts in the mean reward, not in accuracy).
     correct = [float(v >= FULL_CREDIT) for v in parts.get("correct", [])]
-    per_problem = []
-    for g, example in enumerate(examples):
-        group = trajectories[g * samples:(g + 1) * samples]
-        values = [t.reward_parts.get("correct") for t in group]
-        scored = [float(v >= FULL_CREDIT) for v in values if v is not None]
-        per_problem.append({"id": example.id, "answer": example.answer,
-                            "accuracy": sum(scored) / len(scored) if scored else None,
-                            "completion": group[0].completion})
+    per_problem = [problem_record(example, trajectories[g * samples:(g + 1) * samples], lenient)
+                   for g, example in enumerate(examples)]
+    pass_at, maj_at = estimates(per_problem, sorted({k for k in (ks or (1, samples)) if k <= samples}))
     n = len(trajectories)
     rewards = [t.reward for t in trajectories if not math.isnan(t.reward)]
+    answered = sum(canonical_answer(a) is not None for p in per_problem for a in p["answers"])
     return EvalResult(
         task=task, problems=len(examples), samples_per_problem=samples,
         accuracy=sum(correct) / len(correct) if correct else None,
@@ -84,7 +179,88 @@ def evaluate(env: Environment, engine: Engine, tokenizer: Any, examples: list[Ex
         reward_parts={k: sum(v) / len(v) for k, v in parts.items()},
         mean_length=sum(t.completion_tokens for t in trajectories) / max(n, 1),
         truncation_rate=sum(t.truncated for t in trajectories) / max(n, 1),
-        per_problem=per_problem)
+        per_problem=per_problem, pass_at_k=pass_at, maj_at_k=maj_at, answer_rate=answered / max(n, 1))
+
+
+def evaluate_run(env: Environment, engine: Engine, tokenizer: Any, examples: list[Example], cfg: Any,
+                 task: str | None = None) -> EvalResult:
+    """evaluate() with a RunConfig's eval.* settings (the same in training and in `reasonrl eval`)."""
+    params = SamplingParams(cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens, cfg.eval.temperature,
+                            cfg.sampling.top_p)
+    lenient = bool(cfg.rewards.options.get("correct", {}).get("lenient", True))
+    return evaluate(env, engine, tokenizer, examples, params, cfg.eval.samples, seed=cfg.seed + 12345,
+                    task=task or cfg.task.name, ks=cfg.eval.k, lenient=lenient)
+
+
+def eval_task_names(cfg: Any, names: Sequence[str] | None = None) -> list[str]:
+    """The tasks to evaluate: `names` when given (e.g. --tasks a,b), else the run's task then eval.tasks;
+    duplicates dropped, order kept."""
+    return list(dict.fromkeys(names if names is not None else [cfg.task.name, *cfg.eval.tasks]))
+
+
+def eval_sets(cfg: Any, names: Sequence[str] | None = None) -> list[tuple[str, list[Example]]]:
+    """(task name, held-out examples) for each task of eval_task_names. The run's own task keeps every task.*
+    setting; another task uses the run's prompt settings (instruction, system prompt, few-shot, seed, sizes)
+    with its dataset's default options. Each gets eval.size (or task.eval_size) problems."""
+    from reasonrl.tasks import load_task
+
+    out = []
+    for name in eval_task_names(cfg, names):
+        task_cfg = cfg.task if name == cfg.task.name else replace(cfg.task, name=name, options={}, path=None)
+        if task_cfg.name.partition(":")[0] in FILE_TASKS and not task_cfg.path:
+            raise ValueError(f"eval task {name!r} needs a data file; only the run's own task (task.name with "
+                             "task.path) can be a file task: evaluate it with task.name=... task.path=...")
+        out.append((name, load_task(task_cfg).eval[: cfg.eval.size or cfg.task.eval_size]))
+    return out
+
+
+def extra_task_metrics(env: Environment, engine: Engine, tokenizer: Any,
+                       sets: list[tuple[str, list[Example]]], cfg: Any) -> dict[str, float]:
+    """Metrics of the eval.tasks besides the run's task, under eval/<task>/... (training logs them)."""
+    out: dict[str, float] = {}
+    for name, examples in sets:
+        out |= evaluate_run(env, engine, tokenizer, examples, cfg, name).metrics(f"eval/{name}")
+    return out
+
+
+def format_result(result: EvalResult, note: str = "") -> str:
+    """One task's table, as `reasonrl eval` prints it."""
+    n = result.problems * result.samples_per_problem
+    lines = [f"{result.task}: {result.problems} problems x {result.samples_per_problem} samples{note}"]
+    row = "  {:<20}{:>8}  {}".format
+    if result.accuracy is not None:
+        ci = result.accuracy_ci or (0.0, 1.0)
+        lines.append(row("pass@1 (accuracy)", f"{result.accuracy:.3f}",
+                         f"95% CI [{ci[0]:.3f}, {ci[1]:.3f}] (Wilson, {n} samples)"))
+    else:
+        lines.append(row("pass@1 (accuracy)", "-", "no 'correct' reward configured"))
+    for k, value in result.pass_at_k.items():
+        if k != "1":
+            lines.append(row(f"pass@{k}", f"{value:.3f}", "unbiased estimator"))
+    for k, value in result.maj_at_k.items():
+        lines.append(row(f"maj@{k}", f"{value:.3f}", f"majority vote of {k} final answers" if k != "1"
+                         else "the first sample's final answer"))
+    if result.answer_rate is not None:
+        lines.append(row("answered", f"{result.answer_rate:.2f}", "samples with a final answer (votes)"))
+    lines.append(row("mean reward", f"{result.mean_reward:.3f}", ""))
+    lines += [row(f"  {k}", f"{v:.3f}", "reward part") for k, v in result.reward_parts.items()]
+    lines.append(row("mean length", f"{result.mean_length:.1f}", "tokens"))
+    lines.append(row("truncated", f"{result.truncation_rate:.2f}", "hit max_new_tokens"))
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def format_overview(results: list[EvalResult]) -> str:
+    """One row per task (pass@k, maj@k, reward), printed after the per-task tables when there are several."""
+    ks = list(dict.fromkeys(k for r in results for k in r.pass_at_k))
+    majs = list(dict.fromkeys(k for r in results for k in r.maj_at_k))
+    width = max(len(r.task) for r in results) + 2
+    head = "".join(f"{'pass@' + k:>9}" for k in ks) + "".join(f"{'maj@' + k:>9}" for k in majs)
+    lines = [f"{'task':<{width}}{head}{'reward':>9}{'length':>9}"]
+    for r in results:
+        cells = [r.pass_at_k.get(k) for k in ks] + [r.maj_at_k.get(k) for k in majs]
+        lines.append(f"{r.task:<{width}}" + "".join(f"{'-' if v is None else f'{v:.3f}':>9}" for v in cells)
+                     + f"{r.mean_reward:>9.3f}{r.mean_length:>9.1f}")
+    return "\n".join(lines)
 
 
 def paired_comparison(before: EvalResult, after: EvalResult) -> dict[str, float]:

@@ -30,7 +30,7 @@ from reasonrl.algos.shaping import shape_overlong
 from reasonrl.config import RunConfig, load_config, save_config
 from reasonrl.engine import ENGINES, SamplingParams
 from reasonrl.envs import make_environment
-from reasonrl.evaluate import EvalResult, evaluate, paired_comparison
+from reasonrl.evaluate import EvalResult, eval_sets, evaluate_run, extra_task_metrics, paired_comparison
 from reasonrl.critic import Critic
 from reasonrl.model import load_policy
 from reasonrl.rollout import rollout
@@ -129,10 +129,8 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool) -> None:
 
 
 def run_eval(env: Any, engine: Any, tokenizer: Any, examples: list[Example], cfg: RunConfig) -> EvalResult:
-    params = SamplingParams(cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens, cfg.eval.temperature,
-                            cfg.sampling.top_p)
-    return evaluate(env, engine, tokenizer, examples, params, cfg.eval.samples, seed=cfg.seed + 12345,
-                    task=cfg.task.name)
+    """The run's task on its held-out examples: accuracy, pass@k, maj@k, reward parts (evaluate.py)."""
+    return evaluate_run(env, engine, tokenizer, examples, cfg)
 
 
 def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
@@ -143,6 +141,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
     loss_fn = POLICY_LOSSES.get(cfg.algo.loss.name)     # the run directory is created
     task = load_task(cfg.task)
     eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
+    extra_sets = eval_sets(cfg, [n for n in cfg.eval.tasks if n != cfg.task.name])  # eval.tasks: eval/<task>/*
     env = make_environment(cfg)
     try:
         policy, tokenizer = load_policy(cfg.model, cfg.lora)
@@ -166,7 +165,8 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
         if start == 0:
             progress.write(f"evaluating the base model on {len(eval_examples)} held-out problems ...")
             evals["0"] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
-            sink.log(0, EvalResult(**evals["0"]).metrics("eval"))
+            sink.log(0, EvalResult(**evals["0"]).metrics("eval")
+                     | extra_task_metrics(env, engine, tokenizer, extra_sets, cfg))
         for step in range(start, cfg.steps):
             t0 = time.time()
             timings: dict[str, float] = {}
@@ -196,6 +196,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
             if last or (cfg.eval.every and (step + 1) % cfg.eval.every == 0):
                 evals[str(step + 1)] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
                 metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval")
+                metrics |= extra_task_metrics(env, engine, tokenizer, extra_sets, cfg)
             sink.log(step + 1, metrics)
             progress.update(step, {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]})
             if last or (step + 1) % cfg.save_every == 0:

@@ -3,6 +3,7 @@
     extract_answer("Some work.\\n**Answer:** 42")  -> "42"   (last "Answer: X", else last \\boxed{X})
     lenient_answer("So the total is\\n42")         -> "42"   (else a short last line, else the last number)
     numbers_equal("1,000", "1000.0")               -> True   (None when either side is not a number)
+    canonical_answer("**1,000.**")                  -> "1000" (the form maj@k votes in)
 
 Nothing here imports torch or a math library; rewards.builtin adds math-verify on top.
 """
@@ -145,3 +146,26 @@ def normalize_text(text: str) -> str:
         text = text[1:-1]
     text = text.replace("\\text{", "{").replace("{", "").replace("}", "")
     return " ".join(text.split())
+
+
+def final_answer(text: str, lenient: bool = True) -> str | None:
+    """The one answer a completion gives (what maj@k votes with), always a candidate the `correct` reward tries:
+    extract_answer; else, when lenient, the last number when the short last line holds one ("1 + 2 = 3" -> "3"),
+    else that line ("Paris"), else the last number written; else None."""
+    answer = extract_answer(text)
+    if answer is not None or not lenient:
+        return answer
+    answer = lenient_answer(text)
+    return None if answer is None else last_number(answer) or answer
+
+
+def canonical_answer(answer: str | None) -> str | None:
+    """The form answers are compared in when voting (maj@k): a number becomes its exact value ('1,000',
+    '1000.0', '$1000' -> '1000'; '0.5', '1/2' -> '1/2'), anything else its normalize_text form; None for a
+    missing or empty answer."""
+    if answer is None:
+        return None
+    number = parse_number(answer)
+    if number is not None:
+        return str(number)
+    return normalize_text(answer) or None

@@ -54,8 +54,8 @@ def test_eval_prints_accuracy_and_writes_json(capsys, tmp_path):
     target = tmp_path / "eval.json"
     main(["eval", *tiny_overrides(tmp_path, "rewards.components={correct: 1.0, format: 0.1}"), "--json", str(target)])
     out = capsys.readouterr().out
-    assert "accuracy" in out and "mean length" in out
-    result = json.loads(target.read_text())
+    assert "accuracy" in out and "mean length" in out and "maj@2" in out
+    result = json.loads(target.read_text())["tasks"]["jsonl"]
     assert result["problems"] == 8 and len(result["per_problem"]) == 8
 
 
