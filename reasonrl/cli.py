@@ -83,6 +83,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
     print(f"accuracy {acc}{ci}  mean reward {result.mean_reward:.3f}  mean length {result.mean_length:.1f} tokens"
           f"  truncated {result.truncation_rate:.2f}")
     print("reward parts: " + ", ".join(f"{k}={v:.3f}" for k, v in result.reward_parts.items()))
+    if cfg.forget.enabled:  # retention and both KLs of this model against the base (adapter disabled)
+        from reasonrl.forgetting import eval_report
+        print(eval_report(cfg, policy, tokenizer, engine, examples))
     if args.json:
         Path(args.json).write_text(json.dumps(result.to_dict(), indent=1))
         print(f"wrote {args.json}")
