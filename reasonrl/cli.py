@@ -72,6 +72,9 @@ def cmd_eval(args: argparse.Namespace) -> None:
         env.close()
     if len(results) > 1:
         print(format_overview(results))
+    if cfg.forget.enabled:  # retention and both KLs of this model against the base (adapter disabled)
+        from reasonrl.forgetting import eval_report
+        print(eval_report(cfg, policy, tokenizer, engine, sets[0][1]))
     if args.json:
         out = {"model": cfg.model.path, "adapter": adapter, "eval": config_to_dict(cfg.eval),
                "tasks": {r.task: r.to_dict() for r in results}}

@@ -32,6 +32,7 @@ from reasonrl.engine import ENGINES, SamplingParams
 from reasonrl.envs import make_environment
 from reasonrl.evaluate import EvalResult, eval_sets, evaluate_run, extra_task_metrics, paired_comparison
 from reasonrl.critic import Critic
+from reasonrl.forgetting import format_forget, make_monitor
 from reasonrl.model import load_policy
 from reasonrl.rollout import rollout
 from reasonrl.tasks import load_task
@@ -148,6 +149,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
         critic = Critic(cfg) if needs_critic(advantage_fn) else None            # gae: a learned V(s_t)
         kl_ctl = KLController(cfg.algo.kl.coef, cfg.algo.kl.target, cfg.algo.kl.horizon)
         engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
+        forget = make_monitor(cfg, policy, tokenizer, engine, task.eval, run_dir)  # forget.*: retention, KL to base
         prepare_run_dir(run_dir, cfg, resume)
         optimizer, scheduler = make_optimizer(policy, cfg)
         params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p,
@@ -157,6 +159,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
             state = load_checkpoint(ckpt, policy, optimizer, scheduler)
             start, evals, kl_ctl.coef = state["step"], state.get("evals", {}), state.get("kl_coef", kl_ctl.coef)
             engine.sync_weights(policy)  # the engine's merged copy must follow the restored adapter
+            forget.restore(state.get("forget", {}))
             if critic is not None:
                 critic.load(ckpt)
         truncate_metrics(run_dir / "metrics.jsonl", start)
@@ -165,7 +168,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
         if start == 0:
             progress.write(f"evaluating the base model on {len(eval_examples)} held-out problems ...")
             evals["0"] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
-            sink.log(0, EvalResult(**evals["0"]).metrics("eval")
+            sink.log(0, EvalResult(**evals["0"]).metrics("eval") | forget.measure(0, evals["0"])
                      | extra_task_metrics(env, engine, tokenizer, extra_sets, cfg))
         for step in range(start, cfg.steps):
             t0 = time.time()
@@ -197,18 +200,22 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
                 evals[str(step + 1)] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
                 metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval")
                 metrics |= extra_task_metrics(env, engine, tokenizer, extra_sets, cfg)
+                metrics |= forget.measure(step + 1, evals[str(step + 1)])
             sink.log(step + 1, metrics)
             progress.update(step, {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]})
-            if last or (step + 1) % cfg.save_every == 0:
+            if last or forget.stop or (step + 1) % cfg.save_every == 0:
                 save_checkpoint(run_dir, step + 1, policy, optimizer, scheduler,
                                 {"data_position": (step + 1) * cfg.prompts_per_step, "evals": evals,
-                                 "kl_coef": kl_ctl.coef}, extra=None if critic is None else critic.save)
+                                 "kl_coef": kl_ctl.coef, "forget": forget.state()},
+                                extra=None if critic is None else critic.save)
+            if forget.stop:  # forget.on_budget=stop: the KL budget is spent
+                break
         progress.close()
         sink.close()
     finally:
         env.close()
     policy.save_pretrained(run_dir / "adapter")
-    summary = summarize(evals, cfg)
+    summary = summarize(evals, cfg) | forget.finish()  # a budget stop keeps the best adapter within budget
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     progress.write(format_summary(summary))
     if cfg.log.report and (report := write_report_safely(run_dir)) is not None:
@@ -238,6 +245,8 @@ def format_summary(summary: dict[str, Any]) -> str:
     if p:
         lines.append(f"paired on the same {p['problems']} problems: accuracy change {p['mean_diff']:+.3f} "
                      f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}], {p['better']} better, {p['worse']} worse")
+    if summary.get("forget"):
+        lines.append(format_forget(summary["forget"]))
     return "\n".join(lines)
 
 

@@ -6,6 +6,9 @@ differ (ALGORITHMS.md section 0): E[grad k1] = 0 on-policy, grad k2 gives grad K
 grad KL(ref||pi) although its value estimates KL(pi||ref). k1 belongs in the reward:
     in the reward (InstructGPT, arXiv:2203.02155):  r_t = score * [t = last] - beta * k(old_logp_t, ref_logp_t)
     adaptive beta (Ziegler et al., arXiv:1909.08593): beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon
+Sequence KL between two models on fixed samples y ~ p (the forgetting monitor, reasonrl/forgetting.py):
+    KL(p || q) = E_y sum_t log p(y_t|y<t) - log q(y_t|y<t)   (k1, summed)   = E_y sum_t KL(p(.|y<t) || q(.|y<t))
+the second form (chain rule) uses the exact next-token KLs: never negative, lower variance.
 """
 from __future__ import annotations
 
@@ -49,6 +52,25 @@ def fold_kl_into_rewards(batch: Batch, coef: float, estimator: str) -> float:
     batch.token_rewards = batch.token_rewards - coef * kl                        # (B, T)
     batch.rewards = batch.rewards - coef * kl.sum(-1)                            # (B,)
     return float(kl.sum() / batch.mask.sum().clamp(min=1))
+
+
+def kl_terms(logits_p: Tensor, logits_q: Tensor, targets: Tensor, temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+    """(B, T, V) logits of p and of q at the same positions, (B, T) next tokens -> (B, T) exact
+    KL(p_t || q_t) of the tempered next-token distributions and (B, T) log p(target) - log q(target).
+    Works 64 positions at a time; logits must be finite."""
+    kls, ratios = [], []
+    for start in range(0, targets.shape[1], 64):
+        logp = (logits_p[:, start:start + 64].float() / temperature).log_softmax(-1)  # (B, t, V)
+        logq = (logits_q[:, start:start + 64].float() / temperature).log_softmax(-1)  # (B, t, V)
+        kls.append((logp.exp() * (logp - logq)).sum(-1).clamp(min=0.0))             # (B, t) rounding can dip < 0
+        picked = targets[:, start:start + 64, None]                                  # (B, t, 1)
+        ratios.append((logp.gather(-1, picked) - logq.gather(-1, picked)).squeeze(-1))  # (B, t)
+    return torch.cat(kls, dim=1), torch.cat(ratios, dim=1)                          # (B, T), (B, T)
+
+
+def sequence_sum(values: Tensor, mask: Tensor) -> Tensor:
+    """(B, T) per-token values, (B, T) bool mask -> (B,) sum over each completion's tokens."""
+    return (values * mask).sum(-1)                                                   # (B,)
 
 
 @dataclass
