@@ -56,8 +56,8 @@ class LoraConfig:
 class TaskConfig:
     name: str = "reasoning_gym:basic_arithmetic"
     """'reasoning_gym:<dataset>'; a file ('jsonl', 'json', 'csv', 'parquet', with path); 'hf' (a Hugging Face
-    dataset: a save_to_disk directory, or a name or data directory in the local cache, with path); or 'code'
-    (the built-in Python problems with unit tests)."""
+    dataset: a save_to_disk directory, or a name or data directory in the local cache, with path); 'code'
+    (the built-in Python problems with unit tests); or 'corridor' (walks to a goal, for env.name=corridor)."""
     path: str | None = None
     """Data file (or dataset directory / name) for file-based and hf tasks."""
     options: dict[str, Any] = field(default_factory=dict)
