@@ -10,6 +10,7 @@ continuation per still-running episode.
 """
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ class Running:
     parts: dict[str, float | None] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     reward_steps: list[tuple[int, float]] = field(default_factory=list)
+    observed: str = ""
+    """Hash of the last observation shown (the prompt, then each environment reply): the default state key."""
     truncated: bool = False
     done: bool = False
 
@@ -68,7 +71,7 @@ def rollout(env: Environment, engine: Engine, tokenizer: Any, examples: list[Exa
             t1 = time.time()
             texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
             for e, c, text in zip(live, completions, texts):
-                e.states.append(e.env.state_key())
+                e.states.append(e.env.state_key() or e.observed)
                 e.tokens += c.token_ids
                 e.mask += [True] * len(c.token_ids)
                 e.logp += c.logprobs
@@ -87,6 +90,10 @@ def rollout(env: Environment, engine: Engine, tokenizer: Any, examples: list[Exa
     return [finish(e, tokenizer) for e in episodes]
 
 
+def digest(ids: list[int]) -> str:
+    return hashlib.sha1(str(ids).encode()).hexdigest()[:16]
+
+
 def start_episodes(make_env: Callable[[], Env], tokenizer: Any, examples: list[Example], n: int) -> list[Running]:
     """One reset episode per sample. If a reset fails, the episodes made so far are closed (they may hold
     temporary directories or processes) before the error propagates."""
@@ -103,6 +110,7 @@ def start_episodes(make_env: Callable[[], Env], tokenizer: Any, examples: list[E
                                      "first observations; the samples of a group must start from the same prompt")
                 first = prompt
                 episode.tokens, episode.mask, episode.logp = list(prompt), [False] * len(prompt), [0.0] * len(prompt)
+                episode.observed = digest(prompt)
     except BaseException:
         for episode in episodes:
             episode.env.close()
@@ -138,6 +146,7 @@ def record_step(e: Running, result: Any, tokenizer: Any, finished: bool, last_tu
         e.info["context_limit"] = True
         return
     e.tokens += obs
+    e.observed = digest(obs[len(extra):])   # a cut turn does not make the same state look new
     e.mask += [False] * len(obs)
     e.logp += [0.0] * len(obs)
 

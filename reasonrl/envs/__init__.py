@@ -2,7 +2,8 @@
 
     env = make(example)                  # the factory ENVS.get(name)(EnvContext, **options) returns
     messages = env.reset(example)        # the conversation the policy answers first
-    key = env.state_key()                # the current state, for grouping identical states (GiGPO)
+    key = env.state_key()                # the current state, for grouping identical states (GiGPO);
+                                         # "" keys it by the last observation shown
     result = env.step(action_text)       # StepResult(observation, reward, done, info, ...)
 
 A single-turn task is the one-step case: reset shows the question, step scores the answer and ends.
@@ -11,7 +12,6 @@ Environments whose steps are cheaper together (reward workers, one sandbox call)
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Protocol
 
@@ -61,9 +61,9 @@ class BaseEnv:
         raise NotImplementedError
 
     def state_key(self) -> str:
-        """A hash of the last observation: identical observations are the same state."""
-        text = self.messages[-1]["content"] if self.messages else ""
-        return hashlib.sha1(text.encode()).hexdigest()[:16]
+        """"" means: the rollout keys the state by the last observation it showed the policy (identical
+        observations, identical states). Environments with hidden state override this."""
+        return ""
 
     def close(self) -> None:
         pass
