@@ -162,6 +162,70 @@ class EnvConfig:
 
 
 @dataclass(frozen=True)
+class SFTConfig:
+    data: str | None = None
+    """Demonstrations file (.jsonl, .json or .csv: a prompt and a completion per record); None: the task's
+    reference solutions on its train split (a worked solution when the example has one, else 'Answer: <answer>')."""
+    prompt_field: str = "prompt"
+    """Field of a demonstration that holds the prompt (a string, or a list of chat messages)."""
+    completion_field: str = "completion"
+    """Field of a demonstration that holds the reply trained on (the assistant's turn, without the stop token)."""
+    epochs: int = 1
+    """Passes over the demonstrations (used when sft.steps is None)."""
+    steps: int | None = None
+    """Optimizer steps; None: as many as sft.epochs passes take."""
+    batch_tokens: int = 4096
+    """Tokens per optimizer step: batch_tokens // seq_len rows of at most seq_len tokens."""
+    seq_len: int = 512
+    """Tokens per row; a longer demonstration (prompt + completion + stop token) is an error."""
+    pack: bool = True
+    """Pack several demonstrations into one row; each attends only to itself (block-diagonal causal mask,
+    positions restart at 0), so the loss equals the unpacked one. False: one demonstration per row."""
+    lr: float | None = None
+    """SFT learning rate (None: optim.lr)."""
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or (self.steps is not None and self.steps < 1):
+            raise ValueError(f"sft.epochs ({self.epochs}) and sft.steps ({self.steps}) must be >= 1")
+        if self.seq_len < 2 or self.batch_tokens < self.seq_len:
+            raise ValueError(f"sft.batch_tokens ({self.batch_tokens}) must be >= sft.seq_len ({self.seq_len}) >= 2: "
+                             "a step holds at least one row")
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    text: str = "arithmetic"
+    """Pretraining text of `reasonrl pipeline`: 'arithmetic' (addition facts covering every step of the
+    arithmetic task's worked solutions, generated) or a path to a UTF-8 text file."""
+    steps: int = 300
+    """Optimizer steps of next-token training (loss on every token) of a randomly initialised Llama."""
+    batch_size: int = 32
+    """Rows per step, each a window of the text starting with BOS."""
+    seq_len: int = 64
+    """Tokens per row."""
+    lr: float = 3e-3
+    """Peak learning rate: warmup over the first 5% of steps, then cosine decay to 0 (AdamW betas, weight decay
+    and gradient clipping from optim.*)."""
+    hidden_size: int = 128
+    """Width of the random Llama (byte tokenizer, vocabulary 99)."""
+    layers: int = 2
+    """Transformer layers of the random Llama."""
+    heads: int = 4
+    """Attention heads of the random Llama (hidden_size must divide by it)."""
+
+    def __post_init__(self) -> None:
+        sizes = {"steps": self.steps, "batch_size": self.batch_size, "hidden_size": self.hidden_size,
+                 "layers": self.layers, "heads": self.heads, "seq_len": self.seq_len - 1}
+        for key, value in sizes.items():
+            if value < 1:
+                raise ValueError(f"pretrain.{key} must be >= {2 if key == 'seq_len' else 1}, got "
+                                 f"{value + 1 if key == 'seq_len' else value}")
+        if self.hidden_size % self.heads:
+            raise ValueError(f"pretrain.hidden_size ({self.hidden_size}) must be divisible by pretrain.heads "
+                             f"({self.heads})")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     name: str = "run"
     """Run name: the run directory is output_dir/name."""
@@ -185,6 +249,8 @@ class RunConfig:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     save_every: int = 10
     """Checkpoint every N steps (and at the end)."""
     log_rollouts_every: int = 1

@@ -24,7 +24,7 @@ def questions(examples: list) -> list[str]:
 
 
 def test_registry_kinds() -> None:
-    assert TASKS.names() == ["code", "csv", "hf", "json", "jsonl", "parquet", "reasoning_gym"]
+    assert TASKS.names() == ["arithmetic", "code", "csv", "hf", "json", "jsonl", "parquet", "reasoning_gym"]
 
 
 def test_reasoning_gym_disjoint_and_deterministic() -> None:
