@@ -175,3 +175,24 @@ def test_full_fine_tuning_saves_a_model_directory_that_model_path_loads(tmp_path
     reference = tiny_model(vocab_size=ByteTokenizer.vocab_size)
     changed = [not torch.equal(a, b) for a, b in zip(model.state_dict().values(), reference.state_dict().values())]
     assert any(changed)
+
+
+def test_resumed_sft_ends_with_the_same_weights(tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from reasonrl.sft import sft
+
+    cfg = tiny_config(tmp_path, "sft.steps=4", "sft.seq_len=32", "sft.batch_tokens=64", "save_every=2",
+                      "eval.samples=1", "optim.warmup_steps=2")
+    run = sft(cfg, quiet=True)
+    weights = run / "adapter" / "adapter_model.safetensors"
+    uninterrupted = load_file(str(weights))
+    shutil.rmtree(run / "checkpoints" / "step_000004")                            # killed after step 2's checkpoint
+    shutil.rmtree(run / "adapter")
+    sft(cfg, resume=True, quiet=True)
+    resumed = load_file(str(weights))
+    assert all(torch.equal(uninterrupted[k], resumed[k]) for k in uninterrupted)
+    steps = [json.loads(x)["step"] for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [0, 1, 2, 3, 4]
