@@ -1,7 +1,9 @@
-"""Command line: reasonrl train | eval | report | list.
+"""Command line: reasonrl train | sft | pipeline | eval | report | list.
 
     reasonrl train recipes/quickstart.yaml [key.sub=value ...] [--overwrite] [--quiet]
     reasonrl train --resume runs/quickstart
+    reasonrl sft recipe.yaml [key=value ...] [--overwrite] [--quiet]      (or --resume RUN_DIR)
+    reasonrl pipeline recipes/pipeline_tiny.yaml [key=value ...] [--overwrite] [--quiet]
     reasonrl eval [recipe.yaml] [key=value ...] [--adapter DIR | --run RUN_DIR] [--tasks a,b] [--json out.json]
     reasonrl report runs/quickstart [--out report.html] [--max-samples 2000]
     reasonrl list
@@ -35,6 +37,31 @@ def cmd_train(args: argparse.Namespace) -> None:
         cfg = load_config(recipe, overrides)
     run_dir = train(cfg, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
     print(f"run directory: {run_dir}")
+
+
+def cmd_sft(args: argparse.Namespace) -> None:
+    from reasonrl.config import load_config
+    from reasonrl.sft import sft
+    from reasonrl.train import resume_config
+
+    if args.resume:
+        if args.recipe or args.overrides:
+            raise ValueError("--resume RUN_DIR takes no recipe or overrides: the run's config.yaml is reused as is")
+        cfg = resume_config(Path(args.resume))
+    else:
+        if args.recipe is None:
+            raise ValueError("give a recipe (e.g. recipes/pipeline_tiny.yaml) or --resume RUN_DIR")
+        cfg = load_config(*split_recipe(args.recipe, args.overrides))
+    run_dir = sft(cfg, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
+    print(f"run directory: {run_dir}")
+
+
+def cmd_pipeline(args: argparse.Namespace) -> None:
+    from reasonrl.config import load_config
+    from reasonrl.pipeline import pipeline
+
+    cfg = load_config(*split_recipe(args.recipe, args.overrides))
+    print(f"pipeline directory: {pipeline(cfg, overwrite=args.overwrite, quiet=args.quiet)}")
 
 
 def split_recipe(first: str | None, rest: list[str]) -> tuple[str | None, list[str]]:
@@ -154,6 +181,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
     p.set_defaults(func=cmd_train)
+    p = sub.add_parser("sft", help="supervised fine-tuning on demonstrations (sft.data) or the task's solutions")
+    p.add_argument("recipe", nargs="?", help="YAML recipe (see recipes/)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. sft.data=demos.jsonl lora.enabled=false")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an SFT run from its last checkpoint")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+    p.set_defaults(func=cmd_sft)
+    p = sub.add_parser("pipeline", help="pretrain a tiny model from scratch, SFT it, then RL it (DeepSeekMath)")
+    p.add_argument("recipe", help="YAML recipe (e.g. recipes/pipeline_tiny.yaml)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.steps=200 steps=20")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing pipeline directory")
+    p.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
+    p.set_defaults(func=cmd_pipeline)
     p = sub.add_parser("eval", help="evaluate a model or adapter on held-out problems: pass@k, maj@k, reward")
     p.add_argument("recipe", nargs="?", help="YAML recipe or the first override")
     p.add_argument("overrides", nargs="*")

@@ -15,6 +15,7 @@ import yaml
 
 from reasonrl.utils.config_io import build, config_to_dict, parse_override, set_dotted  # noqa: F401
 
+from reasonrl.stage_config import ForgetConfig, LogConfig, PretrainConfig, SFTConfig  # noqa: F401
 from reasonrl.algo_config import (AlgoConfig, CISPOLoss, CriticConfig, DynamicSamplingConfig,  # noqa: F401
                                    GSPOLoss, KLConfig, OverlongConfig, PolicyLossConfig, PPOClipLoss,
                                    ReinforceLoss)
@@ -161,61 +162,6 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
-class ForgetConfig:
-    enabled: bool = False
-    """Measure forgetting at step 0 and at every evaluation: retention suites and the KL to the base (RL's
-    Razor). Costs, per evaluation, the retention suites plus kl_prompts*kl_samples policy completions (and the
-    base completions once)."""
-    tasks: list[str | dict[str, Any]] = field(default_factory=list)
-    """Retention tasks the run does not train on: task names ('reasoning_gym:leg_counting') or mappings of
-    task.* fields ({name: jsonl, path: prior.jsonl}); accuracy on task_size held-out problems each."""
-    task_size: int = 50
-    """Held-out problems per retention task (greedy or sampled as eval.*)."""
-    text: str | None = "bundled"
-    """General text scored by mean log-likelihood per token: 'bundled' (reasonrl/data/general_text.txt), the
-    path of a UTF-8 text file, or None (no text suite)."""
-    text_tokens: int = 128
-    """Tokens per text chunk."""
-    kl_prompts: int = 16
-    """New-task prompts for the KL (the first held-out ones)."""
-    kl_samples: int = 4
-    """Completions per KL prompt: base samples (forward KL, drawn once and reused) and policy samples (reverse
-    KL, same seed at every evaluation)."""
-    kl_budget: float | None = None
-    """Forward KL from the base to the policy (nats per completion) that the run may reach; None: no budget."""
-    on_budget: Literal["warn", "stop"] = "warn"
-    """Past the budget: 'warn', or 'stop' the run and keep as its adapter the evaluated step with the best
-    eval accuracy whose KL was within budget."""
-
-    def __post_init__(self) -> None:
-        for key in ("task_size", "kl_prompts", "kl_samples"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"forget.{key} must be >= 1, got {getattr(self, key)}")
-        if self.text_tokens < 2:
-            raise ValueError(f"forget.text_tokens must be >= 2 (a chunk scores its tokens after the first), "
-                             f"got {self.text_tokens}")
-        if self.kl_budget is not None and not self.kl_budget > 0:
-            raise ValueError(f"forget.kl_budget must be > 0 nats (or null for no budget), got {self.kl_budget}")
-        labels = [label for label, _ in self.task_configs()]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"forget.tasks names a suite twice ({', '.join(labels)}); give each task once")
-
-    def task_configs(self) -> list[tuple[str, TaskConfig]]:
-        """(suite label, TaskConfig) of every retention task: eval_size=task_size and a train split of the
-        same size (only used to keep the held-out problems apart) unless the entry sets them."""
-        out = []
-        for i, entry in enumerate(self.tasks):
-            fields = {"name": entry} if isinstance(entry, str) else dict(entry)
-            if "name" not in fields:
-                raise ValueError(f"forget.tasks[{i}] {entry!r} has no name; give e.g. {{name: jsonl, path: f.jsonl}}")
-            fields = {"eval_size": self.task_size, "train_size": self.task_size} | fields
-            task = build(TaskConfig, fields, f"forget.tasks[{i}]")
-            label = task.name if task.path is None else f"{task.name}:{Path(task.path).stem}"
-            out.append((label, task))
-        return out
-
-
-@dataclass(frozen=True)
 class EnvConfig:
     name: str = "single_turn"
     """Registered environment (`reasonrl list`): single_turn scores one answer; others run several turns."""
@@ -228,26 +174,6 @@ class EnvConfig:
 
 
 SINKS = ("tensorboard", "wandb")
-
-
-@dataclass(frozen=True)
-class LogConfig:
-    sinks: list[str] = field(default_factory=list)
-    """Metric sinks besides metrics.jsonl (always written: the report and --resume read it): 'tensorboard'
-    (event files in <run>/tensorboard; needs the tensorboard package) and 'wandb' (in <run>/wandb; needs wandb)."""
-    wandb_project: str = "reasonrl"
-    """W&B project of the run (the run is named after `name`)."""
-    wandb_mode: Literal["offline", "online"] = "offline"
-    """'offline' writes local files only (upload later with `wandb sync <run>/wandb/offline-run-*`); 'online'
-    needs network and `wandb login`."""
-    report: bool = True
-    """Write report.html (curves, eval tables, browsable traces) into the run directory at the end of the run."""
-
-    def __post_init__(self) -> None:
-        for sink in self.sinks:
-            if sink not in SINKS:
-                raise ValueError(f"log.sinks: unknown sink {sink!r}; known: {', '.join(SINKS)} (metrics.jsonl "
-                                 "is always written)")
 
 
 @dataclass(frozen=True)
@@ -276,6 +202,8 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     log: LogConfig = field(default_factory=LogConfig)
     forget: ForgetConfig = field(default_factory=ForgetConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     save_every: int = 10
     """Checkpoint every N steps (and at the end)."""
     log_rollouts_every: int = 1

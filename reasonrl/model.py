@@ -72,16 +72,36 @@ def convert_gguf(gguf_file: Path, target: Path) -> Path:
     return target
 
 
-def tiny_model(vocab_size: int = 64, seed: int = 0) -> nn.Module:
-    """A tiny random Llama for tests (built from a config, nothing downloaded)."""
+def tiny_model(vocab_size: int = 64, seed: int = 0, hidden_size: int = 32, layers: int = 2, heads: int = 4,
+               initializer_range: float = 0.2) -> nn.Module:
+    """A tiny random Llama for tests and from-scratch pretraining (built from a config, nothing downloaded).
+    The default initializer_range is 10x HF's 0.02, so logits can move far in short learning tests."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=64, max_position_embeddings=512,
-                         initializer_range=0.2,  # larger than HF's 0.02, so logits can move far (learning tests)
+    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=layers,
+                         num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
+                         intermediate_size=2 * hidden_size, max_position_embeddings=512,
+                         initializer_range=initializer_range,
                          bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
     return LlamaForCausalLM(config)
+
+
+BYTE_TOKENIZER_FILE = "reasonrl_tokenizer.json"
+"""Written next to a saved model whose tokenizer is reasonrl's ByteTokenizer (it has no HF tokenizer files)."""
+
+
+def save_model_dir(model: nn.Module, tokenizer: object, path: Path) -> None:
+    """A directory that `model.path` loads: the model's weights and config, and its tokenizer."""
+    import json
+
+    from reasonrl.tokenizer import ByteTokenizer
+
+    model.save_pretrained(path)
+    if isinstance(tokenizer, ByteTokenizer):
+        (Path(path) / BYTE_TOKENIZER_FILE).write_text(json.dumps({"kind": "byte"}) + "\n")
+    else:
+        tokenizer.save_pretrained(path)  # type: ignore[attr-defined]
 
 
 def load_base(cfg: ModelConfig) -> tuple[nn.Module, object]:
@@ -97,6 +117,9 @@ def load_base(cfg: ModelConfig) -> tuple[nn.Module, object]:
         raise ValueError(f"model.path {cfg.path!r}: no config.json in {path}; give a local Hugging Face "
                          f"model directory, or {BUNDLED!r}")
     model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[cfg.dtype])
+    if (path / BYTE_TOKENIZER_FILE).is_file():  # a tiny model saved by reasonrl (e.g. `reasonrl pipeline`)
+        from reasonrl.tokenizer import ByteTokenizer
+        return model, ByteTokenizer()
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -156,18 +179,22 @@ def reference(model: nn.Module) -> Iterator[nn.Module]:
 
 
 def token_logprobs(model: nn.Module, tokens: Tensor, temperature: float = 1.0,
-                   attention_mask: Tensor | None = None) -> Tensor:
+                   attention_mask: Tensor | None = None, position_ids: Tensor | None = None) -> Tensor:
     """(B, T+1) token ids -> (B, T) float32 log-probs of tokens[:, 1:] under the model.
 
-    Works in chunks over time so the full (B, T, V) float32 log-softmax is never materialised at once.
+    attention_mask and position_ids are for the T inputs tokens[:, :-1]: a (B, T) padding mask or a (B, 1, T, T)
+    additive mask (packed rows, see sft.py), and (B, T) positions. Works in chunks over time so the full
+    (B, T, V) float32 log-softmax is never materialised at once.
     """
-    return _token_forward(model, tokens, temperature, attention_mask, with_entropy=False)[0]
+    return _token_forward(model, tokens, temperature, attention_mask, with_entropy=False,
+                          position_ids=position_ids)[0]
 
 
 def _token_forward(model: nn.Module, tokens: Tensor, temperature: float, attention_mask: Tensor | None,
-                   with_entropy: bool) -> tuple[Tensor, Tensor | None]:
+                   with_entropy: bool, position_ids: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
     inputs = tokens[:, :-1]                                                       # (B, T)
-    out = model(input_ids=inputs, attention_mask=attention_mask, use_cache=False, logits_to_keep=0)
+    out = model(input_ids=inputs, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
+                logits_to_keep=0)
     return _chunked_logprobs(out.logits, tokens[:, 1:], temperature, with_entropy)  # (B, T), (B, T)
 
 

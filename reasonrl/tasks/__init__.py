@@ -6,7 +6,8 @@
     task.train, task.eval                                  # list[Example], disjoint by question (checked)
 
 Kinds (TASKS): reasoning_gym:<dataset> (tasks/gym.py); jsonl, json, csv, parquet, hf (tasks/files.py);
-code, the built-in Python problems with unit tests (tasks/code.py). Generated tasks use two seeds derived
+code, the built-in Python problems with unit tests (tasks/code.py); arithmetic, small sums with worked
+solutions (tasks/arithmetic.py). Generated tasks use two seeds derived
 from task.seed; files are split by a hash of (task.seed, prompt), so the same data and seed always give
 the same split. Prompt = [system prompt] + [few-shot pairs] + user message (question + "\\n" + instruction).
 Few-shot examples come from train only, chosen per example by a seed derived from (task.seed, example id).
@@ -98,12 +99,20 @@ def plain(value: Any) -> Any:
 # Few-shot examples
 
 def shot_reply(example: Example) -> str | None:
-    """What a solved example shows as the assistant's turn: the reference solution in a ```python block
-    (code), else "Answer: <answer>"; None when the example has neither."""
+    """The reference reply to an example (few-shot turns, SFT on task references): for a record with unit
+    tests, its solution in a ```python block; else a worked solution (metadata "solution", or reasoning-gym's
+    "answer_cot") followed by "Answer: <answer>"; else "Answer: <answer>"; None when there is nothing."""
     solution = example.metadata.get("solution")
-    if isinstance(solution, str) and solution.strip():
+    if isinstance(solution, str) and solution.strip() and "tests" in example.metadata:
         return f"```python\n{solution.strip()}\n```"
-    return None if example.answer is None else f"Answer: {example.answer}"
+    rg_entry = example.metadata.get("reasoning_gym", {}).get("entry", {})
+    worked = solution if isinstance(solution, str) else rg_entry.get("metadata", {}).get("answer_cot")
+    answer = None if example.answer is None else f"Answer: {example.answer}"
+    if isinstance(worked, str) and worked.strip():
+        worked = worked.strip()
+        has_answer_line = worked.splitlines()[-1].lower().startswith("answer:")
+        return worked if answer is None or has_answer_line else f"{worked}\n{answer}"
+    return answer
 
 
 def with_shots(example: Example, shots: list[Example]) -> Example:
@@ -135,5 +144,6 @@ def add_few_shot(task: Task, k: int, seed: int) -> Task:
                 eval=[with_shots(e, shots_for(e)) for e in task.eval])
 
 
-from reasonrl.tasks import code, code_repos, corridor, files, gym, sokoban, text_gym  # noqa: E402,F401  (register)
+from reasonrl.tasks import (arithmetic, code, code_repos, corridor, files, gym, sokoban,  # noqa: E402,F401
+                            text_gym)  # (register the task kinds)
 from reasonrl.tasks.gym import reasoning_gym_names  # noqa: E402,F401  (used by `reasonrl list`)

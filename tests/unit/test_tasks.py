@@ -24,8 +24,8 @@ def questions(examples: list) -> list[str]:
 
 
 def test_registry_kinds() -> None:
-    assert TASKS.names() == ["code", "code_repos", "corridor", "csv", "gymnasium", "hf", "json", "jsonl", "parquet",
-                             "reasoning_gym", "sokoban"]
+    assert TASKS.names() == ["arithmetic", "code", "code_repos", "corridor", "csv", "gymnasium", "hf", "json", "jsonl",
+                             "parquet", "reasoning_gym", "sokoban"]
 
 
 def test_reasoning_gym_disjoint_and_deterministic() -> None:

@@ -1,0 +1,178 @@
+"""Supervised fine-tuning on demonstrations: the SFT stage of the DeepSeekMath pipeline (SFT, then RL from the
+SFT weights) and the offline baseline of the forgetting comparison.
+
+    reasonrl sft recipes/pipeline_tiny.yaml sft.data=demos.jsonl     # or the task's reference solutions
+    reasonrl train recipe.yaml model.adapter=runs/<sft>/adapter      # RL continues the SFT adapter (LoRA)
+    reasonrl train recipe.yaml model.path=runs/<sft>/model           # RL from the SFT model (full fine-tuning)
+
+Loss: the mean negative log-likelihood of the completion tokens (the reply and its stop token) of all the
+demonstrations of an optimizer step; prompt and padding tokens get no loss:
+    L = -sum_{rows, t} mask_t * log p(x_{t+1} | x_{<=t}) / sum mask
+Demonstrations are packed into rows of sft.seq_len tokens with per-demonstration attention (sft_data.py).
+Evaluation (eval.every and the end), checkpoints, the run directory and summary.json are those of `train`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from reasonrl.config import RunConfig
+from reasonrl.engine import ENGINES
+from reasonrl.envs import make_environment
+from reasonrl.evaluate import EvalResult
+from reasonrl.model import is_lora, load_policy, save_model_dir, token_logprobs, trainable_parameters
+from reasonrl.sft_data import Sequence, collate_rows, encode_demo, end_of_turn_id, epoch_order, load_demos, pack_rows
+from reasonrl.tasks import load_task
+from reasonrl.train import format_summary, prepare_run_dir, run_eval, summarize
+from reasonrl.update import make_optimizer
+from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
+from reasonrl.utils.log import JsonlSink, Progress, truncate_metrics
+
+
+def completion_loss(logp: Tensor, mask: Tensor, normaliser: float) -> Tensor:
+    """(B, T) log-probs of the next tokens, (B, T) bool mask -> -sum(logp over masked positions) / normaliser.
+    Unmasked positions (prompt, padding) contribute nothing, not even a NaN or an infinity."""
+    return -torch.where(mask, logp, torch.zeros_like(logp)).sum() / normaliser
+
+
+def rows_logprobs(model: nn.Module, rows: list[list[Sequence]], pad_id: int) -> tuple[Tensor, Tensor]:
+    """(B, T) log-probs of every next token and the (B, T) completion mask of packed rows, each demonstration
+    attending only to itself."""
+    batch = collate_rows(rows, pad_id)
+    dtype = model.get_input_embeddings().weight.dtype
+    logp = token_logprobs(model, batch.tokens, attention_mask=batch.attention_mask(dtype),
+                          position_ids=batch.position_ids)                        # (B, T)
+    return logp, batch.mask
+
+
+def sft_step(policy: nn.Module, optimizer: torch.optim.Optimizer, rows: list[list[Sequence]], pad_id: int,
+             cfg: RunConfig) -> dict[str, float]:
+    """One optimizer step on `rows` (micro-batches of optim.micro_batch_size rows, gradients accumulated)."""
+    count = sum(sum(s.mask) for row in rows for s in row)
+    size = cfg.optim.micro_batch_size
+    total = 0.0
+    for start in range(0, len(rows), size):
+        logp, mask = rows_logprobs(policy, rows[start:start + size], pad_id)      # (b, T), (b, T)
+        loss = completion_loss(logp, mask, count)
+        loss.backward()
+        total += loss.item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(trainable_parameters(policy), cfg.optim.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    tokens = sum(len(s.tokens) for row in rows for s in row)
+    return {"sft/loss": total, "sft/completion_tokens": float(count), "sft/rows": float(len(rows)),
+            "sft/fill": tokens / (len(rows) * cfg.sft.seq_len), "optim/grad_norm": float(grad_norm)}
+
+
+@dataclass
+class Plan:
+    """Which rows (lists of sequence indices) each optimizer step trains on: consecutive slices of a stream of
+    per-epoch shuffled, packed rows, so a step's data is a function of the step (exact resume)."""
+
+    rows_per_step: int
+    steps: int
+    stream: list[list[int]]
+
+    def rows(self, step: int) -> list[list[int]]:
+        return self.stream[step * self.rows_per_step:(step + 1) * self.rows_per_step]
+
+
+def make_plan(lengths: list[int], cfg: RunConfig) -> Plan:
+    sft = cfg.sft
+    rows_per_step = max(1, sft.batch_tokens // sft.seq_len)
+    stream: list[list[int]] = []
+    epoch = 0
+    while (epoch < sft.epochs) if sft.steps is None else (len(stream) < sft.steps * rows_per_step):
+        stream += pack_rows(lengths, sft.seq_len, sft.pack, epoch_order(len(lengths), cfg.seed, epoch))
+        epoch += 1
+    steps = sft.steps if sft.steps is not None else math.ceil(len(stream) / rows_per_step)
+    return Plan(rows_per_step=rows_per_step, steps=steps, stream=stream)
+
+
+def sft_config(cfg: RunConfig, steps: int) -> RunConfig:
+    """The config the optimizer and scheduler see: sft.lr (when set) and the SFT step count."""
+    return replace(cfg, steps=steps, optim=replace(cfg.optim, lr=cfg.sft.lr or cfg.optim.lr))
+
+
+def check_sft_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Path:
+    run_dir = Path(cfg.output_dir) / cfg.name
+    if run_dir.exists() and not resume and not overwrite:
+        raise ValueError(f"run directory {run_dir} already exists; continue it with `reasonrl sft --resume "
+                         f"{run_dir}`, pick another name (name=...), or pass --overwrite")
+    return run_dir
+
+
+def save_result(policy: nn.Module, tokenizer: Any, run_dir: Path) -> Path:
+    """LoRA: the adapter in run_dir/adapter (model.adapter=...); full fine-tuning: a model directory with
+    its tokenizer in run_dir/model (model.path=...)."""
+    if is_lora(policy):
+        policy.save_pretrained(run_dir / "adapter")
+        return run_dir / "adapter"
+    save_model_dir(policy, tokenizer, run_dir / "model")
+    return run_dir / "model"
+
+
+def sft(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
+    """Fine-tune cfg.model on demonstrations; returns the run directory (adapter/ or model/, summary.json)."""
+    torch.set_num_threads(cfg.threads or torch.get_num_threads())
+    run_dir = check_sft_dir(cfg, resume, overwrite)
+    task = load_task(cfg.task)
+    eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
+    demos = load_demos(cfg, task)
+    env = make_environment(cfg)
+    try:
+        policy, tokenizer = load_policy(cfg.model, cfg.lora)
+        stop_id = end_of_turn_id(tokenizer)
+        sequences = [encode_demo(tokenizer, d, stop_id) for d in demos]
+        long = [s for s in sequences if len(s.tokens) > cfg.sft.seq_len]
+        if long:
+            raise ValueError(f"{long[0].source}: demonstration has {len(long[0].tokens)} tokens > sft.seq_len="
+                             f"{cfg.sft.seq_len} ({len(long)} such); raise sft.seq_len")
+        plan = make_plan([len(s.tokens) for s in sequences], cfg)
+        engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
+        prepare_run_dir(run_dir, cfg, resume)
+        optimizer, scheduler = make_optimizer(policy, sft_config(cfg, plan.steps))
+        start, evals = 0, {}
+        if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
+            state = load_checkpoint(ckpt, policy, optimizer, scheduler)
+            start, evals = state["step"], state.get("evals", {})
+            engine.sync_weights(policy)
+        truncate_metrics(run_dir / "metrics.jsonl", start)
+        sink = JsonlSink(run_dir / "metrics.jsonl")
+        progress = Progress(plan.steps, start, desc=cfg.name, quiet=quiet)
+        if start == 0:
+            progress.write(f"{len(sequences)} demonstrations, {plan.steps} steps of {plan.rows_per_step} rows; "
+                           f"evaluating the start model on {len(eval_examples)} held-out problems ...")
+            evals["0"] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
+            sink.log(0, EvalResult(**evals["0"]).metrics("eval"))
+        for step in range(start, plan.steps):
+            t0 = time.time()
+            rows = [[sequences[i] for i in row] for row in plan.rows(step)]
+            metrics = sft_step(policy, optimizer, rows, engine.pad_id, cfg)
+            scheduler.step()
+            metrics |= {"optim/lr": scheduler.get_last_lr()[0], "time/step": time.time() - t0}
+            last = step + 1 == plan.steps
+            if last or (cfg.eval.every and (step + 1) % cfg.eval.every == 0):
+                engine.sync_weights(policy)
+                evals[str(step + 1)] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
+                metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval")
+            sink.log(step + 1, metrics)
+            progress.update(step, {"loss": metrics["sft/loss"], "s/step": metrics["time/step"]})
+            if last or (step + 1) % cfg.save_every == 0:
+                save_checkpoint(run_dir, step + 1, policy, optimizer, scheduler, {"evals": evals})
+        progress.close()
+        sink.close()
+    finally:
+        env.close()
+    saved = save_result(policy, tokenizer, run_dir)
+    summary = summarize(evals, cfg) | {"stage": "sft", "saved": str(saved)}
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    progress.write(format_summary(summary))
+    return run_dir
