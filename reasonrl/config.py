@@ -15,7 +15,7 @@ import yaml
 
 from reasonrl.utils.config_io import build, config_to_dict, parse_override, set_dotted  # noqa: F401
 
-from reasonrl.stage_config import ForgetConfig, LogConfig, PretrainConfig, SFTConfig  # noqa: F401
+from reasonrl.stage_config import SINKS, ForgetConfig, LogConfig, PretrainConfig, SFTConfig  # noqa: F401
 from reasonrl.algo_config import (AlgoConfig, CISPOLoss, CriticConfig, DynamicSamplingConfig,  # noqa: F401
                                    GSPOLoss, KLConfig, OverlongConfig, PolicyLossConfig, PPOClipLoss,
                                    ReinforceLoss)
@@ -171,9 +171,6 @@ class EnvConfig:
     """An episode whose conversation would pass this many tokens ends, marked truncated."""
     options: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the environment, e.g. {tools: [calculator]}."""
-
-
-SINKS = ("tensorboard", "wandb")
 
 
 @dataclass(frozen=True)
