@@ -33,7 +33,9 @@ from reasonrl.tasks import load_task
 from reasonrl.train import format_summary, prepare_run_dir, run_eval, summarize
 from reasonrl.update import make_optimizer
 from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
-from reasonrl.utils.log import JsonlSink, Progress, truncate_metrics
+from reasonrl.forgetting import make_monitor
+from reasonrl.report import write_report_safely
+from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
 
 
 def completion_loss(logp: Tensor, mask: Tensor, normaliser: float) -> Tensor:
@@ -137,6 +139,7 @@ def sft(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bo
                              f"{cfg.sft.seq_len} ({len(long)} such); raise sft.seq_len")
         plan = make_plan([len(s.tokens) for s in sequences], cfg)
         engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
+        forget = make_monitor(cfg, policy, tokenizer, engine, task.eval, run_dir)  # forget.*, as in train
         prepare_run_dir(run_dir, cfg, resume)
         optimizer, scheduler = make_optimizer(policy, sft_config(cfg, plan.steps))
         start, evals = 0, {}
@@ -144,14 +147,15 @@ def sft(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bo
             state = load_checkpoint(ckpt, policy, optimizer, scheduler)
             start, evals = state["step"], state.get("evals", {})
             engine.sync_weights(policy)
+            forget.restore(state.get("forget", {}))
         truncate_metrics(run_dir / "metrics.jsonl", start)
-        sink = JsonlSink(run_dir / "metrics.jsonl")
+        sink = MetricSinks(run_dir, cfg, start)
         progress = Progress(plan.steps, start, desc=cfg.name, quiet=quiet)
         if start == 0:
             progress.write(f"{len(sequences)} demonstrations, {plan.steps} steps of {plan.rows_per_step} rows; "
                            f"evaluating the start model on {len(eval_examples)} held-out problems ...")
             evals["0"] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
-            sink.log(0, EvalResult(**evals["0"]).metrics("eval"))
+            sink.log(0, EvalResult(**evals["0"]).metrics("eval") | forget.measure(0, evals["0"]))
         for step in range(start, plan.steps):
             t0 = time.time()
             rows = [[sequences[i] for i in row] for row in plan.rows(step)]
@@ -163,16 +167,22 @@ def sft(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bo
                 engine.sync_weights(policy)
                 evals[str(step + 1)] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
                 metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval")
+                metrics |= forget.measure(step + 1, evals[str(step + 1)])
             sink.log(step + 1, metrics)
             progress.update(step, {"loss": metrics["sft/loss"], "s/step": metrics["time/step"]})
-            if last or (step + 1) % cfg.save_every == 0:
-                save_checkpoint(run_dir, step + 1, policy, optimizer, scheduler, {"evals": evals})
+            if last or forget.stop or (step + 1) % cfg.save_every == 0:
+                save_checkpoint(run_dir, step + 1, policy, optimizer, scheduler,
+                                {"evals": evals, "forget": forget.state()})
+            if forget.stop:  # forget.on_budget=stop: the KL budget is spent
+                break
         progress.close()
         sink.close()
     finally:
         env.close()
     saved = save_result(policy, tokenizer, run_dir)
-    summary = summarize(evals, cfg) | {"stage": "sft", "saved": str(saved)}
+    summary = summarize(evals, cfg) | {"stage": "sft", "saved": str(saved)} | forget.finish()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     progress.write(format_summary(summary))
+    if cfg.log.report and (report := write_report_safely(run_dir)) is not None:
+        progress.write(f"report: {report}")
     return run_dir

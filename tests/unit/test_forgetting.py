@@ -236,3 +236,16 @@ def test_a_resumed_run_measures_deltas_from_the_original_step_0(tmp_path):
     assert want["step"] == got["step"] == 2 and want["forget/text/delta"] != 0.0
     for key in ("forget/text/delta", "forget/kl_forward", "forget/kl_reverse"):
         assert got[key] == pytest.approx(want[key], rel=1e-5, abs=1e-7), key
+
+
+def test_sft_logs_forget_metrics_at_every_evaluation(tmp_path):
+    """SFT is the offline side of the RL's Razor comparison: it logs the same forget/* metrics as train."""
+    from reasonrl.sft import sft
+
+    run_dir = sft(monitor_config(tmp_path, "sft.steps=2", "eval.every=1", "sft.batch_tokens=512",
+                                 "sft.seq_len=256"), quiet=True)
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1, 2]
+    for m in metrics:
+        assert {"forget/text/delta", "forget/jsonl:toy/delta", "forget/kl_forward", "forget/kl_reverse"} <= set(m)
+    assert metrics[0]["forget/kl_forward"] == 0.0 and metrics[-1]["forget/kl_forward"] != 0.0
