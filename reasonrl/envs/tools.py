@@ -10,7 +10,8 @@ the final answer, scored with the run's rewards (like single_turn), and ends the
 
 The tool instructions come from the environment, not the task: reset prepends a system message describing the
 enabled tools (env.options.tools), so any question task works unchanged (option instructions=false turns it
-off; then write your own with task.system_prompt). On the last allowed turn (env.max_turns) every reply is
+off; then write your own with task.system_prompt); option demonstration=true also shows one worked exchange
+(question, tool call, result, answer) before the question, which small models need. On the last allowed turn (env.max_turns) every reply is
 scored as the final answer, so an episode always ends with a score. The calculator is an AST evaluator (no
 eval): numbers, + - * / // % ** (and ^ as a power), parentheses and sqrt/abs/round/min/max, with bounded
 magnitudes. The Python tool runs in reasonrl.sandbox (no network, CPU/memory/time limits).
@@ -169,6 +170,15 @@ def tool_instructions(tools: tuple[str, ...]) -> str:
     return " ".join(lines)
 
 
+def demonstration(tools: tuple[str, ...]) -> list[Message]:
+    """A worked exchange shown before the question (option demonstration): a call, its result, the answer."""
+    call = ("<calculator>23 * 4 + 7</calculator>" if "calculator" in tools else "<python>print(23 * 4 + 7)</python>")
+    return [{"role": "user", "content": "Calculate 23 * 4 + 7."},
+            {"role": "assistant", "content": call},
+            {"role": "user", "content": "<result>\n99\n</result>"},
+            {"role": "assistant", "content": "The result is 99.\nAnswer: 99"}]
+
+
 @ENVS.register("tool_math")
 class ToolMathEnv(BaseEnv):
     """Tool calls (<calculator>, <python>) answered with <result> messages; a reply without one is final."""
@@ -177,7 +187,8 @@ class ToolMathEnv(BaseEnv):
 
     def __init__(self, ctx: EnvContext, tools: list[str] | tuple[str, ...] = TOOLS, instructions: bool = True,
                  format_bonus: float = 0.0, max_calls_per_turn: int = 4, max_output_chars: int = 400,
-                 python_timeout_s: float = 5.0, python_memory_mb: int = 256, result_role: str = "user") -> None:
+                 python_timeout_s: float = 5.0, python_memory_mb: int = 256, result_role: str = "user",
+                 demonstration: bool = False) -> None:
         super().__init__(ctx)
         if ctx.rewards is None:
             raise ValueError("the tool_math environment needs the run's rewards (EnvContext.rewards)")
@@ -188,6 +199,7 @@ class ToolMathEnv(BaseEnv):
             raise ValueError(f"env.options.max_calls_per_turn ({max_calls_per_turn}) and max_output_chars "
                              f"({max_output_chars}) must be >= 1")
         self.tools, self.instructions, self.format_bonus = tuple(tools), instructions, format_bonus
+        self.demo = demonstration
         self.max_calls, self.max_chars, self.result_role = max_calls_per_turn, max_output_chars, result_role
         self.python_timeout_s, self.python_memory_mb = python_timeout_s, python_memory_mb
         self.turns = 0
@@ -195,6 +207,9 @@ class ToolMathEnv(BaseEnv):
     def reset(self, example: Example) -> list[Message]:
         super().reset(example)
         self.turns = 0
+        if self.demo:
+            head = 1 if self.messages and self.messages[0]["role"] == "system" else 0
+            self.messages[head:head] = demonstration(self.tools)
         if self.instructions:
             text = tool_instructions(self.tools)
             if self.messages and self.messages[0]["role"] == "system":

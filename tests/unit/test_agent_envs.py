@@ -177,9 +177,12 @@ def test_tool_math_token_in_token_out(tokenizer: Any) -> None:
 def test_tool_math_last_turn_is_scored_as_the_answer() -> None:
     tok = ByteTokenizer()
     environment, (t,) = run("tool_math", [QUESTION], TurnEngine(tok, ["<calculator>1+1</calculator>"]), tok, n=1,
-                            max_turns=2, rewards=True, options={"tools": ["calculator"], "format_bonus": 0.1})
+                            max_turns=2, rewards=True, options={"tools": ["calculator"], "format_bonus": 0.1,
+                                                                "demonstration": True})
     try:
-        check_token_in_token_out(environment, tok, t)
+        messages = check_token_in_token_out(environment, tok, t)
+        assert [m["role"] for m in messages[:6]] == ["system", "user", "assistant", "user", "assistant", "user"]
+        assert messages[2]["content"] == "<calculator>23 * 4 + 7</calculator>" and "python" not in messages[0]["content"]
         assert t.num_turns == 2 and t.step_rewards == [pytest.approx(0.1), 0.0]
         assert t.reward_parts["correct"] == 0.0  # a score even though the episode never answered
     finally:
