@@ -19,9 +19,9 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-COMMON = ["forget.enabled=true", "eval.size=40", "eval.samples=2",
+COMMON = ["forget.enabled=true", "eval.size=32", "eval.samples=2",
           "forget.tasks=[{name: 'reasoning_gym:products', options: {min_digits: 1, max_digits: 1}}]",
-          "forget.task_size=24", "forget.kl_prompts=8", "forget.kl_samples=4", "log_rollouts_every=0",
+          "forget.task_size=16", "forget.kl_prompts=8", "forget.kl_samples=2", "log_rollouts_every=0",
           "save_every=1000", "output_dir=runs/razor"]
 
 
@@ -127,10 +127,10 @@ def analyse(out_dir: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--rl-steps", type=int, default=30)
-    p.add_argument("--rl-every", type=int, default=10)
-    p.add_argument("--sft-steps", type=int, default=16)
-    p.add_argument("--sft-every", type=int, default=4)
+    p.add_argument("--rl-steps", type=int, default=15)
+    p.add_argument("--rl-every", type=int, default=5)
+    p.add_argument("--sft-steps", type=int, default=9)
+    p.add_argument("--sft-every", type=int, default=3)
     p.add_argument("--sft-lr", type=float, default=2e-4)
     p.add_argument("--analyse-only", action="store_true")
     p.add_argument("--out", default=str(ROOT / "docs"))

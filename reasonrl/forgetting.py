@@ -32,6 +32,7 @@ import copy
 import logging
 import math
 import shutil
+import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -274,6 +275,7 @@ class ForgettingMonitor:
     def measure(self, step: int, evaluation: dict[str, Any] | None = None) -> dict[str, float]:
         """forget/* metrics of the current policy. The first call (step 0) fixes the retention reference.
         evaluation (an EvalResult dict of the new task) ranks steps for on_budget=stop."""
+        started = time.time()
         values = self.retention(self.engine, self.policy)
         if self.start is None:
             self.start = values
@@ -281,7 +283,7 @@ class ForgettingMonitor:
         if self.cfg.forget.kl_budget is not None:
             metrics["forget/over_budget"] = float(self.check_budget(step, evaluation, metrics["forget/kl_forward"]))
         self.last = metrics
-        return metrics
+        return metrics | {"time/forget": time.time() - started}
 
     def check_budget(self, step: int, evaluation: dict[str, Any] | None, kl: float) -> bool:
         """Warn or set self.stop past the budget; within it, keep the adapter when its eval score is the best."""
