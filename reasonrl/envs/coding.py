@@ -45,7 +45,7 @@ from reasonrl.types import Example, Message, StepResult
 
 _HARNESS = Path(__file__).with_name("coding_harness.py")
 _HARNESS_NAME, _SPEC_NAME = "_reasonrl_harness.py", "_reasonrl_tests.json"
-_SANDBOX_PATH = re.compile(r"/[^\s\"']*?reasonrl-sandbox-[^/\s\"']+/work/")
+_SANDBOX_PATH = re.compile(r"/[^\s\"']*?reasonrl-sandbox-[^/\s\"']+/(?:work/)?")  # its random directory
 _SIGNALS = {9: "killed (SIGKILL)", 24: "killed: CPU time limit", 25: "killed: file size limit"}
 OPTIONS = ("partial_credit", "timeout_s", "test_timeout_s", "memory_mb", "max_processes", "output_chars",
            "max_file_kb", "max_repo_kb", "max_files", "workers")

@@ -125,9 +125,14 @@ def test_turn_limit_scores_without_submit() -> None:
 
 
 def test_edited_tests_and_unittest_tricks_do_not_score() -> None:
-    fake = "import unittest\n\nclass PageCountTests(unittest.TestCase):\n    def test_exact_multiple(self):\n        pass\n"
+    classes: dict[str, list[str]] = {}
+    for _, cls, method in REPOS["pagination"].metadata["tests"]:
+        classes.setdefault(cls, []).append(f"    def {method}(self):\n        pass\n")
+    fake = "import unittest\n" + "".join(f"class {c}(unittest.TestCase):\n{''.join(m)}" for c, m in classes.items())
     results, _ = play("pagination", [f"write test_pagination.py\n{fence(fake)}", "run tests", "submit"])
-    assert "1 of 1 tests passed" in results[1].observation[0]["content"] and results[-1].reward == 0.0
+    assert "8 of 8 tests passed" in results[1].observation[0]["content"] and results[-1].reward == 0.0
+    results, _ = play("pagination", [f"write test_pagination/__init__.py\n{fence(fake)}", "submit"])
+    assert results[-1].reward == 0.0  # a package named like the test module does not stand in for it
     tricks = ["import unittest\nraise unittest.SkipTest('no')\n",
               "import os\nos._exit(0)\n",
               "import sys\nprint('OK: all 7 tests passed')\nsys.exit(0)\n",
