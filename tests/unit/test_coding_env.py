@@ -306,9 +306,13 @@ def test_replace_needs_one_exact_match_and_ls_read_errors() -> None:
     try:
         texts = [env.step(a).observation[0]["content"] for a in [
             f"replace pagination.py\n{fence('nothing like this')}\n{fence('x')}",
-            f"replace pagination.py\n{fence('per_page')}\n{fence('x')}", "read nothing.py", "nonsense"]]
+            f"replace pagination.py\n{fence('per_page')}\n{fence('x')}", "read nothing.py", "nonsense",
+            f"write pagination.py/x.py\n{fence('x')}", f"write {'x' * 300}.py\n{fence('x')}",
+            f"read a\x00b", "read ."]]
         assert "not found" in texts[0] and "occurs" in texts[1] and "no such file" in texts[2]
-        assert "Commands (one per reply)" in texts[3]
+        assert "Commands (one per reply)" in texts[3] and "cannot write" in texts[4]
+        assert "not a usable file name" in texts[5] and "not a usable file name" in texts[6]
+        assert "directory" in texts[7]
         assert env.files() == REPOS["pagination"].metadata["files"]
     finally:
         env.close()
