@@ -45,7 +45,7 @@ from reasonrl.types import Example, Message, StepResult
 
 _HARNESS = Path(__file__).with_name("coding_harness.py")
 _HARNESS_NAME, _SPEC_NAME = "_reasonrl_harness.py", "_reasonrl_tests.json"
-_SANDBOX_PATH = re.compile(r"/[^\s\"']*?reasonrl-sandbox-[^/\s\"']+/work/")
+_SANDBOX_PATH = re.compile(r"/[^\s\"']*?reasonrl-sandbox-[^/\s\"']+/(?:work/)?")  # its random directory
 _SIGNALS = {9: "killed (SIGKILL)", 24: "killed: CPU time limit", 25: "killed: file size limit"}
 OPTIONS = ("partial_credit", "timeout_s", "test_timeout_s", "memory_mb", "max_processes", "output_chars",
            "max_file_kb", "max_repo_kb", "max_files", "workers")
@@ -108,6 +108,7 @@ class CodingEnv(BaseEnv):
         if self.root is None or self.example is None:
             raise RuntimeError("step() before reset()")
         self.turn += 1
+        action = action.encode("utf-8", "replace").decode("utf-8")  # lone surrogates cannot be written to files
         command: Command | None = None
         try:
             command = parse_command(action)
@@ -174,11 +175,14 @@ class CodingEnv(BaseEnv):
         if others + size > self.max_repo_bytes or (relative not in files and len(files) >= self.max_files):
             raise CommandError(f"the repository may hold at most {self.max_files} files and "
                                f"{self.max_repo_bytes} bytes; {path!r} does not fit")
-        os.makedirs(os.path.dirname(full), exist_ok=True)
-        confine(self.root, path)  # the directories just made are real directories inside the copy
-        fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            os.makedirs(os.path.dirname(full), exist_ok=True)
+            confine(self.root, path)  # the directories just made are real directories inside the copy
+            fd = os.open(full, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:  # a file where a directory should be, a name too long, ...
+            raise CommandError(f"cannot write {path!r}: {e.strerror or e}") from e
         return relative
 
     def _read_file(self, path: str) -> str:
@@ -187,8 +191,11 @@ class CodingEnv(BaseEnv):
         if not os.path.isfile(full):
             hint = "it is a directory; use `ls`" if os.path.isdir(full) else "no such file; use `ls`"
             raise CommandError(f"cannot read {path!r}: {hint}")
-        with open(full, encoding="utf-8", errors="replace") as f:
-            return f.read()
+        try:
+            with open(full, encoding="utf-8", errors="replace") as f:
+                return f.read()
+        except OSError as e:
+            raise CommandError(f"cannot read {path!r}: {e.strerror or e}") from e
 
     # -- commands (one method per command name; see coding_commands.py) ---------------------------------
     def _do_ls(self, command: Command) -> str:

@@ -126,6 +126,8 @@ def confine(root: str, path: str) -> str:
     """The absolute path of `path` inside the repository at `root`. Refuses absolute paths, '..', '~' and
     any path through a symbolic link, so nothing outside root can be read or written."""
     path = path.strip()
+    if any(ord(c) < 32 for c in path) or len(path) > 255:
+        raise CommandError(f"{path[:60]!r}: not a usable file name (control characters, or over 255 characters)")
     if not path or path in (".", "./"):
         return root
     if path.startswith(("/", "~", "\\")) or re.match(r"^[A-Za-z]:", path):

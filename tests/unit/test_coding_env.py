@@ -125,9 +125,14 @@ def test_turn_limit_scores_without_submit() -> None:
 
 
 def test_edited_tests_and_unittest_tricks_do_not_score() -> None:
-    fake = "import unittest\n\nclass PageCountTests(unittest.TestCase):\n    def test_exact_multiple(self):\n        pass\n"
+    classes: dict[str, list[str]] = {}
+    for _, cls, method in REPOS["pagination"].metadata["tests"]:
+        classes.setdefault(cls, []).append(f"    def {method}(self):\n        pass\n")
+    fake = "import unittest\n" + "".join(f"class {c}(unittest.TestCase):\n{''.join(m)}" for c, m in classes.items())
     results, _ = play("pagination", [f"write test_pagination.py\n{fence(fake)}", "run tests", "submit"])
-    assert "1 of 1 tests passed" in results[1].observation[0]["content"] and results[-1].reward == 0.0
+    assert "8 of 8 tests passed" in results[1].observation[0]["content"] and results[-1].reward == 0.0
+    results, _ = play("pagination", [f"write test_pagination/__init__.py\n{fence(fake)}", "submit"])
+    assert results[-1].reward == 0.0  # a package named like the test module does not stand in for it
     tricks = ["import unittest\nraise unittest.SkipTest('no')\n",
               "import os\nos._exit(0)\n",
               "import sys\nprint('OK: all 7 tests passed')\nsys.exit(0)\n",
@@ -301,9 +306,13 @@ def test_replace_needs_one_exact_match_and_ls_read_errors() -> None:
     try:
         texts = [env.step(a).observation[0]["content"] for a in [
             f"replace pagination.py\n{fence('nothing like this')}\n{fence('x')}",
-            f"replace pagination.py\n{fence('per_page')}\n{fence('x')}", "read nothing.py", "nonsense"]]
+            f"replace pagination.py\n{fence('per_page')}\n{fence('x')}", "read nothing.py", "nonsense",
+            f"write pagination.py/x.py\n{fence('x')}", f"write {'x' * 300}.py\n{fence('x')}",
+            f"read a\x00b", "read ."]]
         assert "not found" in texts[0] and "occurs" in texts[1] and "no such file" in texts[2]
-        assert "Commands (one per reply)" in texts[3]
+        assert "Commands (one per reply)" in texts[3] and "cannot write" in texts[4]
+        assert "not a usable file name" in texts[5] and "not a usable file name" in texts[6]
+        assert "directory" in texts[7]
         assert env.files() == REPOS["pagination"].metadata["files"]
     finally:
         env.close()
