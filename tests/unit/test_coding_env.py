@@ -2,6 +2,7 @@
 leave nothing behind, the command language, the task loader, state keys, and token-in/token-out rollouts."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -438,3 +439,17 @@ def test_rollout_closes_every_episode_when_a_reset_fails(scratch: Path) -> None:
         rollout(env, ScriptedAgent(ByteTokenizer(), {}), ByteTokenizer(), [REPOS["dates"], broken], n=2,
                 params=SamplingParams(8), seed=0)
     assert list(scratch.iterdir()) == []
+
+
+def test_one_training_step_on_the_coding_env(tmp_path: Path, scratch: Path) -> None:
+    """The train loop runs on the multi-turn env (tiny random model): metrics written, no copy left behind."""
+    from reasonrl.train import train
+    from tests.helpers import tiny_config
+
+    cfg = tiny_config(tmp_path, "steps=1", "task.name=code_repos", "task.path=null", "task.eval_size=1",
+                      "env.name=coding", "env.max_turns=2", "env.options={timeout_s: 5.0}", "prompts_per_step=2",
+                      "samples_per_prompt=2", "eval.samples=1", "sampling.max_new_tokens=4")
+    run_dir = train(cfg, quiet=True)
+    metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [0, 1] and "rollout/reward" in metrics[1]
+    assert [p for p in scratch.iterdir() if p.name.startswith("reasonrl-")] == []  # (torch caches may land here)
