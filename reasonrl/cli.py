@@ -22,36 +22,32 @@ from pathlib import Path
 from typing import Any
 
 
-def cmd_train(args: argparse.Namespace) -> None:
+def run_config(args: argparse.Namespace, example: str) -> Any:
+    """The config of `train`/`sft`: a recipe with overrides, or a run's own config.yaml with --resume."""
     from reasonrl.config import load_config
-    from reasonrl.train import resume_config, train
-
-    if args.resume:
-        if args.recipe or args.overrides:
-            raise ValueError("--resume RUN_DIR takes no recipe or overrides: the run's config.yaml is reused as is")
-        cfg = resume_config(Path(args.resume))
-    else:
-        if args.recipe is None:
-            raise ValueError("give a recipe (e.g. recipes/quickstart.yaml) or --resume RUN_DIR")
-        recipe, overrides = split_recipe(args.recipe, args.overrides)
-        cfg = load_config(recipe, overrides)
-    run_dir = train(cfg, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
-    print(f"run directory: {run_dir}")
-
-
-def cmd_sft(args: argparse.Namespace) -> None:
-    from reasonrl.config import load_config
-    from reasonrl.sft import sft
     from reasonrl.train import resume_config
 
     if args.resume:
         if args.recipe or args.overrides:
             raise ValueError("--resume RUN_DIR takes no recipe or overrides: the run's config.yaml is reused as is")
-        cfg = resume_config(Path(args.resume))
-    else:
-        if args.recipe is None:
-            raise ValueError("give a recipe (e.g. recipes/pipeline_tiny.yaml) or --resume RUN_DIR")
-        cfg = load_config(*split_recipe(args.recipe, args.overrides))
+        return resume_config(Path(args.resume))
+    if args.recipe is None:
+        raise ValueError(f"give a recipe (e.g. {example}) or --resume RUN_DIR")
+    return load_config(*split_recipe(args.recipe, args.overrides))
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from reasonrl.train import train
+
+    cfg = run_config(args, "recipes/quickstart.yaml")
+    run_dir = train(cfg, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
+    print(f"run directory: {run_dir}")
+
+
+def cmd_sft(args: argparse.Namespace) -> None:
+    from reasonrl.sft import sft
+
+    cfg = run_config(args, "recipes/pipeline_tiny.yaml")
     run_dir = sft(cfg, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
     print(f"run directory: {run_dir}")
 

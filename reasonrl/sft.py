@@ -30,7 +30,7 @@ from reasonrl.evaluate import EvalResult
 from reasonrl.model import is_lora, load_policy, save_model_dir, token_logprobs, trainable_parameters
 from reasonrl.sft_data import Sequence, collate_rows, encode_demo, end_of_turn_id, epoch_order, load_demos, pack_rows
 from reasonrl.tasks import load_task
-from reasonrl.train import format_summary, prepare_run_dir, run_eval, summarize
+from reasonrl.train import check_run_dir, format_summary, prepare_run_dir, run_eval, summarize
 from reasonrl.update import make_optimizer
 from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
 from reasonrl.forgetting import make_monitor
@@ -103,14 +103,6 @@ def sft_config(cfg: RunConfig, steps: int) -> RunConfig:
     return replace(cfg, steps=steps, optim=replace(cfg.optim, lr=cfg.sft.lr or cfg.optim.lr))
 
 
-def check_sft_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Path:
-    run_dir = Path(cfg.output_dir) / cfg.name
-    if run_dir.exists() and not resume and not overwrite:
-        raise ValueError(f"run directory {run_dir} already exists; continue it with `reasonrl sft --resume "
-                         f"{run_dir}`, pick another name (name=...), or pass --overwrite")
-    return run_dir
-
-
 def save_result(policy: nn.Module, tokenizer: Any, run_dir: Path) -> Path:
     """LoRA: the adapter in run_dir/adapter (model.adapter=...); full fine-tuning: a model directory with
     its tokenizer in run_dir/model (model.path=...)."""
@@ -124,7 +116,7 @@ def save_result(policy: nn.Module, tokenizer: Any, run_dir: Path) -> Path:
 def sft(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
     """Fine-tune cfg.model on demonstrations; returns the run directory (adapter/ or model/, summary.json)."""
     torch.set_num_threads(cfg.threads or torch.get_num_threads())
-    run_dir = check_sft_dir(cfg, resume, overwrite)
+    run_dir = check_run_dir(cfg, resume, overwrite, command="sft")
     task = load_task(cfg.task)
     eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
     demos = load_demos(cfg, task)

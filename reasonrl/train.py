@@ -113,10 +113,11 @@ def write_rollouts(path: Path, step: int, trajectories: list[Trajectory], tokeni
                                 "errors": t.info.get("errors", [])}) + "\n")
 
 
-def check_run_dir(cfg: RunConfig, resume: bool, overwrite: bool) -> Path:
+def check_run_dir(cfg: RunConfig, resume: bool, overwrite: bool, command: str = "train") -> Path:
+    """runs/<name>, refused when it exists and neither --resume nor --overwrite was given."""
     run_dir = Path(cfg.output_dir) / cfg.name
     if run_dir.exists() and not resume and not overwrite:
-        raise ValueError(f"run directory {run_dir} already exists; continue it with `reasonrl train --resume "
+        raise ValueError(f"run directory {run_dir} already exists; continue it with `reasonrl {command} --resume "
                          f"{run_dir}`, pick another name (name=...), or pass --overwrite")
     return run_dir
 
