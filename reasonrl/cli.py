@@ -170,20 +170,17 @@ def quiet_libraries() -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasonrl", description="RL for reasoning language models")
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("train", help="train a policy with RL (GRPO + LoRA by default)")
-    p.add_argument("recipe", nargs="?", help="YAML recipe (see recipes/)")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. algo.kl.coef=0.01 lora.rank=8")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
-    p.set_defaults(func=cmd_train)
-    p = sub.add_parser("sft", help="supervised fine-tuning on demonstrations (sft.data) or the task's solutions")
-    p.add_argument("recipe", nargs="?", help="YAML recipe (see recipes/)")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. sft.data=demos.jsonl lora.enabled=false")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an SFT run from its last checkpoint")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
-    p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
-    p.set_defaults(func=cmd_sft)
+    for name, func, help_text, example in (
+            ("train", cmd_train, "train a policy with RL (GRPO + LoRA by default)", "algo.kl.coef=0.01 lora.rank=8"),
+            ("sft", cmd_sft, "supervised fine-tuning on demonstrations (sft.data) or the task's solutions",
+             "sft.data=demos.jsonl lora.enabled=false")):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("recipe", nargs="?", help="YAML recipe (see recipes/)")
+        p.add_argument("overrides", nargs="*", help=f"dotted overrides, e.g. {example}")
+        p.add_argument("--resume", metavar="RUN_DIR", help=f"continue a {name} run from its last checkpoint")
+        p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+        p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+        p.set_defaults(func=func)
     p = sub.add_parser("pipeline", help="pretrain a tiny model from scratch, SFT it, then RL it (DeepSeekMath)")
     p.add_argument("recipe", help="YAML recipe (e.g. recipes/pipeline_tiny.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.steps=200 steps=20")

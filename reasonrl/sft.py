@@ -13,7 +13,6 @@ Evaluation (eval.every and the end), checkpoints, the run directory and summary.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, replace
@@ -30,11 +29,10 @@ from reasonrl.evaluate import EvalResult
 from reasonrl.model import is_lora, load_policy, save_model_dir, token_logprobs, trainable_parameters
 from reasonrl.sft_data import Sequence, collate_rows, encode_demo, end_of_turn_id, epoch_order, load_demos, pack_rows
 from reasonrl.tasks import load_task
-from reasonrl.train import check_run_dir, format_summary, prepare_run_dir, run_eval, summarize
+from reasonrl.train import check_run_dir, finish_run, prepare_run_dir, run_eval, summarize
 from reasonrl.update import make_optimizer
 from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
 from reasonrl.forgetting import make_monitor
-from reasonrl.report import write_report_safely
 from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
 
 
@@ -172,9 +170,6 @@ def sft(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bo
     finally:
         env.close()
     saved = save_result(policy, tokenizer, run_dir)
-    summary = summarize(evals, cfg) | {"stage": "sft", "saved": str(saved)} | forget.finish()
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
-    progress.write(format_summary(summary))
-    if cfg.log.report and (report := write_report_safely(run_dir)) is not None:
-        progress.write(f"report: {report}")
+    finish_run(run_dir, summarize(evals, cfg) | {"stage": "sft", "saved": str(saved)} | forget.finish(), cfg,
+               progress)
     return run_dir

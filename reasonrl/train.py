@@ -216,12 +216,16 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
     finally:
         env.close()
     policy.save_pretrained(run_dir / "adapter")
-    summary = summarize(evals, cfg) | forget.finish()  # a budget stop keeps the best adapter within budget
+    finish_run(run_dir, summarize(evals, cfg) | forget.finish(), cfg, progress)  # forget: best adapter in budget
+    return run_dir
+
+
+def finish_run(run_dir: Path, summary: dict[str, Any], cfg: RunConfig, progress: Progress) -> None:
+    """The end of a train or sft run: summary.json, the before/after table, and the report (log.report)."""
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
     progress.write(format_summary(summary))
     if cfg.log.report and (report := write_report_safely(run_dir)) is not None:
         progress.write(f"report: {report}")
-    return run_dir
 
 
 def summarize(evals: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
