@@ -121,6 +121,8 @@ class EngineConfig:
     """Maximum sequences decoded at once."""
     merge_lora: bool = True
     """Decode from a copy with the LoRA adapter merged in (faster; refreshed every step) instead of the LoRA model."""
+    prefix_cache: bool = True
+    """Multi-turn: keep each episode's KV cache between turns and prefill only the new tokens of a turn."""
 
 
 @dataclass(frozen=True)

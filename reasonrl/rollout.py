@@ -6,7 +6,8 @@ observation encoded once as new tokens (mask False). Nothing sampled is ever re-
 policy is trained on are exactly the tokens it produced.
 
 Turn 0 samples the n completions of each example from one shared prompt prefill; later turns sample one
-continuation per still-running episode.
+continuation per still-running episode, and the engine (engine.prefix_cache) prefills only the tokens that
+are new since the episode's previous turn.
 """
 from __future__ import annotations
 
@@ -61,13 +62,14 @@ def rollout(env: Environment, engine: Engine, tokenizer: Any, examples: list[Exa
             if not live:
                 break
             t0 = time.time()
+            more = turn + 1 < env.max_turns   # the engine keeps this turn's KV for the next one
             if turn == 0:  # the n samples of an example share one prompt: prefill it once
                 groups = engine.generate([episodes[g * n].tokens for g in range(len(examples))], params, n=n,
-                                         seed=seed)
+                                         seed=seed, keep=more)
                 completions = [c for group in groups for c in group]
             else:
                 completions = [g[0] for g in engine.generate([e.tokens for e in live], params, n=1,
-                                                             seed=seed + 7919 * turn)]
+                                                             seed=seed + 7919 * turn, keep=more)]
             t1 = time.time()
             texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
             for e, c, text in zip(live, completions, texts):

@@ -1,7 +1,10 @@
 """Rollout engines: turn prompt token ids into sampled completions with their sampler log-probs.
 
 Engine protocol:
-    generate(prompts, params, n, seed) -> for each prompt, n Completions (token ids, log-probs, finished)
+    generate(prompts, params, n, seed, keep=False)
+                                       -> for each prompt, n Completions (token ids, log-probs, finished); with
+                                          keep, the engine may keep each row's KV for a later prompt that
+                                          extends prompt + completion (a hint: engines without it ignore it)
     sync_weights(policy)               -> make the engine sample from the policy's current weights
 The HF engine samples from the training model itself (colocated, nothing to sync); a vLLM engine copies the
 adapter over.
@@ -36,7 +39,8 @@ class Completion:
 
 
 class Engine(Protocol):
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int) -> list[list[Completion]]:
+    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
+                 keep: bool = False) -> list[list[Completion]]:
         ...
 
     def sync_weights(self, policy: Any) -> None:

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from reasonrl.config import EngineConfig
 from reasonrl.engine import ENGINES, Completion, SamplingParams
+from reasonrl.engine.prefix import PrefixStore, cached_prefill, row_kv
 from reasonrl.tokenizer import stop_token_ids
 
 
@@ -155,30 +156,47 @@ class HFEngine:
         self.model = merged_copy(model) if self.merge else model
         self.cache_arg = cache_argument(self.model)
         self.device = next(self.model.parameters()).device
+        self.prefixes = PrefixStore() if cfg.prefix_cache else None
 
     def sync_weights(self, policy: nn.Module) -> None:
         """Make sampling follow the policy's current weights (a no-op without a merged copy)."""
+        if self.prefixes is not None:
+            self.prefixes.clear()   # KV computed with the old weights
         if self.merge:
             fold_adapters(policy, self.model)
         else:
             self.model = policy
 
     @torch.inference_mode()
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int) -> list[list[Completion]]:
+    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
+                 keep: bool = False) -> list[list[Completion]]:
+        """keep: store each row's KV so that a later call whose prompt extends prompt + completion prefills
+        only the new tokens (multi-turn episodes; engine.prefix_cache)."""
         generator = torch.Generator().manual_seed(seed)
+        hits = self.prefixes.take(prompts) if self.prefixes is not None else [(0, None)] * len(prompts)
+        keep = keep and self.prefixes is not None
         per_chunk = max(1, self.batch_size // n)
         out: list[list[Completion]] = []
         for start in range(0, len(prompts), per_chunk):
-            out.extend(self._generate_chunk(prompts[start:start + per_chunk], params, n, generator))
+            chunk = slice(start, start + per_chunk)
+            out.extend(self._generate_chunk(prompts[chunk], params, n, generator, hits[chunk], keep))
         return out
 
-    def _generate_chunk(self, prompts: list[list[int]], params: SamplingParams, n: int,
-                        generator: torch.Generator) -> list[list[Completion]]:
-        ids, attn = (x.to(self.device) for x in left_pad(prompts, self.pad_id))  # (P, L)
-        positions = (attn.cumsum(-1) - 1).clamp(min=0)                           # (P, L)
-        cache = reserved_cache(ids.shape[1] + params.max_new_tokens)
+    def _prefill(self, prompts: list[list[int]], hits: list, capacity: int) -> tuple[Tensor, Tensor, Any]:
+        """Last-position logits (P, V), attention mask (P, L) and the filled cache, reusing stored prefixes."""
+        ids, attn, reused = cached_prefill(prompts, hits, self.pad_id, left_pad)  # (P, W), (P, A+W)
+        ids, attn = ids.to(self.device), attn.to(self.device)
+        positions = (attn.cumsum(-1) - 1).clamp(min=0)[:, attn.shape[1] - ids.shape[1]:]  # (P, W)
+        cache = reserved_cache(capacity)
+        for layer, (keys, values) in enumerate(reused or []):
+            cache.update(keys.to(self.device), values.to(self.device), layer)
         logits = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
                             use_cache=True, logits_to_keep=1, **{self.cache_arg: cache}).logits[:, -1]  # (P, V)
+        return logits, attn, cache
+
+    def _generate_chunk(self, prompts: list[list[int]], params: SamplingParams, n: int,
+                        generator: torch.Generator, hits: list, keep: bool) -> list[list[Completion]]:
+        logits, attn, cache = self._prefill(prompts, hits, max(map(len, prompts)) + params.max_new_tokens)
         if n > 1:  # one prefill per prompt, shared by its n samples
             cache.batch_repeat_interleave(n)
             logits, attn = logits.repeat_interleave(n, 0), attn.repeat_interleave(n, 0)  # (B, V), (B, L)
@@ -201,12 +219,24 @@ class HFEngine:
             if step == params.max_new_tokens - 1 or bool(done.all()):
                 break
             if bool(done.any()):  # drop finished rows from the cache and the batch
-                keep = (~done).nonzero().squeeze(-1)
-                cache.batch_select_indices(keep)
-                active, token, attn, next_pos = active[keep], token[keep], attn[keep], next_pos[keep]
+                if keep:
+                    self._store(prompts, n, tokens, cache, attn, active, done.nonzero().squeeze(-1).tolist())
+                stay = (~done).nonzero().squeeze(-1)
+                cache.batch_select_indices(stay)
+                active, token, attn, next_pos = active[stay], token[stay], attn[stay], next_pos[stay]
             attn = torch.cat([attn, attn.new_ones(len(active), 1)], dim=1)         # (b, L+s)
             logits = self.model(input_ids=token[:, None], attention_mask=attn, position_ids=next_pos[:, None],
                                 use_cache=True, **{self.cache_arg: cache}).logits[:, -1]       # (b, V)
             next_pos = next_pos + 1
+        if keep:
+            self._store(prompts, n, tokens, cache, attn, active, list(range(len(active))))
         completions = [Completion(tokens[r], logps[r], finished[r]) for r in range(rows)]
         return [completions[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def _store(self, prompts: list[list[int]], n: int, tokens: list[list[int]], cache: Any, attn: Tensor,
+               active: Tensor, batch_rows: list[int]) -> None:
+        """Keep the KV of these batch rows: their prompt and every sampled token but the last (never fed)."""
+        assert self.prefixes is not None
+        for b in batch_rows:
+            row = int(active[b])
+            self.prefixes.put(prompts[row // n] + tokens[row][:-1], row_kv(cache, b, attn[b]))

@@ -58,7 +58,8 @@ class TurnEngine:
         self.turns = [encode(tokenizer, text)[:None if finished else -1] for text in script]
         self.rest, self.calls, self.finished = rest, 0, finished
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int) -> list[list[Completion]]:
+    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
+                 keep: bool = False) -> list[list[Completion]]:
         turn, self.calls = self.calls, self.calls + 1
         if self.rest is not None and turn >= len(self.turns):
             return self.rest.generate(prompts, params, n, seed)

@@ -372,7 +372,8 @@ class ScriptedAgent:
     def action_ids(self, repo: str, turn: int) -> list[int]:
         return self.tokenizer.encode(self.scripts[repo][turn]) + [self.tokenizer.eos_token_id]
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int) -> list[list[Completion]]:
+    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
+                 keep: bool = False) -> list[list[Completion]]:
         out = []
         for prompt in prompts:
             text = self.tokenizer.decode(prompt)

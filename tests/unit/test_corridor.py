@@ -63,7 +63,8 @@ class ScriptedMoves:
     def __init__(self, scripts: list[str], eos: int) -> None:
         self.scripts, self.eos, self.turn = scripts, eos, 0
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int) -> list[list[Completion]]:
+    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
+                 keep: bool = False) -> list[list[Completion]]:
         live = [s for s in self.scripts if len(s) > self.turn]
         tok = ByteTokenizer()
         out = [Completion(tok.encode(s[self.turn]) + [self.eos] * (k % 2), [-1.0] * (1 + k % 2), k % 2 == 1)

@@ -41,7 +41,8 @@ class RecordingEngine:
     def __init__(self, turns: list[list[int]], finished: bool = True) -> None:
         self.turns, self.finished, self.prompts, self.calls = turns, finished, [], 0
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int) -> list[list[Completion]]:
+    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
+                 keep: bool = False) -> list[list[Completion]]:
         ids = self.turns[min(self.calls, len(self.turns) - 1)]
         self.calls += 1
         self.prompts.append([list(p) for p in prompts])

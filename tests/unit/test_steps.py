@@ -119,7 +119,8 @@ class ScriptedEngine:
     def __init__(self, ids: list[int]) -> None:
         self.ids = ids
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int) -> list[list[Completion]]:
+    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
+                 keep: bool = False) -> list[list[Completion]]:
         return [[Completion(list(self.ids), [0.0] * len(self.ids), True) for _ in range(n)] for _ in prompts]
 
 
