@@ -76,7 +76,7 @@ def peak_device_gb(device: str) -> float:
 # ---------------------------------------------------------------------------------------------------------
 # The two sides. Each prints one JSON line: per-step timings and token counts.
 
-def run_reasonrl(a: argparse.Namespace) -> dict:
+def run_reasonrl(a: argparse.Namespace, overrides: tuple[str, ...] | list[str] = ()) -> dict:
     from reasonrl.config import load_config
     from reasonrl.train import train
     with tempfile.TemporaryDirectory() as tmp:
@@ -91,7 +91,7 @@ def run_reasonrl(a: argparse.Namespace) -> dict:
             f"task.path={data}", "task.instruction=", "task.eval_size=4", "eval.size=1",
             "rewards.components={numeric: 1.0}", f"optim.micro_batch_size={a.prompts * a.group}",
             "optim.lr=2e-4", "optim.warmup_steps=0", "algo.kl.coef=0", "save_every=1000000", "log_rollouts_every=0",
-            f"seed={a.seed}", f"threads={a.threads}", f"sampling.min_new_tokens={a.tokens}"])
+            f"seed={a.seed}", f"threads={a.threads}", f"sampling.min_new_tokens={a.tokens}", *overrides])
         run_dir = train(cfg, quiet=True)
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][1:]
     steps = [{"generate": r["time/generate"], "score": r["time/reward"],

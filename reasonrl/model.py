@@ -244,7 +244,7 @@ def _shared_forward(model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: T
     """
     from transformers import DynamicCache
 
-    from reasonrl.engine.hf import cache_argument, left_pad
+    from reasonrl.engine.hf import cache_argument, last_position, left_pad
 
     spans = completion_spans(mask)
     assert spans is not None, "shared_prompt_logprobs needs one contiguous completion per row"
@@ -256,7 +256,7 @@ def _shared_forward(model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: T
     cache = DynamicCache()
     kwargs = {cache_argument(model): cache}
     last = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
-                 use_cache=True, logits_to_keep=1, **kwargs).logits[:, -1]        # (U, V)
+                 use_cache=True, logits_to_keep=last_position(ids), **kwargs).logits[:, -1]  # (U, V)
     cache.batch_select_indices(row_to_group)
     width = int(length.max())
     offsets = torch.arange(width, device=tokens.device)[None, :]                  # (1, C)

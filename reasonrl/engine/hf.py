@@ -77,6 +77,13 @@ def fold_adapters(policy: nn.Module, merged: nn.Module) -> None:
             targets[name.removeprefix("base_model.model.")].weight.copy_(weight + delta.to(weight.dtype))
 
 
+def last_position(ids: Tensor) -> Tensor:
+    """logits_to_keep for the last position only, as an index tensor: transformers then gathers a contiguous
+    (B, 1, H) hidden state. The int form (logits_to_keep=1) slices a non-contiguous view, and a bf16 linear on
+    that view took a per-row copy of the output embedding on CPU (64 rows: 4.9 s and 3.7 GB instead of 9 ms)."""
+    return torch.tensor([ids.shape[1] - 1], device=ids.device)
+
+
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     """Left-pad prompts -> ids (P, L) and attention mask (P, L)."""
     width = max(len(p) for p in prompts)
@@ -179,7 +186,8 @@ class HFEngine:
         out: list[list[Completion]] = []
         for start in range(0, len(prompts), per_chunk):
             chunk = slice(start, start + per_chunk)
-            out.extend(self._generate_chunk(prompts[chunk], params, n, generator, hits[chunk], keep))
+            chunk_hits, hits[chunk] = hits[chunk], [(0, None)] * len(hits[chunk])  # freed once prefilled
+            out.extend(self._generate_chunk(prompts[chunk], params, n, generator, chunk_hits, keep))
         return out
 
     def _prefill(self, prompts: list[list[int]], hits: list, capacity: int) -> tuple[Tensor, Tensor, Any]:
@@ -188,10 +196,12 @@ class HFEngine:
         ids, attn = ids.to(self.device), attn.to(self.device)
         positions = (attn.cumsum(-1) - 1).clamp(min=0)[:, attn.shape[1] - ids.shape[1]:]  # (P, W)
         cache = reserved_cache(capacity)
-        for layer, (keys, values) in enumerate(reused or []):
+        for layer, (keys, values) in enumerate(reused):
             cache.update(keys.to(self.device), values.to(self.device), layer)
+        hits.clear()  # the stored entries are in the cache now: let them go
         logits = self.model(input_ids=ids, attention_mask=attn, position_ids=positions,
-                            use_cache=True, logits_to_keep=1, **{self.cache_arg: cache}).logits[:, -1]  # (P, V)
+                            use_cache=True, logits_to_keep=last_position(ids),
+                            **{self.cache_arg: cache}).logits[:, -1]                # (P, V)
         return logits, attn, cache
 
     def _generate_chunk(self, prompts: list[list[int]], params: SamplingParams, n: int,

@@ -14,7 +14,7 @@ entry; a row whose new part is shorter than W re-feeds a few cached tokens, whic
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor
@@ -58,28 +58,32 @@ def reuse_layout(prompts: list[list[int]], cached: list[int]) -> tuple[list[int]
 
 
 def cached_prefill(prompts: list[list[int]], hits: list[tuple[int, LayerKV | None]], pad_id: int,
-                   left_pad: Any) -> tuple[Tensor, Tensor, list[tuple[Tensor, Tensor]] | None]:
-    """ids (P, W) to feed, attention mask (P, A + W) and per-layer (keys, values) (P, heads, A, head_dim) to put
-    in the cache first, where A is the most cached positions any row reuses; None and A = 0 without reuse."""
+                   left_pad: Any) -> tuple[Tensor, Tensor, Iterator[tuple[Tensor, Tensor]]]:
+    """ids (P, W) to feed, attention mask (P, A + W), and an iterator over the layers' (keys, values)
+    (P, heads, A, head_dim) to put in the cache first, where A is the most cached positions any row reuses
+    (empty when A = 0). The iterator builds one layer at a time, so only one padded layer exists at once."""
     reuse, _ = reuse_layout(prompts, [c for c, _ in hits])
     ids, attn_new = left_pad([p[r:] for p, r in zip(prompts, reuse)], pad_id)   # (P, W), (P, W)
     width = max(reuse)
-    if width == 0:
-        return ids, attn_new, None
     attn_old = torch.zeros(len(prompts), width, dtype=attn_new.dtype)             # (P, A)
-    sample = next(kv for _, kv in hits if kv is not None)
-    layers: list[tuple[Tensor, Tensor]] = []
-    for layer, (k0, v0) in enumerate(sample):
-        keys = k0.new_zeros(len(prompts), k0.shape[0], width, k0.shape[-1])       # (P, heads, A, head_dim)
-        values = v0.new_zeros(len(prompts), v0.shape[0], width, v0.shape[-1])
-        for row, ((_, kv), r) in enumerate(zip(hits, reuse)):
-            if r:
-                keys[row, :, width - r:] = kv[layer][0][:, :r]
-                values[row, :, width - r:] = kv[layer][1][:, :r]
-        layers.append((keys, values))
     for row, r in enumerate(reuse):
         attn_old[row, width - r:] = 1
-    return ids, torch.cat([attn_old, attn_new], dim=1), layers
+
+    def layers() -> Iterator[tuple[Tensor, Tensor]]:
+        if width == 0:
+            return
+        sample = next(kv for _, kv in hits if kv is not None)
+        for layer, (k0, v0) in enumerate(sample):
+            keys = k0.new_zeros(len(prompts), k0.shape[0], width, k0.shape[-1])   # (P, heads, A, head_dim)
+            values = v0.new_zeros(len(prompts), v0.shape[0], width, v0.shape[-1])
+            for row, ((_, kv), r) in enumerate(zip(hits, reuse)):
+                if r:
+                    assert kv is not None
+                    keys[row, :, width - r:] = kv[layer][0][:, :r]
+                    values[row, :, width - r:] = kv[layer][1][:, :r]
+            yield keys, values
+
+    return ids, torch.cat([attn_old, attn_new], dim=1), layers()
 
 
 def row_kv(cache: Any, row: int, attn_row: Tensor) -> LayerKV:
