@@ -54,6 +54,20 @@ def growing_cache() -> list[str]:
     return []
 
 
+def linear_layout() -> list[str]:
+    """fp32 only: the merged copy keeps nn.Linear's (out, in) weights instead of contiguous W^T."""
+    import reasonrl.engine.hf as hf
+    hf.transpose_linears = lambda model: model
+    return []
+
+
+def sliced_last_position() -> list[str]:
+    """logits_to_keep=1 (a strided view of the last position) instead of an index (a contiguous gather)."""
+    import reasonrl.engine.hf as hf
+    hf.last_position = lambda ids: 1
+    return []
+
+
 def multinomial_sampler() -> list[str]:
     """torch.multinomial over the softmax instead of one-uniform inverse-CDF sampling."""
     import torch
@@ -95,7 +109,8 @@ def fp32_adapter() -> list[str]:
 
 
 ABLATIONS: dict[str, Callable[[], list[str]]] = {
-    "shared_prefill": no_shared_prefill, "merge": no_merge, "reserved_cache": growing_cache,
+    "shared_prefill": no_shared_prefill, "merge": no_merge, "transposed_weights": linear_layout,
+    "reserved_cache": growing_cache, "last_position_index": sliced_last_position,
     "sampler": multinomial_sampler, "shared_prompt_update": padded_update, "skip_old_logp": old_logp_pass,
     "bf16_adapter": fp32_adapter,
 }
@@ -131,7 +146,8 @@ def main() -> None:
         overrides = ABLATIONS[a.variant]() if a.variant != "all_on" else []
         print(json.dumps(grpo_bench.run_reasonrl(bench_args, overrides)), flush=True)
         return
-    names = a.only.split(",") if a.only else [n for n in ABLATIONS if a.dtype == "bfloat16" or n != "bf16_adapter"]
+    skip = {"bfloat16": "transposed_weights", "float32": "bf16_adapter"}[a.dtype]  # no effect in that dtype
+    names = a.only.split(",") if a.only else [n for n in ABLATIONS if n != skip]
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise SystemExit(f"--only: unknown {unknown}; choose from {', '.join(ABLATIONS)}")

@@ -26,9 +26,28 @@ from reasonrl.model import policy_logprobs, policy_logprobs_entropy, reference, 
 from reasonrl.types import Batch
 
 
-def micro_batches(batch: Batch, size: int, device: Any = None) -> list[Batch]:
-    """Row slices of at most `size` rows, moved to `device` (the model's) when given."""
-    out = [batch.rows(slice(start, start + size)) for start in range(0, batch.size, size)]
+def row_slices(batch: Batch, size: int, max_tokens: int | None = None) -> list[slice]:
+    """Consecutive row ranges of at most `size` rows and, with max_tokens, at most max_tokens rows x padded
+    length (each micro-batch is trimmed to its longest row), so long multi-turn rows go fewer at a time."""
+    if max_tokens is None:
+        return [slice(start, min(start + size, batch.size)) for start in range(0, batch.size, size)]
+    used = batch.mask.flip(1).int().argmax(1)                                    # (B,) untrained tail length
+    lengths = (batch.mask.shape[1] - used).where(batch.mask.any(1), 1).tolist()   # (B,) trimmed length per row
+    out, start = [], 0
+    while start < batch.size:
+        end, longest = start + 1, lengths[start]
+        while (end < batch.size and end - start < size
+               and (end - start + 1) * max(longest, lengths[end]) <= max_tokens):
+            longest = max(longest, lengths[end])
+            end += 1
+        out.append(slice(start, end))
+        start = end
+    return out
+
+
+def micro_batches(batch: Batch, size: int, device: Any = None, max_tokens: int | None = None) -> list[Batch]:
+    """The row_slices of the batch as Batches, moved to `device` (the model's) when given."""
+    out = [batch.rows(rows) for rows in row_slices(batch, size, max_tokens)]
     return out if device is None else [mb.to(device) for mb in out]
 
 
@@ -49,12 +68,14 @@ def add_weighted(totals: dict[str, float], metrics: dict[str, float], weight: fl
 
 
 @torch.no_grad()
-def batch_logprobs(model: nn.Module, batch: Batch, size: int, temperature: float) -> Tensor:
+def batch_logprobs(model: nn.Module, batch: Batch, size: int, temperature: float,
+                   max_tokens: int | None = None) -> Tensor:
     """(B, T) log-probs of the whole batch without gradients, computed micro-batch by micro-batch."""
     out = torch.zeros_like(batch.sampler_logp)                                   # (B, T)
-    for start, mb in zip(range(0, batch.size, size), micro_batches(batch, size, model_device(model))):
-        out[start:start + mb.size, : mb.mask.shape[1]] = policy_logprobs(model, mb.tokens, mb.mask, mb.groups,
-                                                                         temperature).to(out.device)
+    for rows in row_slices(batch, size, max_tokens):
+        mb = batch.rows(rows).to(model_device(model))
+        out[rows, : mb.mask.shape[1]] = policy_logprobs(model, mb.tokens, mb.mask, mb.groups,
+                                                        temperature).to(out.device)
     return out
 
 
@@ -67,12 +88,13 @@ def needs_old_logp(cfg: RunConfig) -> bool:
 def prepare(policy: nn.Module, critic: Any, batch: Batch, cfg: RunConfig, kl_coef: float) -> dict[str, float]:
     """Fill batch.ref_logp / old_logp / values and fold the KL into the rewards, before the advantages."""
     size, temperature, kl = cfg.optim.micro_batch_size, cfg.sampling.temperature, cfg.algo.kl
+    budget = cfg.optim.micro_batch_tokens
     metrics: dict[str, float] = {}
     if kl_coef > 0:
         with reference(policy):
-            batch.ref_logp = batch_logprobs(policy, batch, size, temperature)
+            batch.ref_logp = batch_logprobs(policy, batch, size, temperature, budget)
     if needs_old_logp(cfg):
-        batch.old_logp = batch_logprobs(policy, batch, size, temperature)
+        batch.old_logp = batch_logprobs(policy, batch, size, temperature, budget)
     if critic is not None:
         batch.values = critic.values(batch)
     if kl_coef > 0 and kl.placement == "reward":
@@ -123,7 +145,7 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, lo
         mini = batch.rows(rows) if len(steps) > 1 else batch
         tokens = int(mini.mask.sum())
         norms = dict(batch_tokens=tokens, batch_seqs=mini.size, max_len=cfg.sampling.max_new_tokens)
-        for mb in micro_batches(mini, size, model_device(policy)):
+        for mb in micro_batches(mini, size, model_device(policy), cfg.optim.micro_batch_tokens):
             loss, metrics = micro_batch_loss(policy, mb, loss_fn, cfg, kl_coef, norms)
             loss.backward()
             add_weighted(totals, {"loss/pg": metrics.pop("pg")}, 1.0 / len(steps))  # already this share

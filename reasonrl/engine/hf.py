@@ -57,13 +57,45 @@ def cache_argument(model: nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
+class TransposedLinear(nn.Module):
+    """y = x @ W^T + b with W^T stored contiguous. On CPU, fp32 GEMMs with few rows (decoding) ran 2.4x faster
+    from this layout than from nn.Linear's (16 rows, SmolLM2's layer shapes, 2 threads; equal at 1024 rows, and
+    no gain in bf16), so the engine's fp32 merged copy uses it."""
+
+    def __init__(self, linear: nn.Linear) -> None:
+        super().__init__()
+        self.weight_t = nn.Parameter(linear.weight.detach().t().contiguous(), requires_grad=False)
+        self.bias = linear.bias
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x @ self.weight_t
+        return y if self.bias is None else y + self.bias
+
+    @torch.no_grad()
+    def load(self, weight: Tensor) -> None:
+        """Take an (out, in) weight as nn.Linear holds it."""
+        self.weight_t.copy_(weight.t())
+
+
+def transpose_linears(model: nn.Module) -> nn.Module:
+    """Swap the decoder's fp32 nn.Linear layers on CPU for TransposedLinear (the output embedding stays: it may
+    be tied to the input embedding, and its GEMM was as fast either way)."""
+    head = model.get_output_embeddings()
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if (type(child) is nn.Linear and child is not head and child.weight.dtype == torch.float32
+                    and child.weight.device.type == "cpu"):
+                setattr(parent, name, TransposedLinear(child))
+    return model
+
+
 def merged_copy(policy: nn.Module) -> nn.Module:
     """A plain model equal to the LoRA policy with its adapters merged in; the policy itself is untouched."""
     import copy
 
     merged = copy.deepcopy(policy).merge_and_unload()
     merged.requires_grad_(False)
-    return merged.eval()
+    return transpose_linears(merged.eval())
 
 
 @torch.no_grad()
@@ -74,7 +106,11 @@ def fold_adapters(policy: nn.Module, merged: nn.Module) -> None:
         if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
             weight = module.base_layer.weight
             delta = sum(module.get_delta_weight(a) for a in module.active_adapters)
-            targets[name.removeprefix("base_model.model.")].weight.copy_(weight + delta.to(weight.dtype))
+            target = targets[name.removeprefix("base_model.model.")]
+            if isinstance(target, TransposedLinear):
+                target.load(weight + delta.to(weight.dtype))
+            else:
+                target.weight.copy_(weight + delta.to(weight.dtype))
 
 
 def last_position(ids: Tensor) -> Tensor:

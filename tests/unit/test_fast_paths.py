@@ -87,3 +87,25 @@ def test_bf16_adapter_compute_matches_fp32_adapter_compute(monkeypatch):
     assert err_fast < 1.5 * err_slow + 1e-3, (err_fast, err_slow)
     cos = torch.nn.functional.cosine_similarity
     assert cos(fast_grad, ref_grad, dim=0) > 0.98 and cos(fast_grad, ref_grad, dim=0) > cos(slow_grad, ref_grad, dim=0) - 0.01
+
+
+def test_token_budget_micro_batches_cover_the_batch_within_the_budget():
+    """optim.micro_batch_tokens: consecutive row ranges, each within both caps (a row longer than the budget
+    goes alone), covering every row once."""
+    from reasonrl.types import Batch
+    from reasonrl.update import row_slices
+
+    lengths = [3, 10, 4, 4, 12, 2, 2, 2]
+    mask = torch.zeros(len(lengths), 13, dtype=torch.bool)
+    for i, n in enumerate(lengths):
+        mask[i, 1:n] = True   # row i is trimmed to length n
+    batch = Batch(tokens=torch.zeros(8, 14, dtype=torch.long), mask=mask, sampler_logp=torch.zeros(8, 13),
+                  rewards=torch.zeros(8), group_size=2)
+    slices = row_slices(batch, size=4, max_tokens=24)
+    assert [r for s in slices for r in range(8)[s]] == list(range(8))
+    for s in slices:
+        rows = lengths[s]
+        assert len(rows) <= 4 and (len(rows) == 1 or len(rows) * max(rows) <= 24)
+    assert slices == [slice(0, 2), slice(2, 4), slice(4, 6), slice(6, 8)]
+    assert row_slices(batch, size=4, max_tokens=8) == [slice(0, 1), slice(1, 2), slice(2, 4), slice(4, 5), slice(5, 8)]
+    assert row_slices(batch, size=3) == [slice(0, 3), slice(3, 6), slice(6, 8)]
