@@ -161,7 +161,24 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig) -> tuple[nn.Module
         for p in model.parameters():
             p.requires_grad_(True)
     model.eval()  # no dropout in rollouts or log-prob passes; LoRA dropout is 0 by default
+    if model_cfg.gradient_checkpointing:
+        checkpoint_in_eval_mode(model)
     return model, tokenizer
+
+
+def checkpointing(model: nn.Module) -> bool:
+    """Whether gradient checkpointing is on. The shared-prompt pass needs the prompt's KV cache with gradients,
+    which checkpointed layers drop, so it then falls back to the plain pass."""
+    return any(getattr(m, "gradient_checkpointing", False) is True for m in model.modules())
+
+
+def checkpoint_in_eval_mode(model: nn.Module) -> None:
+    """transformers checkpoints a decoder layer only while that layer is in training mode, and the policy stays
+    in eval mode (no dropout), so model.gradient_checkpointing would silently do nothing. Mark only the
+    checkpointing layers as training: their dropout submodules keep their own (eval) flag."""
+    for module in model.modules():
+        if getattr(module, "gradient_checkpointing", False) and hasattr(module, "_gradient_checkpointing_func"):
+            module.training = True
 
 
 def is_lora(model: nn.Module) -> bool:
@@ -288,7 +305,7 @@ def policy_logprobs_entropy(model: nn.Module, tokens: Tensor, mask: Tensor, grou
                             temperature: float = 1.0, with_entropy: bool = True) -> tuple[Tensor, Tensor | None]:
     """policy_logprobs and (B, T) token entropies of the tempered policy (None when with_entropy is False)."""
     with half_precision_adapter(model):
-        if groups is not None and completion_spans(mask) is not None:
+        if groups is not None and completion_spans(mask) is not None and not checkpointing(model):
             return _shared_forward(model, tokens, mask, groups, temperature, with_entropy)
         return _token_forward(model, tokens, temperature, None, with_entropy)
 

@@ -91,3 +91,36 @@ def test_entropy_from_the_chunks_matches_a_direct_computation_on_both_paths(tiny
     assert torch.allclose(shared[mask], want[mask], atol=1e-5) and (shared[~mask] == 0).all()
     assert torch.allclose(shared_logp, plain_logp * mask, atol=1e-5)
     assert policy_logprobs_entropy(model, tokens, mask, groups, 0.7, with_entropy=False)[1] is None
+
+
+def test_gradient_checkpointing_gives_the_same_lora_gradients():
+    """model.gradient_checkpointing recomputes every layer in the backward pass (the policy stays in eval mode,
+    where transformers would skip checkpointing) and the adapter's gradients do not change."""
+    import torch
+
+    from reasonrl.config import LoraConfig, ModelConfig
+    from reasonrl.model import load_policy, policy_logprobs, token_logprobs
+
+    grads = []
+    for checkpointing in (False, True):
+        torch.manual_seed(0)
+        model, _ = load_policy(ModelConfig(path="tiny:llama", dtype="float32", gradient_checkpointing=checkpointing),
+                               LoraConfig(rank=4))
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                torch.nn.init.normal_(p, std=0.1)   # B = 0 at init would make A's gradient 0 either way
+        calls = []
+        attention = model.base_model.model.model.layers[0].self_attn
+        attention.register_forward_pre_hook(lambda *_: calls.append(1))
+        tokens = torch.arange(1, 25).reshape(2, 12) % 50
+        token_logprobs(model, tokens).sum().backward()
+        assert len(calls) == (2 if checkpointing else 1)   # forward, and the recompute in backward
+        grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+    mask = torch.zeros(2, 11, dtype=torch.bool)
+    mask[:, 5:] = True
+    shared = torch.cat([tokens[:1], tokens[:1]])
+    shared[1, 6:] = 3  # one prompt, two completions: the layout that takes the shared-prompt pass
+    assert torch.allclose(policy_logprobs(model, shared, mask, torch.tensor([0, 0]))[mask],
+                          token_logprobs(model, shared)[mask], atol=1e-5)
+    assert all(g.abs().sum() > 0 for g in grads[1].values())
+    assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6) for n in grads[0])
