@@ -18,9 +18,11 @@ sample's group) or "raise" (RewardError).
 """
 from __future__ import annotations
 
+
 import difflib
 import inspect
 import logging
+import threading
 import math
 import re
 from dataclasses import dataclass, field
@@ -172,8 +174,8 @@ class RewardComposer:
         self.batched: dict[str, Callable[..., Any]] = {
             name: fn for name, ref in self.refs.items() if getattr(fn := resolve_function(ref), "batched", False)}
         self.pooled = [name for name in cfg.components if name not in self.batched]
-        preload = [self.refs[name] for name in self.pooled]
-        self._pool = WorkerPool(cfg.workers, cfg.timeout_s, preload=preload) if self.pooled else None
+        self._pool: WorkerPool | None = None   # started on the first score(): environments that score
+        self._starting = threading.Lock()      # themselves (sokoban, coding) never need the workers
 
     def score(self, completions: list[str], examples: list[Example]) -> list[Scored]:
         """One Scored per completion; completions[i] answers examples[i]."""
@@ -185,6 +187,10 @@ class RewardComposer:
         calls = [Call(self.refs[name], {"completion": completion, "example": example,
                                         **self.cfg.options.get(name, {})})
                  for completion, example in zip(completions, examples) for name in self.pooled]
+        with self._starting:
+            if self.pooled and self._pool is None:
+                self._pool = WorkerPool(self.cfg.workers, self.cfg.timeout_s,
+                                        preload=[self.refs[name] for name in self.pooled])
         flat = self._pool.run(calls) if self._pool is not None else []  # (B * K,), sample-major
         for j, name in enumerate(self.pooled):
             outcomes[name] = flat[j::len(self.pooled)]
