@@ -18,13 +18,12 @@ sample's group) or "raise" (RewardError).
 """
 from __future__ import annotations
 
-
 import difflib
 import inspect
 import logging
-import threading
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
