@@ -26,7 +26,7 @@ from reasonrl.algos.losses import aggregate, masked_mean
 from reasonrl.config import RunConfig
 from reasonrl.model import load_policy, trainable_parameters
 from reasonrl.types import Batch
-from reasonrl.update import add_weighted, split_rows
+from reasonrl.update import add_weighted, row_slices, split_rows
 
 
 def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
@@ -63,16 +63,16 @@ class Critic:
     @torch.no_grad()
     def values(self, batch: Batch) -> Tensor:
         """(B, T) values of the whole batch before any update, micro-batch by micro-batch (0 off the mask)."""
-        size = self.cfg.optim.micro_batch_size
+        optim = self.cfg.optim
         out = batch.sampler_logp.new_zeros(batch.mask.shape)                     # (B, T)
-        for start in range(0, batch.size, size):
-            mb = batch.rows(slice(start, start + size)).to(self.head.weight.device)
-            out[start:start + mb.size, : mb.mask.shape[1]] = (self.forward(mb.tokens) * mb.mask).to(out.device)
+        for rows in row_slices(batch, optim.micro_batch_size, optim.micro_batch_tokens):
+            mb = batch.rows(rows).to(self.head.weight.device)
+            out[rows, : mb.mask.shape[1]] = (self.forward(mb.tokens) * mb.mask).to(out.device)
         return out
 
     def update(self, batch: Batch) -> dict[str, float]:
         """Fit V to the GAE returns: algo.epochs x algo.mini_batches optimizer steps, like the policy."""
-        algo, size = self.cfg.algo, self.cfg.optim.micro_batch_size
+        algo, optim = self.cfg.algo, self.cfg.optim
         assert batch.values is not None and batch.token_rewards is not None, "values come before the update"
         _, batch.returns = gae_advantages(batch.token_rewards, batch.values, batch.mask, algo.gamma, algo.lam)
         steps = [rows for _ in range(algo.epochs) for rows in split_rows(batch.size, algo.mini_batches)]
@@ -80,8 +80,8 @@ class Critic:
         for rows in steps:
             mini = batch.rows(rows)
             tokens = int(mini.mask.sum())
-            for start in range(0, mini.size, size):
-                mb = mini.rows(slice(start, start + size)).to(self.head.weight.device)
+            for micro in row_slices(mini, optim.micro_batch_size, optim.micro_batch_tokens):
+                mb = mini.rows(micro).to(self.head.weight.device)
                 values = self.forward(mb.tokens)                                 # (b, T)
                 loss, metrics = value_loss(values, mb.values, mb.returns, mb.mask, algo.critic.value_clip)
                 aggregate(loss, mb.mask, "token-mean", batch_tokens=tokens, batch_seqs=mini.size,

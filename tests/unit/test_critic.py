@@ -1,9 +1,11 @@
-"""The critic for gae: clipped value loss by hand, value loss falls on a fixed batch, checkpoint round trip."""
+"""The critic for gae: clipped value loss by hand, value loss falls on a fixed batch, checkpoint round trip,
+token-budget micro-batches."""
 import pytest
 import torch
 
 from reasonrl.critic import Critic, value_loss
 from reasonrl.types import Example, Trajectory, collate
+from reasonrl.update import row_slices
 from tests.helpers import tiny_config
 
 
@@ -62,3 +64,22 @@ def test_critic_checkpoint_round_trip(tmp_path):
     other.load(tmp_path)
     assert torch.equal(other.values(batch), critic.values(batch))
     assert other.optimizer.state_dict()["state"].keys() == critic.optimizer.state_dict()["state"].keys()
+
+
+def test_critic_token_budget_micro_batches_change_nothing(tmp_path):
+    """optim.micro_batch_tokens splits the critic's passes too; values and the update come out the same."""
+    batch = fixed_batch()
+    assert len(row_slices(batch, 8, 16)) >= 4      # the budget really splits the batch
+    critics = []
+    for budget in ("null", "16"):                 # 16 tokens: one or two of these 7-10 token rows at a time
+        torch.manual_seed(0)
+        cfg = tiny_config(tmp_path, "algo.advantage=gae", "algo.critic.lr=0.01", "optim.micro_batch_size=8",
+                          f"optim.micro_batch_tokens={budget}")
+        critic = Critic(cfg)
+        for _ in range(2):
+            batch.values = critic.values(batch)
+            critic.update(batch)
+        critics.append(critic)
+    whole, split = (c.values(batch) for c in critics)
+    assert not torch.equal(whole, torch.zeros_like(whole))
+    assert torch.allclose(whole, split, atol=1e-5), (whole - split).abs().max()
