@@ -145,7 +145,8 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig) -> tuple[nn.Module
     model, tokenizer = load_base(model_cfg)
     model = model.to(device)
     if model_cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable()
+        # transformers 5.24 renamed it (the old name warns); earlier 5.x releases have only the old one
+        (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
         model.config.use_cache = False
     if model_cfg.adapter:
         from peft import PeftModel
