@@ -2,6 +2,7 @@
 
     make bench                                   # bundled SmolLM2-135M, fp32, 2 prompts x 8, 64 tokens
     bench/.venv/bin/python bench/grpo_bench.py --dtype bfloat16 --steps 6
+    bench/.venv/bin/python bench/grpo_bench.py --rounds 2     # A B B A: drift of the machine cancels out
     bench/.venv/bin/python bench/grpo_bench.py --model shape:qwen2.5-0.5b --device cuda   # random weights, GPU
 
 Same model, prompts, reward, group size, completion length (fixed: EOS is suppressed until the limit, so both
@@ -233,6 +234,15 @@ def summarise(name: str, result: dict, w: dict, peaks: dict, a: argparse.Namespa
             "steps_measured": len(steady)}
 
 
+def pooled(results: list[dict], warmup: int) -> dict:
+    """One side's runs as one result: every run's steps after its warm-up (listed after `warmup` dummies, so
+    summarise drops nothing more), the highest peak memory."""
+    steady = [s for r in results for s in r["steps"][warmup:] or r["steps"]]
+    return {**results[0], "steps": steady[:1] * warmup + steady,
+            "peak_rss_gb": max(r["peak_rss_gb"] for r in results),
+            "peak_gpu_gb": max(r.get("peak_gpu_gb", 0.0) for r in results)}
+
+
 def side(name: str, a: argparse.Namespace) -> dict:
     """Run one framework in a fresh subprocess and read its JSON line."""
     cmd = [sys.executable, __file__, "--side", name] + [f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
@@ -287,6 +297,9 @@ def main() -> None:
     p.add_argument("--which", default="both", choices=["both", "reasonrl", "trl"])
     p.add_argument("--trl-gradient-checkpointing", action="store_true",
                    help="TRL's default is on; off by default here so both compute the same thing (see docs)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="run the sides this many times, alternating which goes first (machine drift cancels); "
+                        "the table pools every round's steady steps")
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--side", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -295,10 +308,19 @@ def main() -> None:
         return
     peaks, w = hardware_peaks(a.dtype, a.threads, a.device), work(a)
     names = ["reasonrl", "trl"] if a.which == "both" else [a.which]
-    rows = {n: summarise(n, side(n, a), w, peaks, a) for n in names}
+    runs: dict[str, list[dict]] = {n: [] for n in names}
+    for r in range(a.rounds):
+        for n in (names if r % 2 == 0 else names[::-1]):
+            runs[n].append(side(n, a))
+    rows = {n: summarise(n, pooled(runs[n], a.warmup), w, peaks, a) for n in names}
     print_table(rows, w, peaks, a)
+    seconds = {n: [summarise(n, run, w, peaks, a)["s_step"] for run in runs[n]] for n in names}
+    if len(names) == 2 and a.rounds > 1:
+        print("per round, reasonrl / TRL steps per second: "
+              + ", ".join(f"{t / r:.2f}x" for r, t in zip(seconds["reasonrl"], seconds["trl"])))
     if a.json:
-        Path(a.json).write_text(json.dumps({"args": vars(a), "peaks": peaks, "work": w, "results": rows}, indent=1))
+        Path(a.json).write_text(json.dumps({"args": vars(a), "peaks": peaks, "work": w, "results": rows,
+                                             "s_step_per_round": seconds}, indent=1))
 
 
 if __name__ == "__main__":
