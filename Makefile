@@ -20,4 +20,4 @@ test-fast: setup
 
 bench: setup   # reasonrl vs TRL's GRPOTrainer on the same GRPO work (see bench/grpo_bench.py)
 	bash bench/setup.sh
-	bench/.venv/bin/python bench/grpo_bench.py
+	bench/.venv/bin/python bench/grpo_bench.py --rounds 2
