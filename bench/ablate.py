@@ -101,6 +101,22 @@ def old_logp_pass() -> list[str]:
     return []
 
 
+def autograd_logprobs() -> list[str]:
+    """log_softmax + gather under autograd, 64 positions at a time, instead of the fused TokenLogprobs function."""
+    import torch
+
+    import reasonrl.model as model
+
+    class Unfused:
+        @staticmethod
+        def apply(logits, targets, temperature):  # type: ignore[no-untyped-def]
+            chunks = [(logits[:, s:s + 64].float() / temperature).log_softmax(-1)
+                      .gather(-1, targets[:, s:s + 64, None]).squeeze(-1) for s in range(0, logits.shape[1], 64)]
+            return torch.cat(chunks, dim=1)
+    model.TokenLogprobs = Unfused  # type: ignore[misc,assignment]
+    return []
+
+
 def fp32_adapter() -> list[str]:
     """bf16 runs only: peft's default, LoRA branches in fp32 with casts per layer, instead of bf16 under autocast."""
     import reasonrl.model as model
@@ -112,7 +128,7 @@ ABLATIONS: dict[str, Callable[[], list[str]]] = {
     "shared_prefill": no_shared_prefill, "merge": no_merge, "transposed_weights": linear_layout,
     "reserved_cache": growing_cache, "last_position_index": sliced_last_position,
     "sampler": multinomial_sampler, "shared_prompt_update": padded_update, "skip_old_logp": old_logp_pass,
-    "bf16_adapter": fp32_adapter,
+    "fused_logprobs": autograd_logprobs, "bf16_adapter": fp32_adapter,
 }
 
 

@@ -124,3 +124,30 @@ def test_gradient_checkpointing_gives_the_same_lora_gradients():
                           token_logprobs(model, shared)[mask], atol=1e-5)
     assert all(g.abs().sum() > 0 for g in grads[1].values())
     assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6) for n in grads[0])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_token_logprobs_function_equals_log_softmax_gather(dtype, temperature):
+    """The fused log-prob function gives log_softmax(z / T)[target] and autograd's gradient of it, across a
+    chunk boundary (150 positions, chunks of 64), in float32 and with bf16 logits."""
+    from reasonrl.model import TokenLogprobs
+    torch.manual_seed(0)
+    logits = (torch.randn(3, 150, 40) * 3).to(dtype).requires_grad_(True)
+    targets = torch.randint(0, 40, (3, 150))
+    weights = torch.randn(3, 150)
+    want = (logits.float() / temperature).log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+    (want * weights).sum().backward()
+    want_grad, logits.grad = logits.grad.clone(), None
+    got = TokenLogprobs.apply(logits, targets, temperature)
+    (got * weights).sum().backward()
+    assert got.dtype == torch.float32 and torch.allclose(got, want, atol=1e-5)
+    assert logits.grad.dtype == dtype
+    assert torch.allclose(logits.grad.float(), want_grad.float(), atol=1e-5 if dtype == torch.float32 else 1e-2)
+
+
+def test_token_logprobs_function_passes_gradcheck_in_float64():
+    from reasonrl.model import TokenLogprobs
+    logits = torch.randn(2, 70, 6, dtype=torch.float64, requires_grad=True)
+    targets = torch.randint(0, 6, (2, 70))
+    assert torch.autograd.gradcheck(lambda z: TokenLogprobs.apply(z, targets, 0.7), (logits,))
