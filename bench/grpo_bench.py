@@ -214,8 +214,10 @@ def work(a: argparse.Namespace) -> dict:
             "weight_bytes": params * (2 if a.dtype == "bfloat16" else 4)}
 
 
-def summarise(name: str, result: dict, w: dict, peaks: dict, a: argparse.Namespace) -> dict:
-    steady = result["steps"][a.warmup:] or result["steps"]
+def summarise(name: str, result: dict, w: dict, peaks: dict, a: argparse.Namespace, skip: int | None = None) -> dict:
+    """One side's table row: medians of the steps after the first `skip` (default a.warmup), rates, MFU."""
+    skip = a.warmup if skip is None else skip
+    steady = result["steps"][skip:] or result["steps"]
     med = {k: statistics.median(s[k] for s in steady) for k in ("generate", "score", "update", "step")}
     n = w["params"]
     # FLOPs each side actually executes: both prefill a prompt once per group when generating (TRL repeats the
@@ -235,10 +237,10 @@ def summarise(name: str, result: dict, w: dict, peaks: dict, a: argparse.Namespa
 
 
 def pooled(results: list[dict], warmup: int) -> dict:
-    """One side's runs as one result: every run's steps after its warm-up (listed after `warmup` dummies, so
-    summarise drops nothing more), the highest peak memory."""
+    """One side's runs as one result (to summarise with skip=0): every run's steps after its warm-up, the
+    highest peak memory."""
     steady = [s for r in results for s in r["steps"][warmup:] or r["steps"]]
-    return {**results[0], "steps": steady[:1] * warmup + steady,
+    return {**results[0], "steps": steady,
             "peak_rss_gb": max(r["peak_rss_gb"] for r in results),
             "peak_gpu_gb": max(r.get("peak_gpu_gb", 0.0) for r in results)}
 
@@ -312,7 +314,7 @@ def main() -> None:
     for r in range(a.rounds):
         for n in (names if r % 2 == 0 else names[::-1]):
             runs[n].append(side(n, a))
-    rows = {n: summarise(n, pooled(runs[n], a.warmup), w, peaks, a) for n in names}
+    rows = {n: summarise(n, pooled(runs[n], a.warmup), w, peaks, a, skip=0) for n in names}
     print_table(rows, w, peaks, a)
     seconds = {n: [summarise(n, run, w, peaks, a)["s_step"] for run in runs[n]] for n in names}
     if len(names) == 2 and a.rounds > 1:
