@@ -117,6 +117,18 @@ def autograd_logprobs() -> list[str]:
     return []
 
 
+def peft_lora_forward() -> list[str]:
+    """peft's LoRA forward (separate adapter modules, scaled copy, sum) instead of the fused LoraLinear node."""
+    import reasonrl.model as model
+    model.fuse_lora_layers = lambda m: 0
+    return []
+
+
+def freed_memory_returned() -> list[str]:
+    """glibc's default: large freed blocks go back to the OS (and page-fault in again) instead of being kept."""
+    return ["keep_freed_memory=false"]
+
+
 def fp32_adapter() -> list[str]:
     """bf16 runs only: peft's default, LoRA branches in fp32 with casts per layer, instead of bf16 under autocast."""
     import reasonrl.model as model
@@ -128,7 +140,8 @@ ABLATIONS: dict[str, Callable[[], list[str]]] = {
     "shared_prefill": no_shared_prefill, "merge": no_merge, "transposed_weights": linear_layout,
     "reserved_cache": growing_cache, "last_position_index": sliced_last_position,
     "sampler": multinomial_sampler, "shared_prompt_update": padded_update, "skip_old_logp": old_logp_pass,
-    "fused_logprobs": autograd_logprobs, "bf16_adapter": fp32_adapter,
+    "fused_logprobs": autograd_logprobs, "fused_lora": peft_lora_forward, "keep_freed_memory": freed_memory_returned,
+    "bf16_adapter": fp32_adapter,
 }
 
 

@@ -110,6 +110,9 @@ def run_trl(a: argparse.Namespace) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     torch.set_num_threads(a.threads)
+    if a.trl_keep_freed_memory:
+        from reasonrl.utils.host import keep_freed_blocks
+        keep_freed_blocks()
     path = model_dir(a.model)
     timing = {"generate": 0.0, "score": 0.0}
     original_generate = transformers.GenerationMixin.generate
@@ -247,10 +250,10 @@ def pooled(results: list[dict], warmup: int) -> dict:
 
 def side(name: str, a: argparse.Namespace) -> dict:
     """Run one framework in a fresh subprocess and read its JSON line."""
-    cmd = [sys.executable, __file__, "--side", name] + [f"--{k.replace('_', '-')}={v}" for k, v in vars(a).items()
-                                                        if k not in ("side", "json", "trl_gradient_checkpointing")]
-    if a.trl_gradient_checkpointing:
-        cmd.append("--trl-gradient-checkpointing")
+    flags = {k: v for k, v in vars(a).items() if k not in ("side", "json")}
+    cmd = [sys.executable, __file__, "--side", name] + [
+        f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}"
+        for k, v in flags.items() if v is not False]
     print(f"running {name} ...", flush=True)
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
                          env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
@@ -299,6 +302,8 @@ def main() -> None:
     p.add_argument("--which", default="both", choices=["both", "reasonrl", "trl"])
     p.add_argument("--trl-gradient-checkpointing", action="store_true",
                    help="TRL's default is on; off by default here so both compute the same thing (see docs)")
+    p.add_argument("--trl-keep-freed-memory", action="store_true",
+                   help="give TRL's process the glibc setting reasonrl makes by default (keep_freed_memory)")
     p.add_argument("--rounds", type=int, default=1,
                    help="run the sides this many times, alternating which goes first (machine drift cancels); "
                         "the table pools every round's steady steps")

@@ -73,9 +73,10 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from reasonrl.evaluate import eval_sets, evaluate_run, format_overview, format_result
     from reasonrl.model import load_policy
     from reasonrl.utils.config_io import config_to_dict
+    from reasonrl.utils.host import configure_host
 
     cfg, adapter = eval_config(args)
-    torch_threads(cfg.threads)
+    configure_host(cfg.threads, cfg.keep_freed_memory)
     names = [n.strip() for n in args.tasks.split(",") if n.strip()] if args.tasks is not None else None
     if names is not None and not names:
         raise ValueError(f"--tasks {args.tasks!r} names no task; give e.g. --tasks reasoning_gym:chain_sum,"
@@ -146,11 +147,6 @@ def cmd_list(args: argparse.Namespace) -> None:
     print("kl:           " + ", ".join(KL_ESTIMATORS.names()))
     print("environments: " + ", ".join(ENVS.names()))
     print("engines:      " + ", ".join(ENGINES.names()))
-
-
-def torch_threads(threads: int | None) -> None:
-    import torch
-    torch.set_num_threads(threads or torch.get_num_threads())
 
 
 def quiet_libraries() -> None:

@@ -212,6 +212,9 @@ class RunConfig:
     """Write the sampled completions with their rewards every N steps (0: never)."""
     threads: int | None = None
     """torch threads (None: all cores)."""
+    keep_freed_memory: bool = True
+    """Linux/glibc: keep freed memory blocks in the process for reuse instead of handing large ones back to the
+    OS, whose page faults on the next allocation cost about a sixth of a CPU update step (reasonrl/utils/host.py)."""
 
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "prompts_per_step": self.prompts_per_step,

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from reasonrl.config import LoraConfig, ModelConfig
+from reasonrl.fused_lora import fuse_lora_layers
 
 log = logging.getLogger(__name__)
 
@@ -161,6 +162,8 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig) -> tuple[nn.Module
         model = model.float()
         for p in model.parameters():
             p.requires_grad_(True)
+    if is_lora(model):
+        fuse_lora_layers(model)  # one autograd node per LoRA layer (reasonrl/fused_lora.py)
     model.eval()  # no dropout in rollouts or log-prob passes; LoRA dropout is 0 by default
     if model_cfg.gradient_checkpointing:
         checkpoint_in_eval_mode(model)

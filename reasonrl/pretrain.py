@@ -21,6 +21,7 @@ from reasonrl.tasks.arithmetic import addition_facts
 from reasonrl.tokenizer import ByteTokenizer
 from reasonrl.update import make_optimizer
 from reasonrl.utils.log import JsonlSink, Progress
+from reasonrl.utils.host import configure_host
 
 PASSES = 64
 """Shuffled passes over the facts in the generated arithmetic text (rows start at random lines of it)."""
@@ -63,7 +64,7 @@ def text_rows(ids: list[int], line_starts: list[int], batch: int, seq_len: int, 
 def pretrain(cfg: RunConfig, run_dir: Path, quiet: bool = False) -> Path:
     """Train a random tiny Llama on the pretraining text; returns the saved model directory (run_dir/model)."""
     p = cfg.pretrain
-    torch.set_num_threads(cfg.threads or torch.get_num_threads())
+    configure_host(cfg.threads, cfg.keep_freed_memory)
     tokenizer = ByteTokenizer()
     lines = pretraining_lines(cfg)
     ids: list[int] = []

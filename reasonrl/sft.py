@@ -34,6 +34,7 @@ from reasonrl.update import make_optimizer
 from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
 from reasonrl.forgetting import make_monitor
 from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
+from reasonrl.utils.host import configure_host
 
 
 def completion_loss(logp: Tensor, mask: Tensor, normaliser: float) -> Tensor:
@@ -113,7 +114,7 @@ def save_result(policy: nn.Module, tokenizer: Any, run_dir: Path) -> Path:
 
 def sft(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
     """Fine-tune cfg.model on demonstrations; returns the run directory (adapter/ or model/, summary.json)."""
-    torch.set_num_threads(cfg.threads or torch.get_num_threads())
+    configure_host(cfg.threads, cfg.keep_freed_memory)
     run_dir = check_run_dir(cfg, resume, overwrite, command="sft")
     task = load_task(cfg.task)
     eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]

@@ -41,6 +41,7 @@ from reasonrl.update import drop_truncated, make_optimizer, prepare, update
 from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
 from reasonrl.report import write_report_safely
 from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
+from reasonrl.utils.host import configure_host
 
 
 def prompts_for_step(train: list[Example], per_step: int, step: int, seed: int) -> list[Example]:
@@ -137,7 +138,7 @@ def run_eval(env: Any, engine: Any, tokenizer: Any, examples: list[Example], cfg
 
 def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
     """Train with cfg; returns the run directory. resume=True continues runs/<name> from its last checkpoint."""
-    torch.set_num_threads(cfg.threads or torch.get_num_threads())
+    configure_host(cfg.threads, cfg.keep_freed_memory)
     run_dir = check_run_dir(cfg, resume, overwrite)
     advantage_fn = ADVANTAGES.get(cfg.algo.advantage)  # everything that can reject the config runs before
     loss_fn = POLICY_LOSSES.get(cfg.algo.loss.name)     # the run directory is created

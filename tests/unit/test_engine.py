@@ -3,7 +3,7 @@ import torch
 
 from reasonrl.config import EngineConfig
 from reasonrl.engine import SamplingParams
-from reasonrl.engine.hf import HFEngine, sample_next
+from reasonrl.engine.hf import HFEngine, TransposedLinear, sample_next
 from reasonrl.model import token_logprobs
 
 
@@ -110,6 +110,18 @@ def test_merged_copy_follows_the_adapter_after_sync_and_leaves_the_policy_alone(
     for name, p in model.named_parameters():
         if "lora_" not in name:
             assert torch.equal(p, base_before[name]), name
+
+
+def test_transposed_linear_loads_tiles_exactly_and_computes_the_linear():
+    """load() copies W^T tile by tile; every shape (multiples of the tile or not) must give exactly W^T."""
+    for out_f, in_f in [(64, 96), (576, 1536), (40, 70), (32, 7), (1, 1)]:
+        linear = torch.nn.Linear(in_f, out_f)
+        layer = TransposedLinear(linear)
+        weight = torch.randn(out_f, in_f)
+        layer.load(weight)
+        assert torch.equal(layer.weight_t, weight.t()) and layer.weight_t.is_contiguous()
+        x = torch.randn(3, in_f)
+        assert torch.allclose(layer(x), x @ weight.t() + linear.bias, rtol=1e-4, atol=1e-4)
 
 
 def test_sampling_frequencies_match_the_distribution():
