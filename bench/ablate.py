@@ -175,8 +175,8 @@ def main() -> None:
         overrides = ABLATIONS[a.variant]() if a.variant != "all_on" else []
         print(json.dumps(grpo_bench.run_reasonrl(bench_args, overrides)), flush=True)
         return
-    skip = {"bfloat16": "transposed_weights", "float32": "bf16_adapter"}[a.dtype]  # no effect in that dtype
-    names = a.only.split(",") if a.only else [n for n in ABLATIONS if n != skip]
+    skip = {"bfloat16": ("transposed_weights", "fused_lora"), "float32": ("bf16_adapter",)}[a.dtype]  # no effect
+    names = a.only.split(",") if a.only else [n for n in ABLATIONS if n not in skip]
     unknown = [n for n in names if n not in ABLATIONS]
     if unknown:
         raise SystemExit(f"--only: unknown {unknown}; choose from {', '.join(ABLATIONS)}")

@@ -45,19 +45,16 @@ def test_fused_layer_equals_peft_forward_and_gradients(bias):
         assert torch.allclose(e, g, rtol=1e-5, atol=1e-5), name
 
 
-def test_fused_layer_in_bf16_matches_peft_under_autocast_within_bf16_rounding():
+def test_bf16_base_with_float32_adapter_takes_peft_forward_bit_for_bit():
+    """Mixed dtypes (a bf16 base under autocast, float32 adapter weights) stay on peft's path."""
     from peft.helpers import disable_input_dtype_casting
     layer = lora_layer(True, torch.bfloat16)
     x, w = torch.randn(4, 24, dtype=torch.bfloat16), torch.randn(4, 40)
     with torch.autocast("cpu", dtype=torch.bfloat16), disable_input_dtype_casting(layer):
         expected = grads(layer, x, w)
-    layer.forward = types.MethodType(fused_forward, layer)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+        layer.forward = types.MethodType(fused_forward, layer)
         got = grads(layer, x, w)
-    for name, e, g in zip(["out", "x", "A", "B"], expected, got):
-        assert g.dtype == e.dtype, name                      # adapter gradients stay float32
-        scale = e.float().abs().max()
-        assert (e.float() - g.float()).abs().max() <= 0.02 * scale, name
+    assert all(torch.equal(e, g) for e, g in zip(expected, got))
 
 
 def test_fused_function_passes_gradcheck_in_float64():
