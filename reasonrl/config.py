@@ -213,8 +213,8 @@ class RunConfig:
     threads: int | None = None
     """torch threads (None: all cores)."""
     keep_freed_memory: bool = True
-    """Linux/glibc: keep freed memory blocks in the process for reuse instead of handing large ones back to the
-    OS, whose page faults on the next allocation cost about a sixth of a CPU update step (reasonrl/utils/host.py)."""
+    """Linux/glibc: keep freed memory blocks (up to 1 GiB) in the process for reuse instead of handing them back to
+    the OS, which makes the next tensor of that size page-fault in again (reasonrl/utils/host.py)."""
 
     def __post_init__(self) -> None:
         positive = {"steps": self.steps, "prompts_per_step": self.prompts_per_step,

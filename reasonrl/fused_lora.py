@@ -19,13 +19,12 @@ from torch import Tensor, nn
 
 
 class LoraLinear(torch.autograd.Function):
-    """x (..., in), weight (out, in) and bias (out,) of the base layer, lora_a (r, in), lora_b (out, r), scaling s;
+    """x (..., in), weight (out, in) and bias (out,) of the base layer, adapter a (r, in) and b (out, r), scaling s;
     all of one dtype."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, lora_a: Tensor,  # type: ignore[override]
-                lora_b: Tensor, scaling: float) -> Tensor:
-        a, b = lora_a, lora_b
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, a: Tensor,  # type: ignore[override]
+                b: Tensor, scaling: float) -> Tensor:
         flat = x.reshape(-1, x.shape[-1])                                        # (N, in)
         low = flat @ a.t()                                                       # (N, r)
         out = flat @ weight.t() if bias is None else torch.addmm(bias, flat, weight.t())  # (N, out)
