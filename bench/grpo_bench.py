@@ -110,9 +110,6 @@ def run_trl(a: argparse.Namespace) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     torch.set_num_threads(a.threads)
-    if a.trl_keep_freed_memory:
-        from reasonrl.utils.host import keep_freed_blocks
-        keep_freed_blocks()
     path = model_dir(a.model)
     timing = {"generate": 0.0, "score": 0.0}
     original_generate = transformers.GenerationMixin.generate
@@ -302,8 +299,6 @@ def main() -> None:
     p.add_argument("--which", default="both", choices=["both", "reasonrl", "trl"])
     p.add_argument("--trl-gradient-checkpointing", action="store_true",
                    help="TRL's default is on; off by default here so both compute the same thing (see docs)")
-    p.add_argument("--trl-keep-freed-memory", action="store_true",
-                   help="give TRL's process the glibc setting reasonrl makes by default (keep_freed_memory)")
     p.add_argument("--rounds", type=int, default=1,
                    help="run the sides this many times, alternating which goes first (machine drift cancels); "
                         "the table pools every round's steady steps")
