@@ -48,7 +48,8 @@ def main() -> None:
     outs = {}
     for _ in range(args.repeats):
         for enabled in (True, False):
-            engine = ENGINES.get(cfg.engine.name)(policy, tok, replace(cfg.engine, prefix_cache=enabled))
+            engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, replace(cfg.engine, prefix_cache=enabled), tok,
+                                                 shared=policy)
             forward = engine.model.forward
 
             def counting(*a, _enabled=enabled, _forward=forward, **k):

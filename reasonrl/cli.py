@@ -83,7 +83,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
                          "reasoning_gym:gcd")
     sets = eval_sets(cfg, names)  # every task loads (and can fail) before the model does
     policy, tokenizer = load_policy(cfg.model, cfg.lora)
-    engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
+    engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, cfg.engine, tokenizer, shared=policy)
     env = make_environment(cfg)
     note = (f", temperature {cfg.eval.temperature:g} (model {cfg.model.path}"
             f"{', adapter ' + adapter if adapter else ''})")
@@ -204,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     from reasonrl.rewards.compose import RewardError
+    from reasonrl.sync_check import SyncError
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -218,8 +219,8 @@ def main(argv: list[str] | None = None) -> None:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    except RewardError as e:  # rewards.on_error=raise: stop with the failing sample, checkpoints intact
-        print(f"error: {e}", file=sys.stderr)
+    except (RewardError, SyncError) as e:  # a failing reward (on_error=raise) or a failed weight sync: stop,
+        print(f"error: {e}", file=sys.stderr)  # checkpoints intact
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted; resume with `reasonrl train --resume RUN_DIR` from the last checkpoint",

@@ -123,6 +123,10 @@ class EngineConfig:
     """Decode from a copy with the LoRA adapter merged in (faster; refreshed every step) instead of the LoRA model."""
     prefix_cache: bool = True
     """Multi-turn: keep each episode's KV cache between turns and prefill only the new tokens of a turn."""
+    verify: Literal["stop", "warn", "off"] = "stop"
+    """After every weight update the engine scores a fixed probe; a version or log-prob mismatch with the learner stops the run (stop), is logged (warn), or is not checked (off)."""
+    verify_tolerance: float | None = None
+    """Largest per-token log-prob gap the sync check accepts; None: by model.dtype (1e-3 in float32, 0.5 in bfloat16)."""
 
 
 @dataclass(frozen=True)

@@ -31,11 +31,12 @@ from reasonrl.sft_data import Sequence, collate_rows, encode_demo, end_of_turn_i
 from reasonrl.tasks import load_task
 from reasonrl.train import claim_run_dir, finish_run, prepare_run_dir, run_eval, summarize
 from reasonrl.update import make_optimizer
-from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
+from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, model_parts, save_checkpoint
 from reasonrl.forgetting import make_monitor
 from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
 from reasonrl.utils.host import configure_host
 from reasonrl.utils.files import write_dir_atomically
+from reasonrl.weights import weights_of
 
 
 def completion_loss(logp: Tensor, mask: Tensor, normaliser: float) -> Tensor:
@@ -133,7 +134,7 @@ def run_sft(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
             raise ValueError(f"{long[0].source}: demonstration has {len(long[0].tokens)} tokens > sft.seq_len="
                              f"{cfg.sft.seq_len} ({len(long)} such); raise sft.seq_len")
         plan = make_plan([len(s.tokens) for s in sequences], cfg)
-        engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
+        engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, cfg.engine, tokenizer, shared=policy)
         forget = make_monitor(cfg, policy, tokenizer, engine, task.eval, run_dir)  # forget.*, as in train
         prepare_run_dir(run_dir, cfg, resume)
         optimizer, scheduler = make_optimizer(policy, sft_config(cfg, plan.steps))
@@ -141,7 +142,7 @@ def run_sft(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
         if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
             state = load_checkpoint(ckpt, policy, optimizer, scheduler)
             start, evals = state["step"], state.get("evals", {})
-            engine.sync_weights(policy)
+            engine.update_weights(weights_of(policy, start, device=None))
             forget.restore(state.get("forget", {}))
         truncate_metrics(run_dir / "metrics.jsonl", start)
         sink = MetricSinks(run_dir, cfg, start)
@@ -159,15 +160,15 @@ def run_sft(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
             metrics |= {"optim/lr": scheduler.get_last_lr()[0], "time/step": time.time() - t0}
             last = step + 1 == plan.steps
             if last or (cfg.eval.every and (step + 1) % cfg.eval.every == 0):
-                engine.sync_weights(policy)
+                engine.update_weights(weights_of(policy, step + 1, device=None))
                 evals[str(step + 1)] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
                 metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval")
                 metrics |= forget.measure(step + 1, evals[str(step + 1)])
             sink.log(step + 1, metrics)
             progress.update(step, {"loss": metrics["sft/loss"], "s/step": metrics["time/step"]})
             if last or forget.stop or (step + 1) % cfg.save_every == 0:
-                save_checkpoint(run_dir, step + 1, policy, optimizer, scheduler,
-                                {"evals": evals, "forget": forget.state()})
+                save_checkpoint(run_dir, step + 1, {"evals": evals, "forget": forget.state()},
+                                model_parts(policy, optimizer, scheduler))
             if forget.stop:  # forget.on_budget=stop: the KL budget is spent
                 break
         progress.close()

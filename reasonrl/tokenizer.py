@@ -91,7 +91,7 @@ class ByteTokenizer:
     eos_token = "<eos>"
     pad_token = "<pad>"
 
-    def encode(self, text: str) -> list[int]:
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
         return [self.offset + self.chars.index(c) for c in text if c in self.chars]
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:

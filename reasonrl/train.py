@@ -15,73 +15,23 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import random
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Iterator
 
-import torch
-
-from reasonrl.algos import ADVANTAGES, POLICY_LOSSES
-from reasonrl.algos.advantages import needs_critic
-from reasonrl.algos.dynamic_sampling import Collected, collect_groups
-from reasonrl.algos.kl import KLController
-from reasonrl.algos.shaping import shape_overlong
 from reasonrl.config import RunConfig, load_config, save_config
-from reasonrl.engine import ENGINES, SamplingParams
-from reasonrl.envs import make_environment
-from reasonrl.evaluate import EvalResult, eval_sets, evaluate_run, extra_task_metrics, paired_comparison
-from reasonrl.critic import Critic
+from reasonrl.evaluate import EvalResult, eval_sets, evaluate_run, paired_comparison
 from reasonrl.forgetting import format_forget, make_monitor
-from reasonrl.model import load_policy
-from reasonrl.rollout import rollout
+from reasonrl.report import write_report_safely
+from reasonrl.roles import Learner, RolloutWorker
+from reasonrl.sync_check import SyncCheck
 from reasonrl.tasks import load_task
 from reasonrl.types import Example, Trajectory, collate
-from reasonrl.update import drop_truncated, make_optimizer, prepare, update
-from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, save_checkpoint
-from reasonrl.report import write_report_safely
-from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
+from reasonrl.utils.ckpt import latest_checkpoint, restore_checkpoint, save_checkpoint
 from reasonrl.utils.files import Busy, atomic_write_text, file_lock, write_dir_atomically
 from reasonrl.utils.host import configure_host
-
-
-def prompts_for_step(train: list[Example], per_step: int, step: int, seed: int) -> list[Example]:
-    """The prompts of a step: consecutive slices of a per-epoch shuffle, so a resumed run sees the same ones."""
-    out = []
-    for i in range(step * per_step, (step + 1) * per_step):
-        epoch, pos = divmod(i, len(train))
-        order = list(range(len(train)))
-        random.Random(seed * 7919 + epoch).shuffle(order)
-        out.append(train[order[pos]])
-    return out
-
-
-def step_prompts(train: list[Example], cfg: RunConfig, step: int, attempt: int, n: int) -> list[Example]:
-    """The n prompts of a rollout round. Round 0 is the step's slice of the epoch shuffle (all a run without
-    dynamic sampling sees); backfill round k reads a second shuffle at a position unique to (step, k). Both are
-    functions of the step, so a resumed run samples the same prompts."""
-    if attempt == 0:
-        return prompts_for_step(train, cfg.prompts_per_step, step, cfg.seed)[:n]
-    position = step * cfg.algo.dynamic_sampling.max_tries + attempt
-    return prompts_for_step(train, cfg.prompts_per_step, position, cfg.seed + 1)[:n]
-
-
-def sample_groups(env: Any, engine: Any, tokenizer: Any, train: list[Example], params: SamplingParams,
-                  cfg: RunConfig, step: int, timings: dict[str, float]) -> Collected:
-    """Roll out the step's prompts, shape the rewards (DAPO overlong) and keep the groups to train on: with
-    algo.dynamic_sampling, groups with equal rewards are dropped and more prompts are rolled out (backfill)."""
-    def sample(attempt: int, n: int) -> list[Trajectory]:
-        spent: dict[str, float] = {}
-        trajectories = rollout(env, engine, tokenizer, step_prompts(train, cfg, step, attempt, n),
-                               n=cfg.samples_per_prompt, params=params,
-                               seed=cfg.seed * 1_000_003 + step + attempt * 7_777_777, timings=spent)
-        for key, value in spent.items():
-            timings[key] = timings.get(key, 0.0) + value
-        shape_overlong(trajectories, cfg.sampling.max_new_tokens, cfg.algo.overlong)
-        return trajectories
-
-    return collect_groups(sample, cfg.prompts_per_step, cfg.samples_per_prompt, cfg.algo.dynamic_sampling)
+from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
 
 
 def rollout_stats(trajectories: list[Trajectory], group_size: int) -> dict[str, float]:
@@ -166,85 +116,81 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
 
 
 def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
-    """The loop of `train`, in a run directory this process holds."""
-    advantage_fn = ADVANTAGES.get(cfg.algo.advantage)  # everything that can reject the config runs before
-    loss_fn = POLICY_LOSSES.get(cfg.algo.loss.name)     # the run directory is created
-    task = load_task(cfg.task)
+    """The controller: ask the rollout worker for groups, the learner for an update, then sync and check the
+    engine; evaluate, log and checkpoint on schedule (reasonrl/roles.py has the two roles)."""
+    task = load_task(cfg.task)  # everything that can reject the config runs before the run directory is made
     eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
     extra_sets = eval_sets(cfg, [n for n in cfg.eval.tasks if n != cfg.task.name])  # eval.tasks: eval/<task>/*
-    env = make_environment(cfg)
+    learner = Learner(cfg)
+    worker = RolloutWorker(cfg, learner.tokenizer, task.train, shared=learner.policy)
     try:
-        policy, tokenizer = load_policy(cfg.model, cfg.lora)
-        critic = Critic(cfg) if needs_critic(advantage_fn) else None            # gae: a learned V(s_t)
-        kl_ctl = KLController(cfg.algo.kl.coef, cfg.algo.kl.target, cfg.algo.kl.horizon)
-        engine = ENGINES.get(cfg.engine.name)(policy, tokenizer, cfg.engine)
-        forget = make_monitor(cfg, policy, tokenizer, engine, task.eval, run_dir)  # forget.*: retention, KL to base
+        sync = SyncCheck(learner.tokenizer, task.train, cfg.engine.verify, cfg.engine.verify_tolerance,
+                         cfg.model.dtype)
+        forget = make_monitor(cfg, learner.policy, learner.tokenizer, worker.engine, task.eval, run_dir)
         prepare_run_dir(run_dir, cfg, resume)
-        optimizer, scheduler = make_optimizer(policy, cfg)
-        params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p,
-                                cfg.sampling.min_new_tokens)
         start, evals = 0, {}
         if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
-            state = load_checkpoint(ckpt, policy, optimizer, scheduler)
-            start, evals, kl_ctl.coef = state["step"], state.get("evals", {}), state.get("kl_coef", kl_ctl.coef)
-            engine.sync_weights(policy)  # the engine's merged copy must follow the restored adapter
+            learner.load(ckpt)
+            state = restore_checkpoint(ckpt)
+            start, evals = state["step"], state.get("evals", {})
+            learner.load_state_dict(state)
             forget.restore(state.get("forget", {}))
-            if critic is not None:
-                critic.load(ckpt)
+        worker.update_weights(learner.weights(device=None))  # the engine serves the start (or restored) policy
+        sync.check(start, worker, learner)
         truncate_metrics(run_dir / "metrics.jsonl", start)
         sink = MetricSinks(run_dir, cfg, start)  # metrics.jsonl + log.sinks (tensorboard, wandb)
         progress = Progress(cfg.steps, start, desc=cfg.name, quiet=quiet)
         if start == 0:
             progress.write(f"evaluating the base model on {len(eval_examples)} held-out problems ...")
-            evals["0"] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
+            evals["0"] = worker.evaluate(eval_examples).to_dict()
             sink.log(0, EvalResult(**evals["0"]).metrics("eval") | forget.measure(0, evals["0"])
-                     | extra_task_metrics(env, engine, tokenizer, extra_sets, cfg))
+                     | extra_eval_metrics(worker, extra_sets))
         for step in range(start, cfg.steps):
-            t0, timings = time.time(), {}
-            collected = sample_groups(env, engine, tokenizer, task.train, params, cfg, step, timings)
+            t0 = time.time()
+            collected, timings = worker.sample(step)
             t1 = time.time()
             metrics = (rollout_stats(collected.sampled, cfg.samples_per_prompt)
                        | collected.metrics(cfg.algo.dynamic_sampling.enabled))
-            if collected.groups:
-                batch = collate([t for g in collected.groups for t in g], engine.pad_id, cfg.samples_per_prompt)
-                metrics |= prepare(policy, critic, batch, cfg, kl_ctl.coef)  # ref/old logp, values, KL in reward
-                batch.adv = advantage_fn(batch, cfg.algo)                            # (B, T)
-                if cfg.algo.overlong.mask_truncated:
-                    batch = drop_truncated(batch)
-                metrics |= update(policy, optimizer, batch, loss_fn, cfg, kl_ctl.coef)
-                if critic is not None:
-                    metrics |= critic.update(batch)
-                engine.sync_weights(policy)
-                kl_ctl.update(metrics.get("loss/kl"), cfg.batch_size)
-            scheduler.step()
-            metrics |= {"optim/lr": scheduler.get_last_lr()[0], "time/generate": timings.get("generate", 0.0),
-                        "time/reward": timings.get("reward", 0.0), "time/update": time.time() - t1,
-                        "time/step": time.time() - t0}
+            batch = (collate([t for g in collected.groups for t in g], worker.pad_id, cfg.samples_per_prompt)
+                     if collected.groups else None)
+            metrics |= learner.step(batch)
+            if batch is not None:
+                worker.update_weights(learner.weights(device=None))
+                t2 = time.time()
+                metrics |= sync.check(step + 1, worker, learner) | {"time/verify": time.time() - t2}
+            metrics |= {"time/generate": timings["generate"], "time/reward": timings["reward"],
+                        "time/update": time.time() - t1, "time/step": time.time() - t0}
             if cfg.log_rollouts_every and (step + 1) % cfg.log_rollouts_every == 0:
                 write_rollouts(run_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", step + 1, collected.sampled,
-                               tokenizer)
+                               learner.tokenizer)
             last = step + 1 == cfg.steps
             if last or (cfg.eval.every and (step + 1) % cfg.eval.every == 0):
-                evals[str(step + 1)] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
-                metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval")
-                metrics |= extra_task_metrics(env, engine, tokenizer, extra_sets, cfg)
+                evals[str(step + 1)] = worker.evaluate(eval_examples).to_dict()
+                metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval") | extra_eval_metrics(worker, extra_sets)
                 metrics |= forget.measure(step + 1, evals[str(step + 1)])
             sink.log(step + 1, metrics)
             progress.update(step, {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]})
             if last or forget.stop or (step + 1) % cfg.save_every == 0:
-                save_checkpoint(run_dir, step + 1, policy, optimizer, scheduler,
-                                {"data_position": (step + 1) * cfg.prompts_per_step, "evals": evals,
-                                 "kl_coef": kl_ctl.coef, "forget": forget.state()},
-                                extra=None if critic is None else critic.save)
+                state = {"data_position": (step + 1) * cfg.prompts_per_step, "evals": evals,
+                         "forget": forget.state()} | learner.state_dict()
+                save_checkpoint(run_dir, step + 1, state, learner.save)
             if forget.stop:  # forget.on_budget=stop: the KL budget is spent
                 break
         progress.close()
         sink.close()
     finally:
-        env.close()
-    write_dir_atomically(run_dir / "adapter", policy.save_pretrained)
+        worker.close()
+    write_dir_atomically(run_dir / "adapter", learner.policy.save_pretrained)
     finish_run(run_dir, summarize(evals, cfg) | forget.finish(), cfg, progress)  # forget: best adapter in budget
     return run_dir
+
+
+def extra_eval_metrics(worker: RolloutWorker, sets: list[tuple[str, list[Example]]]) -> dict[str, float]:
+    """Metrics of the eval.tasks besides the run's task, under eval/<task>/..."""
+    out: dict[str, float] = {}
+    for name, examples in sets:
+        out |= worker.evaluate(examples, name).metrics(f"eval/{name}")
+    return out
 
 
 def finish_run(run_dir: Path, summary: dict[str, Any], cfg: RunConfig, progress: Progress) -> None:

@@ -19,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from reasonrl.algos import aggregate, kl_estimate
-from reasonrl.algos.kl import fold_kl_into_rewards
+from reasonrl.algos.kl import KLController, fold_kl_into_rewards
 from reasonrl.algos.losses import masked_mean, tis_weights
 from reasonrl.config import RunConfig
 from reasonrl.model import policy_logprobs, policy_logprobs_entropy, reference, trainable_parameters
@@ -79,26 +79,25 @@ def batch_logprobs(model: nn.Module, batch: Batch, size: int, temperature: float
     return out
 
 
-def needs_old_logp(cfg: RunConfig) -> bool:
+def needs_old_logp(cfg: RunConfig, kl: KLController) -> bool:
     """Old log-probs are computed when the policy moves within the batch, or for the KL in the reward."""
-    kl_in_reward = cfg.algo.kl.coef > 0 and cfg.algo.kl.placement == "reward"
-    return cfg.algo.epochs * cfg.algo.mini_batches > 1 or kl_in_reward
+    return cfg.algo.epochs * cfg.algo.mini_batches > 1 or kl.in_reward()
 
 
-def prepare(policy: nn.Module, critic: Any, batch: Batch, cfg: RunConfig, kl_coef: float) -> dict[str, float]:
+def prepare(policy: nn.Module, critic: Any, batch: Batch, cfg: RunConfig, kl: KLController) -> dict[str, float]:
     """Fill batch.ref_logp / old_logp / values and fold the KL into the rewards, before the advantages."""
-    size, temperature, kl = cfg.optim.micro_batch_size, cfg.sampling.temperature, cfg.algo.kl
+    size, temperature = cfg.optim.micro_batch_size, cfg.sampling.temperature
     budget = cfg.optim.micro_batch_tokens
     metrics: dict[str, float] = {}
-    if kl_coef > 0:
+    if kl.active:
         with reference(policy):
             batch.ref_logp = batch_logprobs(policy, batch, size, temperature, budget)
-    if needs_old_logp(cfg):
+    if needs_old_logp(cfg, kl):
         batch.old_logp = batch_logprobs(policy, batch, size, temperature, budget)
     if critic is not None:
         batch.values = critic.values(batch)
-    if kl_coef > 0 and kl.placement == "reward":
-        metrics["loss/kl"] = fold_kl_into_rewards(batch, kl_coef, kl.estimator)
+    if kl.in_reward():
+        metrics["loss/kl"] = fold_kl_into_rewards(batch, kl.coef, kl.estimator)
     return metrics
 
 
@@ -109,7 +108,7 @@ def drop_truncated(batch: Batch) -> Batch:
     return batch.rows(~batch.truncated)
 
 
-def micro_batch_loss(policy: nn.Module, mb: Batch, loss_fn: Callable[..., Any], cfg: RunConfig, kl_coef: float,
+def micro_batch_loss(policy: nn.Module, mb: Batch, loss_fn: Callable[..., Any], cfg: RunConfig, kl: KLController,
                      norms: dict[str, int]) -> tuple[Tensor, dict[str, float]]:
     """This micro-batch's share of the mini-batch loss, and its per-token metrics."""
     algo = cfg.algo
@@ -123,10 +122,10 @@ def micro_batch_loss(policy: nn.Module, mb: Batch, loss_fn: Callable[..., Any], 
         metrics["tis_weight"] = masked_mean(weights, mb.mask)
     pg_loss = aggregate(per_token, mb.mask, algo.aggregation, **norms)
     loss = pg_loss
-    if kl_coef > 0 and algo.kl.placement == "loss":
-        kl = kl_estimate(logp, mb.ref_logp, algo.kl.estimator)                   # (b, T)
-        loss = loss + kl_coef * aggregate(kl, mb.mask, algo.aggregation, **norms)
-        metrics["kl"] = masked_mean(kl.detach(), mb.mask)
+    if kl.in_loss():
+        kl_t = kl_estimate(logp, mb.ref_logp, kl.estimator)                      # (b, T)
+        loss = loss + kl.coef * aggregate(kl_t, mb.mask, algo.aggregation, **norms)
+        metrics["kl"] = masked_mean(kl_t.detach(), mb.mask)
     if entropy is not None:
         loss = loss - algo.entropy_coef * aggregate(entropy, mb.mask, algo.aggregation, **norms)
         metrics["entropy"] = masked_mean(entropy.detach(), mb.mask)
@@ -135,9 +134,10 @@ def micro_batch_loss(policy: nn.Module, mb: Batch, loss_fn: Callable[..., Any], 
 
 
 def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, loss_fn: Callable[..., Any],
-           cfg: RunConfig, kl_coef: float = 0.0) -> dict[str, float]:
+           cfg: RunConfig, kl: KLController | None = None) -> dict[str, float]:
     """Run algo.epochs x algo.mini_batches optimizer steps on the batch; return loss/* and optim/* metrics."""
     algo, size = cfg.algo, cfg.optim.micro_batch_size
+    kl = kl or KLController(0.0)
     params = trainable_parameters(policy)
     steps = [rows for _ in range(algo.epochs) for rows in split_rows(batch.size, algo.mini_batches)]
     totals: dict[str, float] = {}
@@ -146,7 +146,7 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, lo
         tokens = int(mini.mask.sum())
         norms = dict(batch_tokens=tokens, batch_seqs=mini.size, max_len=cfg.sampling.max_new_tokens)
         for mb in micro_batches(mini, size, model_device(policy), cfg.optim.micro_batch_tokens):
-            loss, metrics = micro_batch_loss(policy, mb, loss_fn, cfg, kl_coef, norms)
+            loss, metrics = micro_batch_loss(policy, mb, loss_fn, cfg, kl, norms)
             loss.backward()
             add_weighted(totals, {"loss/pg": metrics.pop("pg")}, 1.0 / len(steps))  # already this share
             share = mb.mask.sum().item() / max(tokens, 1)                           # token-weighted means
@@ -155,8 +155,8 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, lo
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         add_weighted(totals, {"optim/grad_norm": float(grad_norm)}, 1.0 / len(steps))
-    if kl_coef > 0:
-        totals["loss/kl_coef"] = kl_coef
+    if kl.active:
+        totals["loss/kl_coef"] = kl.coef
     return totals
 
 

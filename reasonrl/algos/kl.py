@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from reasonrl.algo_config import KLConfig
 from reasonrl.registry import Registry
 from reasonrl.types import Batch
 
@@ -75,12 +76,30 @@ def sequence_sum(values: Tensor, mask: Tensor) -> Tensor:
 
 @dataclass
 class KLController:
-    """The KL coefficient beta: fixed (target None) or Ziegler's adaptive controller. It is state, saved with
-    every checkpoint (trainer_state.json: kl_coef), so a resumed run continues with the same beta."""
+    """The one owner of the KL penalty: its coefficient beta (fixed, or Ziegler's adaptive controller when
+    target is set), estimator and placement. Built from algo.kl; beta is state (state_dict, saved with every
+    checkpoint), so a resumed run continues with the same beta."""
 
     coef: float
     target: float | None = None
     horizon: int = 10000
+    estimator: str = "k3"
+    placement: str = "loss"
+
+    @classmethod
+    def from_config(cls, kl: KLConfig) -> "KLController":
+        return cls(kl.coef, kl.target, kl.horizon, kl.estimator, kl.placement)
+
+    @property
+    def active(self) -> bool:
+        """Whether the reference is run at all (beta > 0)."""
+        return self.coef > 0
+
+    def in_loss(self) -> bool:
+        return self.coef > 0 and self.placement == "loss"
+
+    def in_reward(self) -> bool:
+        return self.coef > 0 and self.placement == "reward"
 
     def update(self, kl: float | None, samples: int) -> None:
         """Move beta after a step whose token-mean KL was kl, over `samples` rollouts (no-op when fixed)."""
@@ -88,3 +107,9 @@ class KLController:
             return
         error = min(max(kl / self.target - 1.0, -0.2), 0.2)
         self.coef *= 1.0 + error * samples / self.horizon
+
+    def state_dict(self) -> dict[str, float]:
+        return {"coef": self.coef}
+
+    def load_state_dict(self, state: dict[str, float]) -> None:
+        self.coef = state["coef"]

@@ -1,13 +1,15 @@
 """Rollout engines: turn prompt token ids into sampled completions with their sampler log-probs.
 
-Engine protocol:
+An engine is built from config, ENGINES.get(name)(model_cfg, lora_cfg, engine_cfg, tokenizer, shared=None), and
+holds its own model (`shared`: a policy in the same process whose frozen weights it may read). Protocol:
     generate(prompts, params, n, seed, keep=False)
                                        -> for each prompt, n Completions (token ids, log-probs, finished); with
                                           keep, the engine may keep each row's KV for a later prompt that
                                           extends prompt + completion (a hint: engines without it ignore it)
-    sync_weights(policy)               -> make the engine sample from the policy's current weights
-The HF engine samples from the training model itself (colocated, nothing to sync); a vLLM engine copies the
-adapter over.
+    update_weights(WeightUpdate)       -> serve that policy version from now on (reasonrl/weights.py)
+    version                            -> the version it serves
+    score(sequences, starts, temperature) -> log-probs of each sequence's tokens from `start` on (the sync probe)
+    pad_id                             -> the tokenizer's padding id
 """
 from __future__ import annotations
 
@@ -43,7 +45,10 @@ class Engine(Protocol):
                  keep: bool = False) -> list[list[Completion]]:
         ...
 
-    def sync_weights(self, policy: Any) -> None:
+    def update_weights(self, update: Any) -> None:
+        ...
+
+    def score(self, sequences: list[list[int]], starts: list[int], temperature: float = 1.0) -> list[list[float]]:
         ...
 
 

@@ -15,10 +15,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from reasonrl.config import EngineConfig
+from reasonrl.config import EngineConfig, LoraConfig, ModelConfig
 from reasonrl.engine import ENGINES, Completion, SamplingParams
 from reasonrl.engine.prefix import PrefixStore, cached_prefill, row_kv
+from reasonrl.model import token_logprobs
 from reasonrl.tokenizer import stop_token_ids
+from reasonrl.weights import WeightUpdate, base_weights, lora_layers
 
 
 def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generator,
@@ -103,18 +105,18 @@ def merged_copy(policy: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def fold_adapters(policy: nn.Module, merged: nn.Module) -> None:
-    """Write W_base + delta_W(adapter) of every LoRA layer of the policy into the merged copy's weights."""
-    targets = dict(merged.named_modules())
-    for name, module in policy.named_modules():
-        if hasattr(module, "get_delta_weight") and hasattr(module, "base_layer"):
-            weight = module.base_layer.weight
-            delta = sum(module.get_delta_weight(a) for a in module.active_adapters)
-            target = targets[name.removeprefix("base_model.model.")]
-            if isinstance(target, TransposedLinear):
-                target.load(weight + delta.to(weight.dtype))
-            else:
-                target.weight.copy_(weight + delta.to(weight.dtype))
+def load_named(model: nn.Module, tensors: dict[str, Tensor]) -> None:
+    """Copy named full tensors into a model (a TransposedLinear takes its weight as nn.Linear names it)."""
+    params = dict(model.named_parameters())
+    modules = dict(model.named_modules())
+    for name, value in tensors.items():
+        owner = modules.get(name.rpartition(".")[0])
+        if isinstance(owner, TransposedLinear) and name.endswith(".weight"):
+            owner.load(value)
+        elif name not in params:
+            raise KeyError(f"weight update names {name!r}, which the engine's model does not have")
+        elif params[name].data_ptr() != value.data_ptr():
+            params[name].copy_(value)
 
 
 def last_position(ids: Tensor) -> Tensor:
@@ -189,30 +191,67 @@ def reserved_cache(capacity: int) -> Any:
     return Cache(layer_class_to_replicate=partial(ReservedLayer, capacity))
 
 
-@ENGINES.register("hf")
 class HFEngine:
-    """Samples with a KV cache. With LoRA and cfg.merge_lora it decodes from its own copy of the model with the
-    adapter folded into the weights (W + scale * B A), refreshed by sync_weights: about 25% faster decoding
-    on CPU than running the LoRA branches every token, for one more copy of the base weights."""
+    """Samples with a KV cache from a transformers model. With a LoRA model and cfg.merge_lora it decodes from its
+    own copy with the adapter folded into the weights (W0 + scale * B A), rewritten by every update_weights:
+    about 25% faster decoding on CPU than running the LoRA branches every token, for one more copy of the
+    base weights. Without merging it samples from the model it was given, loading each update's adapter into it.
+
+    HFEngine(model, ...) keeps references to `model`'s frozen base weights (W0) and nothing else of it: a local
+    rollout worker shares them with the learner's policy (one copy of W0 in the process); the `hf` registry entry
+    builds the engine on a model of its own (another process, or a test of the sync)."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, cfg: EngineConfig) -> None:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop_ids = sorted(stop_token_ids(tokenizer))
         self.batch_size = cfg.batch_size
         self.merge = cfg.merge_lora and hasattr(model, "merge_and_unload")
+        self.base = base_weights(model) if self.merge else {}   # W0 by layer (references, not copies)
         self.model = merged_copy(model) if self.merge else model
         self.cache_arg = cache_argument(self.model)
         self.device = next(self.model.parameters()).device
         self.prefixes = PrefixStore() if cfg.prefix_cache else None
+        self.version: int | None = None
+        """The policy version this engine serves (None until the first update_weights)."""
 
-    def sync_weights(self, policy: nn.Module) -> None:
-        """Make sampling follow the policy's current weights (a no-op without a merged copy)."""
+    @torch.no_grad()
+    def update_weights(self, update: WeightUpdate) -> None:
+        """Serve the policy of this WeightUpdate: fold each LoRA delta into the merged copy (W0 + scale * B A),
+        or load the adapter / the full tensors into the model."""
         if self.prefixes is not None:
             self.prefixes.clear()   # KV computed with the old weights
-        if self.merge:
-            fold_adapters(policy, self.model)
+        if update.lora and self.merge:
+            targets = dict(self.model.named_modules())
+            for name, lora in update.lora.items():
+                w0 = self.base[name]
+                weight = w0 + lora.delta().to(w0.device).to(w0.dtype)
+                target = targets[name]
+                if isinstance(target, TransposedLinear):
+                    target.load(weight)
+                else:
+                    target.weight.copy_(weight)
+        elif update.lora:
+            layers = lora_layers(self.model)
+            for name, lora in update.lora.items():
+                m = layers[name]
+                (adapter,) = [a for a in m.active_adapters if a in m.lora_A]
+                for param, value in ((m.lora_A[adapter].weight, lora.a), (m.lora_B[adapter].weight, lora.b)):
+                    if param.data_ptr() != value.data_ptr():
+                        param.copy_(value)
         else:
-            self.model = policy
+            load_named(self.model, update.full)
+        self.version = update.version
+
+    @torch.inference_mode()
+    def score(self, sequences: list[list[int]], starts: list[int], temperature: float = 1.0) -> list[list[float]]:
+        """Log-probs of sequences[i][starts[i]:] under the weights this engine samples from, at `temperature`
+        (the weight-sync probe). Right-padded, so padding never precedes a scored token."""
+        width = max(map(len, sequences))
+        tokens = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
+        for i, seq in enumerate(sequences):
+            tokens[i, :len(seq)] = torch.tensor(seq)
+        logp = token_logprobs(self.model, tokens.to(self.device), temperature).float().cpu()  # (B, W-1)
+        return [logp[i, start - 1:len(seq) - 1].tolist() for i, (seq, start) in enumerate(zip(sequences, starts))]
 
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
@@ -290,3 +329,19 @@ class HFEngine:
         for b in batch_rows:
             row = int(active[b])
             self.prefixes.put(prompts[row // n] + tokens[row][:-1], row_kv(cache, b, attn[b]))
+
+
+@ENGINES.register("hf")
+def hf_engine(model_cfg: ModelConfig, lora_cfg: LoraConfig, engine_cfg: EngineConfig, tokenizer: Any,
+              shared: nn.Module | None = None) -> HFEngine:
+    """The `hf` engine from config. `shared`: the learner's policy in this process (local placement), whose
+    frozen base weights the engine reads instead of loading its own; without it the engine loads its own copy
+    of the model (as a rollout worker in another process does). Either way its weights come only through
+    update_weights."""
+    if shared is not None:
+        return HFEngine(shared, tokenizer, engine_cfg)
+    from reasonrl.model import load_policy
+    with torch.random.fork_rng(devices=[]):  # building a tiny model seeds torch: leave the caller's stream alone
+        model, _ = load_policy(model_cfg, lora_cfg)
+    model.requires_grad_(False)
+    return HFEngine(model, tokenizer, engine_cfg)

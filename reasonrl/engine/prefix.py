@@ -5,7 +5,7 @@ A multi-turn episode's next prompt is its previous prompt + the sampled reply + 
 without reuse every turn prefills the whole conversation again (quadratic in the number of turns). With it, a
 turn prefills only what is new. Entries live for one call: a call takes the entries its prompts extend and
 drops the rest, and stores its own rows only when asked to (keep); new weights make every entry stale, so the
-engine clears the store in sync_weights.
+engine clears the store in update_weights.
 
 Layout of a prefill that reuses prefixes (one row per prompt, left-padded as usual): with W the longest new
 part of any prompt, row p feeds its last min(len(p), W) tokens and takes the positions before them from its

@@ -20,9 +20,9 @@ def checkpoint_name(step: int) -> str:
     return f"step_{step:06d}"
 
 
-def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
-                    scheduler: Any, state: dict[str, Any], extra: Callable[[Path], None] | None = None) -> Path:
-    """Write a checkpoint; `extra(dir)` adds more files (e.g. the critic) before the atomic rename."""
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], write: Callable[[Path], None]) -> Path:
+    """Write a checkpoint: write(dir) adds the roles' tensors (adapter, optimizer, critic), then the RNG states
+    and trainer_state.json, then the atomic rename."""
     root = run_dir / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / checkpoint_name(step)
@@ -30,17 +30,22 @@ def save_checkpoint(run_dir: Path, step: int, model: nn.Module, optimizer: torch
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    model.save_pretrained(tmp / "adapter")
-    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, tmp / "optim.pt")
+    write(tmp)
     torch.save({"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
                tmp / "rng.pt")
     (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))
-    if extra is not None:
-        extra(tmp)
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)
     return final
+
+
+def model_parts(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> Callable[[Path], None]:
+    """save_checkpoint's writer for a model with its optimizer and schedule (sft)."""
+    def write(path: Path) -> None:
+        model.save_pretrained(path / "adapter")
+        torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, path / "optim.pt")
+    return write
 
 
 def latest_checkpoint(run_dir: Path) -> Path | None:
@@ -60,14 +65,20 @@ def load_weights(model: nn.Module, adapter: Path) -> None:
         model.load_state_dict(load_file(str(adapter / "model.safetensors")), strict=False)
 
 
-def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
-    """Restore weights, optimizer, scheduler and RNG states in place; return the trainer state."""
-    load_weights(model, path / "adapter")
-    optim_state = torch.load(path / "optim.pt", weights_only=False)
-    optimizer.load_state_dict(optim_state["optimizer"])
-    scheduler.load_state_dict(optim_state["scheduler"])
+def restore_checkpoint(path: Path) -> dict[str, Any]:
+    """Restore the process's RNG states from a checkpoint; return its trainer state (the roles load their own
+    tensors)."""
     rng = torch.load(path / "rng.pt", weights_only=False)
     torch.set_rng_state(rng["torch"])
     random.setstate(rng["python"])
     np.random.set_state(rng["numpy"])
     return json.loads((path / "trainer_state.json").read_text())
+
+
+def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> dict[str, Any]:
+    """Restore weights, optimizer, scheduler and RNG states in place; return the trainer state (sft)."""
+    load_weights(model, path / "adapter")
+    optim_state = torch.load(path / "optim.pt", weights_only=False)
+    optimizer.load_state_dict(optim_state["optimizer"])
+    scheduler.load_state_dict(optim_state["scheduler"])
+    return restore_checkpoint(path)

@@ -24,6 +24,8 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
     if tp is Any:
         return value
     if origin is Literal:
+        if isinstance(value, bool) and ("off" if value is False else "on") in typing.get_args(tp):
+            value = "off" if value is False else "on"  # YAML 1.1 reads a bare off/on as a boolean
         if value not in typing.get_args(tp):
             choices = ", ".join(repr(c) for c in typing.get_args(tp))
             raise ValueError(f"{where}: {value!r} is not one of {choices}")

@@ -1,6 +1,7 @@
 """HF engine: reproducible sampling, greedy determinism, limits, and sampler log-probs equal to the trainer's."""
 import torch
 
+from reasonrl.weights import weights_of
 from reasonrl.config import EngineConfig
 from reasonrl.engine import SamplingParams
 from reasonrl.engine.hf import HFEngine, TransposedLinear, sample_next
@@ -83,7 +84,7 @@ def test_min_new_tokens_gives_fixed_lengths(tiny):
 
 
 def test_merged_copy_follows_the_adapter_after_sync_and_leaves_the_policy_alone(tiny):
-    """The engine decodes from W + scale*B*A; after the adapter changes, sync_weights must make the sampler's
+    """The engine decodes from W + scale*B*A; after the adapter changes, update_weights must make the sampler's
     log-probs equal the LoRA policy's again (a stale copy would silently sample the old policy)."""
     model, tok = tiny
     engine = HFEngine(model, tok, EngineConfig(merge_lora=True))
@@ -105,7 +106,7 @@ def test_merged_copy_follows_the_adapter_after_sync_and_leaves_the_policy_alone(
             worst = max(worst, float((logp - torch.tensor(c.logprobs)).abs().max()))
         return worst
     assert max_diff() > 1e-2  # stale copy
-    engine.sync_weights(model)
+    engine.update_weights(weights_of(model, 1))
     assert max_diff() < 1e-4
     for name, p in model.named_parameters():
         if "lora_" not in name:

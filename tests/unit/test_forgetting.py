@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from reasonrl.weights import weights_of
 from reasonrl.algos.kl import kl_terms, sequence_sum
 from reasonrl.engine import Completion
 from reasonrl.engine.hf import HFEngine
@@ -143,7 +144,7 @@ def test_deltas_and_kls_are_exactly_zero_when_the_policy_is_the_base(tmp_path):
         assert all(metrics[k] == 0.0 for k in metrics if k.endswith("/delta") or "kl_" in k), metrics
     assert first["forget/text/value"] < 0
     perturb(policy)  # a non-zero adapter: now the policy differs from the base
-    engine.sync_weights(policy)
+    engine.update_weights(weights_of(policy, 1, device=None))
     moved = monitor.measure(2)
     assert moved["forget/kl_forward"] > 0 and moved["forget/kl_reverse"] > 0
     assert moved["forget/text/delta"] != 0.0
@@ -168,7 +169,7 @@ def test_full_fine_tuning_measures_against_a_frozen_copy(tmp_path):
     monitor, policy, engine = build_monitor(cfg)
     assert monitor.measure(0)["forget/kl_forward"] == 0.0
     perturb(policy)
-    engine.sync_weights(policy)
+    engine.update_weights(weights_of(policy, 1, device=None))
     assert monitor.measure(1)["forget/kl_forward"] > 0
 
 

@@ -3,6 +3,7 @@ conversation again, with rows of different lengths, rows that stopped early, sev
 multi-turn rollout gives the same trajectories with and without it."""
 import torch
 
+from reasonrl.weights import weights_of
 from reasonrl.config import EngineConfig
 from reasonrl.engine import SamplingParams
 from reasonrl.engine.hf import HFEngine
@@ -88,7 +89,7 @@ def test_group_prefill_then_continuations_and_sync_clears(tiny):
     engine = HFEngine(model, tok, EngineConfig())
     engine.generate(prompts(tok), params, n=2, seed=0, keep=True)
     assert len(engine.prefixes) == 3   # greedy: both samples of a prompt are the same tokens, one entry
-    engine.sync_weights(model)  # new weights: stored KV is stale
+    engine.update_weights(weights_of(model, 1))  # new weights: stored KV is stale
     assert len(engine.prefixes) == 0
 
 

@@ -9,7 +9,8 @@ from reasonrl.engine import SamplingParams
 from reasonrl.engine.hf import HFEngine
 from reasonrl.config import EngineConfig
 from reasonrl.model import load_policy
-from reasonrl.train import prompts_for_step, train
+from reasonrl.roles import prompts_for_step
+from reasonrl.train import train
 from reasonrl.types import Example, collate
 from tests.helpers import tiny_config
 

@@ -1,0 +1,193 @@
+"""The two roles behind the controller (HybridFlow's single controller): a rollout worker that samples and a
+learner that trains. They talk only in values: trajectories and Batches one way, WeightUpdates the other, so
+either can live in this process or in another one.
+
+    worker = RolloutWorker(cfg, tokenizer, train_examples)      environment, engine, tokenizer
+    learner = Learner(cfg)                                      policy, optimizer, schedule, critic, KL penalty
+    collected, timings = worker.sample(step)
+    metrics = learner.step(batch)                               one policy update (version + 1)
+    worker.update_weights(learner.weights())                    the engine serves the new version
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from reasonrl.algos import ADVANTAGES, POLICY_LOSSES
+from reasonrl.algos.advantages import needs_critic
+from reasonrl.algos.dynamic_sampling import Collected, collect_groups
+from reasonrl.algos.kl import KLController
+from reasonrl.algos.shaping import shape_overlong
+from reasonrl.config import RunConfig
+from reasonrl.critic import Critic
+from reasonrl.engine import ENGINES, SamplingParams
+from reasonrl.envs import make_environment
+from reasonrl.evaluate import EvalResult, evaluate_run
+from reasonrl.model import load_policy, policy_logprobs
+from reasonrl.rollout import rollout
+from reasonrl.types import Batch, Example, Trajectory
+from reasonrl.update import drop_truncated, make_optimizer, prepare, update
+from reasonrl.utils.ckpt import load_weights
+from reasonrl.weights import WeightUpdate, weights_of
+
+
+def prompts_for_step(train: list[Example], per_step: int, step: int, seed: int) -> list[Example]:
+    """The prompts of a step: consecutive slices of a per-epoch shuffle, so a resumed run sees the same ones."""
+    out = []
+    for i in range(step * per_step, (step + 1) * per_step):
+        epoch, pos = divmod(i, len(train))
+        order = list(range(len(train)))
+        random.Random(seed * 7919 + epoch).shuffle(order)
+        out.append(train[order[pos]])
+    return out
+
+
+def step_prompts(train: list[Example], cfg: RunConfig, step: int, attempt: int, n: int) -> list[Example]:
+    """The n prompts of a rollout round. Round 0 is the step's slice of the epoch shuffle (all a run without
+    dynamic sampling sees); backfill round k reads a second shuffle at a position unique to (step, k). Both are
+    functions of the step, so a resumed run samples the same prompts."""
+    if attempt == 0:
+        return prompts_for_step(train, cfg.prompts_per_step, step, cfg.seed)[:n]
+    position = step * cfg.algo.dynamic_sampling.max_tries + attempt
+    return prompts_for_step(train, cfg.prompts_per_step, position, cfg.seed + 1)[:n]
+
+
+class RolloutWorker:
+    """Owns an environment (with its reward workers), an engine and the tokenizer; samples the groups of a step.
+
+    The engine is built from config and gets its weights only through update_weights. `shared`: the learner's
+    policy when both live in this process, so the engine reads its frozen base weights instead of loading its
+    own copy."""
+
+    def __init__(self, cfg: RunConfig, tokenizer: Any, train: list[Example], shared: nn.Module | None = None):
+        self.cfg, self.tokenizer, self.train = cfg, tokenizer, train
+        self.env = make_environment(cfg)
+        self.engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, cfg.engine, tokenizer, shared=shared)
+        self.pad_id: int = self.engine.pad_id
+        self.params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p,
+                                     cfg.sampling.min_new_tokens)
+
+    @property
+    def version(self) -> int | None:
+        """The policy version the engine serves."""
+        return self.engine.version
+
+    def sample(self, step: int) -> tuple[Collected, dict[str, float]]:
+        """Roll out the step's prompts, shape the rewards (DAPO overlong) and keep the groups to train on: with
+        algo.dynamic_sampling, groups with equal rewards are dropped and more prompts are rolled out (backfill).
+        Returns them with the seconds spent generating ("generate") and in the environment ("reward")."""
+        cfg, timings = self.cfg, {"generate": 0.0, "reward": 0.0}
+
+        def sample_round(attempt: int, n: int) -> list[Trajectory]:
+            spent: dict[str, float] = {}
+            trajectories = rollout(self.env, self.engine, self.tokenizer,
+                                   step_prompts(self.train, cfg, step, attempt, n), n=cfg.samples_per_prompt,
+                                   params=self.params, seed=cfg.seed * 1_000_003 + step + attempt * 7_777_777,
+                                   timings=spent)
+            for key, value in spent.items():
+                timings[key] = timings.get(key, 0.0) + value
+            shape_overlong(trajectories, cfg.sampling.max_new_tokens, cfg.algo.overlong)
+            return trajectories
+
+        collected = collect_groups(sample_round, cfg.prompts_per_step, cfg.samples_per_prompt,
+                                   cfg.algo.dynamic_sampling)
+        return collected, timings
+
+    def evaluate(self, examples: list[Example], task: str | None = None) -> EvalResult:
+        """Held-out accuracy, pass@k, maj@k and reward parts on examples (eval.* settings; evaluate.py)."""
+        return evaluate_run(self.env, self.engine, self.tokenizer, examples, self.cfg, task)
+
+    def update_weights(self, update: WeightUpdate) -> None:
+        self.engine.update_weights(update)
+
+    def score(self, sequences: list[list[int]], starts: list[int]) -> list[list[float]]:
+        """Log-probs of the sequences' tokens from `starts` on, as the engine samples them."""
+        return self.engine.score(sequences, starts, self.cfg.sampling.temperature)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"version": self.version}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Nothing to restore but the version, which the learner's next WeightUpdate sets."""
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class Learner:
+    """Owns the policy, its optimizer and learning-rate schedule, the critic (gae) and the KL penalty; turns a
+    Batch into one policy update. Every registered name it needs is resolved here, before anything is written."""
+
+    def __init__(self, cfg: RunConfig) -> None:
+        self.cfg = cfg
+        self.advantage_fn = ADVANTAGES.get(cfg.algo.advantage)
+        self.loss_fn = POLICY_LOSSES.get(cfg.algo.loss.name)
+        self.policy, self.tokenizer = load_policy(cfg.model, cfg.lora)
+        self.critic = Critic(cfg) if needs_critic(self.advantage_fn) else None  # gae: a learned V(s_t)
+        self.kl = KLController.from_config(cfg.algo.kl)
+        self.optimizer, self.scheduler = make_optimizer(self.policy, cfg)
+        self.version = 0
+        """Policy updates applied so far (the version of the weights() it hands out)."""
+
+    def step(self, batch: Batch | None) -> dict[str, float]:
+        """One policy update on a collated batch (None: a step without groups: only the schedule moves)."""
+        metrics: dict[str, float] = {}
+        cfg = self.cfg
+        if batch is not None:
+            metrics |= prepare(self.policy, self.critic, batch, cfg, self.kl)  # ref/old logp, values, KL in reward
+            batch.adv = self.advantage_fn(batch, cfg.algo)                           # (B, T)
+            if cfg.algo.overlong.mask_truncated:
+                batch = drop_truncated(batch)
+            metrics |= update(self.policy, self.optimizer, batch, self.loss_fn, cfg, self.kl)
+            if self.critic is not None:
+                metrics |= self.critic.update(batch)
+            self.kl.update(metrics.get("loss/kl"), cfg.batch_size)
+            self.version += 1
+        self.scheduler.step()
+        return metrics | {"optim/lr": self.scheduler.get_last_lr()[0]}
+
+    def weights(self, device: str | torch.device | None = "cpu") -> WeightUpdate:
+        """The current policy as a value (device None: leave the tensors where they are, for a local engine)."""
+        return weights_of(self.policy, self.version, device)
+
+    @torch.no_grad()
+    def score(self, sequences: list[list[int]], starts: list[int]) -> list[list[float]]:
+        """Log-probs of the sequences' tokens from `starts` on, as the trainer computes them."""
+        width = max(map(len, sequences))
+        tokens = torch.zeros(len(sequences), width, dtype=torch.long)
+        mask = torch.zeros(len(sequences), width - 1, dtype=torch.bool)
+        for i, (seq, start) in enumerate(zip(sequences, starts)):
+            tokens[i, :len(seq)] = torch.tensor(seq)
+            mask[i, start - 1:len(seq) - 1] = True
+        device = next(self.policy.parameters()).device
+        logp = policy_logprobs(self.policy, tokens.to(device), mask.to(device), None,
+                               self.cfg.sampling.temperature).float().cpu()               # (B, W-1)
+        return [logp[i, start - 1:len(seq) - 1].tolist() for i, (seq, start) in enumerate(zip(sequences, starts))]
+
+    def state_dict(self) -> dict[str, Any]:
+        """The small state, for trainer_state.json (the tensors are written by save())."""
+        return {"version": self.version, "kl_coef": self.kl.coef}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.kl.load_state_dict({"coef": state.get("kl_coef", self.kl.coef)})
+        self.version = int(state.get("version", state.get("step", 0)))
+
+    def save(self, path: Path) -> None:
+        """The tensors of a checkpoint: adapter (or model), optimizer and schedule, critic."""
+        self.policy.save_pretrained(path / "adapter")
+        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
+                   path / "optim.pt")
+        if self.critic is not None:
+            self.critic.save(path)
+
+    def load(self, path: Path) -> None:
+        load_weights(self.policy, path / "adapter")
+        state = torch.load(path / "optim.pt", weights_only=False)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if self.critic is not None:
+            self.critic.load(path)

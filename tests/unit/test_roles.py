@@ -1,0 +1,145 @@
+"""The seam between sampling and learning: WeightUpdate is a value (it survives pickling and rebuilds the policy
+in an engine that shares nothing with the learner), and the sync check catches every way a sync can go wrong,
+at the step it happens."""
+import io
+import json
+from dataclasses import replace
+
+import pytest
+import torch
+
+from reasonrl.config import EngineConfig, LoraConfig, ModelConfig, load_config
+from reasonrl.engine import ENGINES
+from reasonrl.engine.hf import HFEngine
+from reasonrl.model import load_policy, policy_logprobs
+from reasonrl.roles import Learner, RolloutWorker
+from reasonrl.sync_check import SyncCheck, SyncError
+from reasonrl.tasks import load_task
+from reasonrl.train import train
+from reasonrl.weights import WeightUpdate, perturbed, weights_of
+from tests.helpers import tiny_config, tiny_overrides
+
+SEQS = [[1, 5, 9, 13, 17, 21, 25], [1, 7, 7, 30, 40]]
+STARTS = [3, 2]
+
+
+def randomise(model: torch.nn.Module, seed: int = 0) -> None:
+    """Move the trainable weights away from their start, as training would."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.2 * torch.randn(p.shape, generator=gen))
+
+
+def learner_logp(model: torch.nn.Module) -> list[list[float]]:
+    width = max(map(len, SEQS))
+    tokens = torch.zeros(len(SEQS), width, dtype=torch.long)
+    for i, s in enumerate(SEQS):
+        tokens[i, :len(s)] = torch.tensor(s)
+    with torch.no_grad():
+        logp = policy_logprobs(model, tokens, torch.ones(len(SEQS), width - 1, dtype=torch.bool), None, 1.0)
+    return [logp[i, st - 1:len(s) - 1].tolist() for i, (s, st) in enumerate(zip(SEQS, STARTS))]
+
+
+def gap(a: list[list[float]], b: list[list[float]]) -> float:
+    return max(abs(x - y) for p, q in zip(a, b) for x, y in zip(p, q))
+
+
+@pytest.mark.parametrize("lora,merge", [(True, True), (True, False), (False, True)],
+                         ids=["lora-merged", "lora-unmerged", "full"])
+def test_a_pickled_weight_update_rebuilds_the_policy_in_an_engine_of_its_own(lora, merge):
+    model_cfg, lora_cfg = ModelConfig(path="tiny:llama", dtype="float32"), LoraConfig(rank=4, enabled=lora)
+    policy, tok = load_policy(model_cfg, lora_cfg)
+    randomise(policy)
+    engine = ENGINES.get("hf")(model_cfg, lora_cfg, EngineConfig(merge_lora=merge), tok)  # shares nothing
+    assert gap(engine.score(SEQS, STARTS), learner_logp(policy)) > 1e-2  # not yet synced
+    buffer = io.BytesIO()
+    torch.save(weights_of(policy, 7), buffer)  # what crosses a process boundary
+    update = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
+    assert isinstance(update, WeightUpdate) and update.kind == ("lora" if lora else "full")
+    engine.update_weights(update)
+    assert engine.version == 7
+    assert gap(engine.score(SEQS, STARTS), learner_logp(policy)) < 1e-5
+    out = engine.generate([SEQS[0][:3]], __import__("reasonrl.engine", fromlist=["x"]).SamplingParams(6, 1.0),
+                          n=2, seed=0)[0]
+    for c in out:  # and it samples from that policy: sampler log-probs equal the learner's
+        tokens = torch.tensor([SEQS[0][:3] + c.token_ids])
+        with torch.no_grad():
+            want = policy_logprobs(policy, tokens, torch.ones(1, tokens.shape[1] - 1, dtype=torch.bool), None, 1.0)
+        assert torch.allclose(want[0, 2:], torch.tensor(c.logprobs), atol=1e-5)
+
+
+def sabotages(update: WeightUpdate, last: WeightUpdate | None) -> dict[str, WeightUpdate | None]:
+    return {"skipped": None, "wrong version": replace(update, version=update.version + 1),
+            "one tensor perturbed": perturbed(update, 0.05), "stale weights": replace(last, version=update.version)}
+
+
+@pytest.mark.parametrize("lora,merge", [(True, True), (True, False), (False, True)],
+                         ids=["lora-merged", "lora-unmerged", "full"])
+def test_the_sync_check_catches_every_sabotage_at_that_step(tmp_path, lora, merge):
+    cfg = tiny_config(tmp_path, f"lora.enabled={str(lora).lower()}", f"engine.merge_lora={str(merge).lower()}")
+    learner = Learner(cfg)
+    task = load_task(cfg.task)
+    worker = RolloutWorker(cfg, learner.tokenizer, task.train)  # its own engine, as in another process
+    check = SyncCheck(learner.tokenizer, task.train, "stop", None, cfg.model.dtype)
+    first = learner.weights()
+    worker.update_weights(first)
+    check.check(0, worker, learner)
+    randomise(learner.policy)  # a training step
+    learner.version += 1
+    update = learner.weights()
+    for name, bad in sabotages(update, first).items():
+        if bad is not None:
+            worker.update_weights(bad)
+        with pytest.raises(SyncError, match=r"weight sync failed after step 1 \(policy version 1\)") as e:
+            check.check(1, worker, learner)
+        print(f"{name}: {e.value}")
+        worker.update_weights(update)  # the real one passes
+        assert check.check(1, worker, learner)["sync/logp_gap"] < 1e-4
+    worker.close()
+
+
+def test_a_run_whose_sync_fails_stops_at_that_step_with_its_checkpoints_intact(tmp_path, monkeypatch, capsys):
+    real = RolloutWorker.update_weights
+
+    def skip_version_3(self, update):
+        if update.version != 3:
+            real(self, update)
+    monkeypatch.setattr(RolloutWorker, "update_weights", skip_version_3)
+    from reasonrl.cli import main
+    with pytest.raises(SystemExit) as e:
+        main(["train", *tiny_overrides(tmp_path, "steps=6", "save_every=1"), "--quiet"])
+    err = capsys.readouterr().err
+    assert e.value.code == 1 and err.startswith("error: weight sync failed after step 3 (policy version 3): the "
+                                                "engine serves version 2") and err.count("\n") == 1, err
+    run = tmp_path / "runs" / "tiny"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000001", "step_000002"]
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
+
+
+def test_warn_goes_on_and_off_skips_the_check(tmp_path, monkeypatch):
+    monkeypatch.setattr(RolloutWorker, "update_weights", lambda self, update: None)  # never syncs
+    with pytest.raises(SyncError):
+        train(tiny_config(tmp_path, "steps=1", "name=stop"), quiet=True)
+    for mode in ("warn", "off"):
+        run = train(tiny_config(tmp_path, "steps=2", f"name=verify-{mode}", f"engine.verify={mode}"), quiet=True)
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        assert ("sync/logp_gap" in rows[-1]) == (mode == "warn")
+
+
+def test_the_check_costs_little_and_its_time_is_logged(tmp_path):
+    run = train(tiny_config(tmp_path, "steps=3"), quiet=True)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][1:]
+    assert all(r["sync/logp_gap"] < 1e-4 and r["time/verify"] < 0.5 * r["time/step"] for r in rows)
+
+
+def test_kl_coefficient_has_one_owner_and_resumes(tmp_path):
+    cfg = tiny_config(tmp_path, "algo.kl.coef=0.05", "algo.kl.target=0.01", "algo.kl.placement=reward",
+                      "algo.kl.estimator=k1")
+    learner = Learner(cfg)
+    assert (learner.kl.coef, learner.kl.estimator, learner.kl.placement) == (0.05, "k1", "reward")
+    learner.kl.update(0.02, 16)
+    other = Learner(cfg)
+    other.load_state_dict(learner.state_dict())
+    assert other.kl.coef == learner.kl.coef != 0.05
