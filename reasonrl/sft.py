@@ -25,15 +25,14 @@ from torch import Tensor, nn
 from reasonrl.config import RunConfig
 from reasonrl.engine import ENGINES
 from reasonrl.envs import make_environment
-from reasonrl.evaluate import EvalResult
 from reasonrl.model import is_lora, load_policy, save_model_dir, token_logprobs, trainable_parameters
 from reasonrl.sft_data import Sequence, collate_rows, encode_demo, end_of_turn_id, epoch_order, load_demos, pack_rows
+from reasonrl.run import Run
 from reasonrl.tasks import load_task
-from reasonrl.train import claim_run_dir, finish_run, prepare_run_dir, run_eval, summarize
+from reasonrl.train import claim_run_dir, run_eval
 from reasonrl.update import make_optimizer
-from reasonrl.utils.ckpt import latest_checkpoint, load_checkpoint, model_parts, save_checkpoint
+from reasonrl.utils.ckpt import load_checkpoint, model_parts
 from reasonrl.forgetting import make_monitor
-from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
 from reasonrl.utils.host import configure_host
 from reasonrl.utils.files import write_dir_atomically
 from reasonrl.weights import weights_of
@@ -136,46 +135,26 @@ def run_sft(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
         plan = make_plan([len(s.tokens) for s in sequences], cfg)
         engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, cfg.engine, tokenizer, shared=policy)
         forget = make_monitor(cfg, policy, tokenizer, engine, task.eval, run_dir)  # forget.*, as in train
-        prepare_run_dir(run_dir, cfg, resume)
         optimizer, scheduler = make_optimizer(policy, sft_config(cfg, plan.steps))
-        start, evals = 0, {}
-        if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
-            state = load_checkpoint(ckpt, policy, optimizer, scheduler)
-            start, evals = state["step"], state.get("evals", {})
-            engine.update_weights(weights_of(policy, start, device=None))
-            forget.restore(state.get("forget", {}))
-        truncate_metrics(run_dir / "metrics.jsonl", start)
-        sink = MetricSinks(run_dir, cfg, start)
-        progress = Progress(plan.steps, start, desc=cfg.name, quiet=quiet)
-        if start == 0:
-            progress.write(f"{len(sequences)} demonstrations, {plan.steps} steps of {plan.rows_per_step} rows; "
-                           f"evaluating the start model on {len(eval_examples)} held-out problems ...")
-            evals["0"] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
-            sink.log(0, EvalResult(**evals["0"]).metrics("eval") | forget.measure(0, evals["0"]))
+
+        def evaluate() -> tuple[dict[str, Any], dict[str, float]]:
+            engine.update_weights(weights_of(policy, scheduler.last_epoch, device=None))  # version: steps taken
+            return run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict(), {}
+
+        run = Run(cfg, run_dir, resume, quiet, plan.steps, forget, evaluate)
+        start = run.begin(lambda ckpt, state: load_checkpoint(ckpt, policy, optimizer, scheduler),
+                          note=f"{len(sequences)} demonstrations, {plan.steps} steps of {plan.rows_per_step} rows; "
+                               f"{len(eval_examples)} held-out problems; ")
         for step in range(start, plan.steps):
             t0 = time.time()
             rows = [[sequences[i] for i in row] for row in plan.rows(step)]
             metrics = sft_step(policy, optimizer, rows, engine.pad_id, cfg)
             scheduler.step()
             metrics |= {"optim/lr": scheduler.get_last_lr()[0], "time/step": time.time() - t0}
-            last = step + 1 == plan.steps
-            if last or (cfg.eval.every and (step + 1) % cfg.eval.every == 0):
-                engine.update_weights(weights_of(policy, step + 1, device=None))
-                evals[str(step + 1)] = run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict()
-                metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval")
-                metrics |= forget.measure(step + 1, evals[str(step + 1)])
-            sink.log(step + 1, metrics)
-            progress.update(step, {"loss": metrics["sft/loss"], "s/step": metrics["time/step"]})
-            if last or forget.stop or (step + 1) % cfg.save_every == 0:
-                save_checkpoint(run_dir, step + 1, {"evals": evals, "forget": forget.state()},
-                                model_parts(policy, optimizer, scheduler))
-            if forget.stop:  # forget.on_budget=stop: the KL budget is spent
+            if run.end_step(step, metrics, {"loss": metrics["sft/loss"], "s/step": metrics["time/step"]}, {},
+                            model_parts(policy, optimizer, scheduler)):
                 break
-        progress.close()
-        sink.close()
+        saved = run_dir / ("adapter" if is_lora(policy) else "model")  # where save_result writes
+        return run.finish(lambda d: save_result(policy, tokenizer, d), {"stage": "sft", "saved": str(saved)})
     finally:
         env.close()
-    saved = save_result(policy, tokenizer, run_dir)
-    finish_run(run_dir, summarize(evals, cfg) | {"stage": "sft", "saved": str(saved)} | forget.finish(), cfg,
-               progress)
-    return run_dir

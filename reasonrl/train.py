@@ -25,13 +25,13 @@ from reasonrl.evaluate import EvalResult, eval_sets, evaluate_run, paired_compar
 from reasonrl.forgetting import format_forget, make_monitor
 from reasonrl.report import write_report_safely
 from reasonrl.roles import Learner, RolloutWorker
+from reasonrl.run import Run
 from reasonrl.sync_check import SyncCheck
 from reasonrl.tasks import load_task
 from reasonrl.types import Example, Trajectory, collate
-from reasonrl.utils.ckpt import latest_checkpoint, restore_checkpoint, save_checkpoint
 from reasonrl.utils.files import Busy, atomic_write_text, file_lock, write_dir_atomically
 from reasonrl.utils.host import configure_host
-from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
+from reasonrl.utils.log import Progress
 
 
 def rollout_stats(trajectories: list[Trajectory], group_size: int) -> dict[str, float]:
@@ -117,7 +117,7 @@ def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: 
 
 def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
     """The controller: ask the rollout worker for groups, the learner for an update, then sync and check the
-    engine; evaluate, log and checkpoint on schedule (reasonrl/roles.py has the two roles)."""
+    engine (reasonrl/roles.py has the two roles; reasonrl/run.py the evaluations, logs and checkpoints)."""
     task = load_task(cfg.task)  # everything that can reject the config runs before the run directory is made
     eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
     extra_sets = eval_sets(cfg, [n for n in cfg.eval.tasks if n != cfg.task.name])  # eval.tasks: eval/<task>/*
@@ -127,24 +127,17 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
         sync = SyncCheck(learner.tokenizer, task.train, cfg.engine.verify, cfg.engine.verify_tolerance,
                          cfg.model.dtype)
         forget = make_monitor(cfg, learner.policy, learner.tokenizer, worker.engine, task.eval, run_dir)
-        prepare_run_dir(run_dir, cfg, resume)
-        start, evals = 0, {}
-        if resume and (ckpt := latest_checkpoint(run_dir)) is not None:
+        run = Run(cfg, run_dir, resume, quiet, cfg.steps, forget,
+                  lambda: (worker.evaluate(eval_examples).to_dict(), extra_eval_metrics(worker, extra_sets)))
+
+        def load(ckpt: Path, state: dict[str, Any]) -> None:
             learner.load(ckpt)
-            state = restore_checkpoint(ckpt)
-            start, evals = state["step"], state.get("evals", {})
             learner.load_state_dict(state)
-            forget.restore(state.get("forget", {}))
-        worker.update_weights(learner.weights(device=None))  # the engine serves the start (or restored) policy
+            worker.update_weights(learner.weights(device=None))  # the engine serves the restored policy
+
+        worker.update_weights(learner.weights(device=None))  # the engine serves the start policy
+        start = run.begin(load, note=f"{len(eval_examples)} held-out problems; ")
         sync.check(start, worker, learner)
-        truncate_metrics(run_dir / "metrics.jsonl", start)
-        sink = MetricSinks(run_dir, cfg, start)  # metrics.jsonl + log.sinks (tensorboard, wandb)
-        progress = Progress(cfg.steps, start, desc=cfg.name, quiet=quiet)
-        if start == 0:
-            progress.write(f"evaluating the base model on {len(eval_examples)} held-out problems ...")
-            evals["0"] = worker.evaluate(eval_examples).to_dict()
-            sink.log(0, EvalResult(**evals["0"]).metrics("eval") | forget.measure(0, evals["0"])
-                     | extra_eval_metrics(worker, extra_sets))
         for step in range(start, cfg.steps):
             t0 = time.time()
             collected, timings = worker.sample(step)
@@ -163,26 +156,13 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
             if cfg.log_rollouts_every and (step + 1) % cfg.log_rollouts_every == 0:
                 write_rollouts(run_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", step + 1, collected.sampled,
                                learner.tokenizer)
-            last = step + 1 == cfg.steps
-            if last or (cfg.eval.every and (step + 1) % cfg.eval.every == 0):
-                evals[str(step + 1)] = worker.evaluate(eval_examples).to_dict()
-                metrics |= EvalResult(**evals[str(step + 1)]).metrics("eval") | extra_eval_metrics(worker, extra_sets)
-                metrics |= forget.measure(step + 1, evals[str(step + 1)])
-            sink.log(step + 1, metrics)
-            progress.update(step, {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]})
-            if last or forget.stop or (step + 1) % cfg.save_every == 0:
-                state = {"data_position": (step + 1) * cfg.prompts_per_step, "evals": evals,
-                         "forget": forget.state()} | learner.state_dict()
-                save_checkpoint(run_dir, step + 1, state, learner.save)
-            if forget.stop:  # forget.on_budget=stop: the KL budget is spent
+            state = {"data_position": (step + 1) * cfg.prompts_per_step} | learner.state_dict()
+            if run.end_step(step, metrics, {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]},
+                            state, learner.save):
                 break
-        progress.close()
-        sink.close()
+        return run.finish(lambda d: write_dir_atomically(d / "adapter", learner.policy.save_pretrained))
     finally:
         worker.close()
-    write_dir_atomically(run_dir / "adapter", learner.policy.save_pretrained)
-    finish_run(run_dir, summarize(evals, cfg) | forget.finish(), cfg, progress)  # forget: best adapter in budget
-    return run_dir
 
 
 def extra_eval_metrics(worker: RolloutWorker, sets: list[tuple[str, list[Example]]]) -> dict[str, float]:
