@@ -14,6 +14,8 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -m "not gpu" -q
+	bash scripts/setup_vllm.sh
+	.venv-vllm/bin/python -m pytest -m "vllm and not gpu" -q tests/unit/test_vllm_engine.py
 
 test-fast: setup
 	$(PY) -m pytest -q

