@@ -1,6 +1,6 @@
 """Every registered advantage estimator and policy loss learns: on the tiny random model and the toy digits task,
 the reward clearly rises within 30 steps (about 10 s each on a CPU). Parametrised over the registries, so a new
-entry is tested automatically; an entry that needs settings to be valid lists them in EXTRA.
+entry is tested automatically; an entry that needs settings to be valid lists them in tests/learning.py (EXTRA).
 
 Also: DAPO as a whole (clip-higher, token-mean, overlong shaping and filtering, dynamic sampling, several
 mini-batches) learns, and a run with a critic and an adaptive KL coefficient resumes exactly.
@@ -12,58 +12,40 @@ import pytest
 
 from reasonrl.algos import ADVANTAGES, POLICY_LOSSES
 from reasonrl.train import train
-from tests.helpers import TOY_REWARD, tiny_config
-
-EXTRA = {"gspo": ["algo.aggregation=seq-mean-token-mean"]}
-
-
-def reward_curve(tmp_path, *overrides: str) -> tuple[float, float]:
-    cfg = tiny_config(tmp_path, "steps=30", "save_every=100", "log_rollouts_every=0", "prompts_per_step=4",
-                      "samples_per_prompt=8", "optim.micro_batch_size=32", *overrides)
-    run_dir = train(cfg, quiet=True)
-    rewards = [json.loads(line)["rollout/reward"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()
-               if json.loads(line)["step"] > 0]
-    return sum(rewards[:5]) / 5, sum(rewards[-5:]) / 5
+from tests.helpers import tiny_config
+from tests.learning import SCENARIOS  # thresholds, and the noise across seeds they were set against
 
 
-# Random init gives ~0.10 (10 digits of 98 symbols); noise in a 5-step mean is about 0.03.
-MARGIN = 0.25
+def learns(tmp_path, name: str) -> None:
+    scenario = SCENARIOS[name]
+    got = scenario.measure(tmp_path)
+    print(f"{name}: toy reward first 5 steps {got['first']:.3f}, last 5 steps {got['last']:.3f}")
+    scenario.check(got)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ADVANTAGES.names())
 def test_every_advantage_estimator_raises_the_reward(tmp_path, name):
-    first, last = reward_curve(tmp_path, f"algo.advantage={name}", *EXTRA.get(name, []))
-    print(f"advantage {name}: toy reward first 5 steps {first:.3f}, last 5 steps {last:.3f}")
-    assert last > first + MARGIN, (name, first, last)
+    learns(tmp_path, f"advantage:{name}")
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", POLICY_LOSSES.names())
 def test_every_policy_loss_raises_the_reward(tmp_path, name):
     # two mini-batches, so the ratio leaves 1 and each loss's clipping/weighting is exercised
-    first, last = reward_curve(tmp_path, f"algo.loss.name={name}", "algo.mini_batches=2", *EXTRA.get(name, []))
-    print(f"loss {name}: toy reward first 5 steps {first:.3f}, last 5 steps {last:.3f}")
-    assert last > first + MARGIN, (name, first, last)
+    learns(tmp_path, f"loss:{name}")
 
 
 @pytest.mark.slow
 def test_process_supervision_with_per_step_rewards_raises_the_reward(tmp_path):
     # every digit is a rewarded step, so grpo_process gives each token the normalised reward of the digits at or
     # after it (not one advantage per completion as with outcome rewards)
-    reward = TOY_REWARD.replace(":digits", ":digit_steps")
-    first, last = reward_curve(tmp_path, "algo.advantage=grpo_process", f"rewards.components={{{reward}: 1.0}}")
-    print(f"grpo_process with per-digit steps: toy reward first 5 steps {first:.3f}, last 5 steps {last:.3f}")
-    assert last > first + MARGIN, (first, last)
+    learns(tmp_path, "grpo_process")
 
 
 @pytest.mark.slow
 def test_dapo_raises_the_reward(tmp_path):
-    first, last = reward_curve(tmp_path, "algo.loss.clip_high=0.28", "algo.aggregation=token-mean",
-                               "algo.overlong.buffer=4", "algo.overlong.mask_truncated=true",
-                               "algo.dynamic_sampling.enabled=true", "algo.mini_batches=2")
-    print(f"dapo: toy reward first 5 steps {first:.3f}, last 5 steps {last:.3f}")
-    assert last > first + MARGIN, (first, last)
+    learns(tmp_path, "dapo")
 
 
 @pytest.mark.slow
