@@ -9,6 +9,8 @@ margin over its threshold. Measured on a 2-core AMD EPYC (2026-12-06), smallest 
     corridor, gigpo and grpo (60 steps; at 40, grpo seed 0 gave 0.128)  gain >= 0.472   threshold 0.25
     pipeline (sft 300 steps, rl 60; at 150/40 seed 1 gave sft +0.06)   sft gain >= 0.51   threshold 0.30
                                                   rl fixes >= 0.30 of sft's errors   threshold 0.15
+    vllm engine, toy task (tiny model with head_dim 32, 30 steps)   gain >= 0.712   threshold 0.25
+(pipeline: threads 2 for seeds 0 and 1 on this recipe, identical to threads 1; all 5 seeds on the shorter one.)
 On this tiny model the thread count changed no number except for losses with two mini-batches (by < 0.01).
 Each Scenario's `noise` says what the threshold has to clear.
 """
