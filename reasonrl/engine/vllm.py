@@ -6,8 +6,9 @@ build, which is what CI runs).
   distribution softmax(logits / T) that the policy loss recomputes, so on-policy ratios start at 1. With
   sampling.top_p < 1 vLLM reports them renormalised over the nucleus, unlike the hf engine: keep top_p=1.
 - LoRA: each WeightUpdate becomes a new adapter version. vLLM 0.32 loads adapters only from a path, so the
-  tensors are written to tmpfs (/dev/shm) in PEFT's format and loaded under a fresh id (the previous version is
-  removed); the base weights are never touched. Full fine-tuning pushes the named tensors through the model's
+  tensors are written to tmpfs (/dev/shm) in PEFT's format and loaded under a fresh id (never reused: vLLM skips an
+  id it already holds, which would keep the old tensors), and the previous one is removed; the base weights are
+  never touched. Full fine-tuning pushes the named tensors through the model's
   load_weights (GPU only: the CPU build's load_weights fails once the model has started, so it is refused there).
 - The engine runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0), so callers need no __main__ guard and the
   learner can hand it tensors directly. On a CPU, VLLM_CPU_KVCACHE_SPACE (GiB) is set from
@@ -81,6 +82,7 @@ class VLLMEngine:
                        enable_prefix_caching=True, max_num_seqs=cfg.batch_size)
         self.sleep_mode = cfg.vllm.sleep_mode and torch.cuda.is_available()
         self.request: Any = None
+        self.loads = 0
         self.version: int | None = None
 
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
@@ -108,12 +110,15 @@ class VLLMEngine:
         """LoRA: a new adapter version (written to tmpfs, loaded under a fresh id); full: load_weights."""
         if update.lora:
             from vllm.lora.request import LoRARequest
-            folder = self.scratch / f"adapter_v{update.version}"
+            # A fresh id for every load, never the version: vLLM skips loading an id it already holds, so resending a
+            # version (a resume, a retried sync) under a reused id would silently keep serving the old tensors.
+            self.loads += 1
+            folder = self.scratch / f"adapter_{self.loads}"
             write_peft_adapter(update, folder)
             previous = self.request
-            self.request = LoRARequest(f"reasonrl-v{update.version}", update.version + 1, str(folder))
+            self.request = LoRARequest(f"reasonrl-{self.loads}-v{update.version}", self.loads, str(folder))
             self.llm.llm_engine.add_lora(self.request)
-            if previous is not None and previous.lora_int_id != self.request.lora_int_id:
+            if previous is not None:
                 self.llm.llm_engine.remove_lora(previous.lora_int_id)
                 shutil.rmtree(previous.lora_path, ignore_errors=True)
         else:
