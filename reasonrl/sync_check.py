@@ -38,10 +38,12 @@ class SyncError(RuntimeError):
 
 class SyncCheck:
     def __init__(self, tokenizer: Any, examples: list[Example], mode: str, tolerance: float | None, dtype: str,
-                 probes: int = 2, tokens: int = 16) -> None:
+                 probes: int = 1, prompt_tokens: int = 16, tokens: int = 2) -> None:
         self.mode = mode
         self.tolerance = TOLERANCE.get(dtype, 0.5) if tolerance is None else tolerance
-        self.prompts = [encode_chat(tokenizer, e.prompt) for e in examples[:probes]]
+        # Short probes keep the check cheap (it runs after every update): the last prompt_tokens of the chat
+        # prompt, then `tokens` sampled tokens; every position of the sampled tail is compared.
+        self.prompts = [encode_chat(tokenizer, e.prompt)[-prompt_tokens:] for e in examples[:probes]]
         self.params = SamplingParams(max_new_tokens=tokens, temperature=1.0)
 
     def check(self, step: int, worker: Any, learner: Any) -> dict[str, float]:
