@@ -34,9 +34,9 @@ class Run:
         self.sink: MetricSinks | None = None
         self.progress: Progress | None = None
 
-    def begin(self, load: Callable[[Path, dict[str, Any]], None], note: str = "") -> int:
+    def begin(self, load: Callable[[Path, dict[str, Any]], None], intro: str = "evaluating the start model ...") -> int:
         """Create (or, resuming, reopen) the run directory; restore the last checkpoint through load(dir,
-        state); evaluate the start model on a fresh run. Returns the first step to run."""
+        state); on a fresh run print intro and evaluate the start model. Returns the first step to run."""
         from reasonrl.train import prepare_run_dir
         prepare_run_dir(self.run_dir, self.cfg, self.resume)
         start = 0
@@ -50,7 +50,7 @@ class Run:
         self.sink = MetricSinks(self.run_dir, self.cfg, start)  # metrics.jsonl + log.sinks (tensorboard, wandb)
         self.progress = Progress(self.steps, start, desc=self.cfg.name, quiet=self.quiet)
         if start == 0:
-            self.progress.write(f"{note}evaluating the start model on held-out problems ...")
+            self.progress.write(intro)
             self.sink.log(0, self._evaluate(0))
         return start
 

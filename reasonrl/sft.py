@@ -143,8 +143,8 @@ def run_sft(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
 
         run = Run(cfg, run_dir, resume, quiet, plan.steps, forget, evaluate)
         start = run.begin(lambda ckpt, state: load_checkpoint(ckpt, policy, optimizer, scheduler),
-                          note=f"{len(sequences)} demonstrations, {plan.steps} steps of {plan.rows_per_step} rows; "
-                               f"{len(eval_examples)} held-out problems; ")
+                          f"{len(sequences)} demonstrations, {plan.steps} steps of {plan.rows_per_step} rows; "
+                          f"evaluating the start model on {len(eval_examples)} held-out problems ...")
         for step in range(start, plan.steps):
             t0 = time.time()
             rows = [[sequences[i] for i in row] for row in plan.rows(step)]

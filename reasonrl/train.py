@@ -136,7 +136,7 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
             worker.update_weights(learner.weights(device=None))  # the engine serves the restored policy
 
         worker.update_weights(learner.weights(device=None))  # the engine serves the start policy
-        start = run.begin(load, note=f"{len(eval_examples)} held-out problems; ")
+        start = run.begin(load, f"evaluating the base model on {len(eval_examples)} held-out problems ...")
         sync.check(start, worker, learner)
         for step in range(start, cfg.steps):
             t0 = time.time()
