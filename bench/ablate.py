@@ -43,7 +43,7 @@ def no_shared_prefill() -> list[str]:
 
 def no_merge() -> list[str]:
     """Decode through the LoRA model (adapter branches every token) instead of a merged copy."""
-    return ["engine.merge_lora=false"]
+    return ["engine.hf.merge_lora=false"]
 
 
 def growing_cache() -> list[str]:

@@ -4,6 +4,7 @@
     bench/.venv/bin/python bench/grpo_bench.py --dtype bfloat16 --steps 6
     bench/.venv/bin/python bench/grpo_bench.py --rounds 2     # A B B A: drift of the machine cancels out
     bench/.venv/bin/python bench/grpo_bench.py --model shape:qwen2.5-0.5b --device cuda   # random weights, GPU
+    make bench-vllm        # reasonrl with engine.name=vllm (in .venv-vllm) against TRL, and TRL with its vLLM
 
 Same model, prompts, reward, group size, completion length (fixed: EOS is suppressed until the limit, so both
 generate exactly the same number of tokens), LoRA (r16, alpha 32, all linear layers), dtype, learning rate and
@@ -78,6 +79,7 @@ def peak_device_gb(device: str) -> float:
 # The two sides. Each prints one JSON line: per-step timings and token counts.
 
 def run_reasonrl(a: argparse.Namespace, overrides: tuple[str, ...] | list[str] = ()) -> dict:
+    overrides = [*overrides, f"engine.name={a.engine}"]
     from reasonrl.config import load_config
     from reasonrl.train import train
     with tempfile.TemporaryDirectory() as tmp:
@@ -121,6 +123,17 @@ def run_trl(a: argparse.Namespace) -> dict:
         finally:
             timing["generate"] += time.time() - t
     transformers.GenerationMixin.generate = timed_generate
+    if a.side == "trl-vllm":
+        import vllm
+        original_llm_generate = vllm.LLM.generate
+
+        def timed_llm_generate(self, *args, **kwargs):
+            t = time.time()
+            try:
+                return original_llm_generate(self, *args, **kwargs)
+            finally:
+                timing["generate"] += time.time() - t
+        vllm.LLM.generate = timed_llm_generate
 
     def numeric(completions, answer, **kwargs):
         from reasonrl.rewards.answers import last_number, numbers_equal
@@ -140,13 +153,19 @@ def run_trl(a: argparse.Namespace) -> dict:
             steps.append({"generate": timing["generate"], "score": timing["gas"] - timing["generate"],
                           "update": total - timing["gas"], "step": total})
 
+    vllm = {}
+    if a.side == "trl-vllm":  # TRL's own vLLM integration, in this process (colocate)
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
+        os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
+        vllm = dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3,
+                    vllm_enable_sleep_mode=False)
     with tempfile.TemporaryDirectory() as tmp:
         args = GRPOConfig(output_dir=tmp, per_device_train_batch_size=a.prompts * a.group, num_generations=a.group,
                           max_completion_length=a.tokens, generation_kwargs={"min_new_tokens": a.tokens},
                           learning_rate=2e-4, beta=0.0, max_steps=a.steps, logging_steps=1, report_to="none",
                           save_strategy="no", seed=a.seed, use_cpu=a.device == "cpu", bf16=a.dtype == "bfloat16",
                           gradient_checkpointing=a.trl_gradient_checkpointing, temperature=1.0,
-                          lr_scheduler_type="constant", warmup_steps=0, dataloader_num_workers=0)
+                          lr_scheduler_type="constant", warmup_steps=0, dataloader_num_workers=0, **vllm)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, a.dtype))
         trainer = GRPOTrainer(model=model, reward_funcs=[numeric], args=args, train_dataset=Dataset.from_list(rows),
                               processing_class=AutoTokenizer.from_pretrained(path),
@@ -224,7 +243,7 @@ def summarise(name: str, result: dict, w: dict, peaks: dict, a: argparse.Namespa
     # prompt per sample: counted as such); in the update reasonrl runs each prompt once per group, TRL per sample.
     prefill = w["prompt_tokens"] * (1 if name == "reasonrl" else a.group)
     gen_flops = 2 * n * (prefill + w["completion_tokens"])
-    executed = w["train_tokens"] if name == "trl" else w["prompt_tokens"] + w["completion_tokens"]
+    executed = w["prompt_tokens"] + w["completion_tokens"] if name == "reasonrl" else w["train_tokens"]
     update_flops = 4 * n * executed  # LoRA: forward 2N + input-gradient backward 2N per token
     decode_bound = a.prompts * a.group * peaks["bandwidth"] / w["weight_bytes"]  # tokens/s if weights stream once
     return {**{f"s_{k}": v for k, v in med.items()}, "gen_tok_s": w["completion_tokens"] / med["generate"],
@@ -245,10 +264,20 @@ def pooled(results: list[dict], warmup: int) -> dict:
             "peak_gpu_gb": max(r.get("peak_gpu_gb", 0.0) for r in results)}
 
 
+def interpreter(name: str, a: argparse.Namespace) -> str:
+    """The Python a side runs in: reasonrl with engine.name=vllm and TRL with vLLM need one that has vLLM."""
+    chosen = a.reasonrl_python if name == "reasonrl" else a.trl_vllm_python if name == "trl-vllm" else None
+    if chosen:
+        return chosen
+    own = ROOT / ".venv-vllm" / "bin" / "python"
+    needs_vllm = name == "trl-vllm" or (name == "reasonrl" and a.engine == "vllm")
+    return str(own) if needs_vllm and own.exists() else sys.executable
+
+
 def side(name: str, a: argparse.Namespace) -> dict:
     """Run one framework in a fresh subprocess and read its JSON line."""
-    flags = {k: v for k, v in vars(a).items() if k not in ("side", "json")}
-    cmd = [sys.executable, __file__, "--side", name] + [
+    flags = {k: v for k, v in vars(a).items() if k not in ("side", "json", "reasonrl_python", "trl_vllm_python")}
+    cmd = [interpreter(name, a), __file__, "--side", name] + [
         f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}"
         for k, v in flags.items() if v is not False]
     print(f"running {name} ...", flush=True)
@@ -262,8 +291,8 @@ def side(name: str, a: argparse.Namespace) -> dict:
 
 def print_table(rows: dict[str, dict], w: dict, peaks: dict, a: argparse.Namespace) -> None:
     print(f"\nGRPO step: {a.prompts} prompts x {a.group} samples, {a.tokens} tokens each (fixed), LoRA r16 "
-          f"all-linear, {a.dtype}, model {a.model} ({w['params'] / 1e6:.1f}M params), {a.threads} threads; "
-          f"median of {rows['reasonrl']['steps_measured']} steady steps")
+          f"all-linear, reasonrl engine {a.engine}, {a.dtype}, model {a.model} ({w['params'] / 1e6:.1f}M params), {a.threads} threads; "
+          f"median of {rows[next(iter(rows))]['steps_measured']} steady steps")
     print(f"measured peaks: matmul {peaks['matmul_flops'] / 1e9:.0f} GFLOP/s ({a.dtype}), copy bandwidth "
           f"{peaks['bandwidth'] / 1e9:.1f} GB/s")
     fields = [("s_step", "s/step", "{:.2f}"), ("s_generate", "generate s", "{:.2f}"), ("s_score", "score s", "{:.2f}"),
@@ -273,15 +302,15 @@ def print_table(rows: dict[str, dict], w: dict, peaks: dict, a: argparse.Namespa
               ("mfu_generate", "MFU gen", "{:.1%}"), ("mfu_update", "MFU update", "{:.1%}"),
               ("gen_vs_bandwidth_bound", "gen / BW bound", "{:.1%}")]
     names = list(rows)
-    print(f"{'':16}" + "".join(f"{n:>12}" for n in names) + f"{'reasonrl/TRL':>14}")
+    others = [n for n in names if n != "reasonrl"] if "reasonrl" in names else []
+    print(f"{'':16}" + "".join(f"{n:>12}" for n in names) + "".join(f"{'reasonrl/' + o:>18}" for o in others))
     for key, label, fmt in fields:
         cells = "".join(f"{fmt.format(rows[n][key]):>12}" for n in names)
-        ratio = ""
-        if len(names) == 2 and rows["trl"][key]:
-            ratio = f"{rows['reasonrl'][key] / rows['trl'][key]:>14.2f}"
-        print(f"{label:16}{cells}{ratio}")
-    if len(names) == 2:
-        print(f"steps per second, reasonrl / TRL: {rows['trl']['s_step'] / rows['reasonrl']['s_step']:.2f}x")
+        ratios = "".join(f"{rows['reasonrl'][key] / rows[o][key]:>18.2f}" if rows[o][key] else f"{'':>18}"
+                         for o in others)
+        print(f"{label:16}{cells}{ratios}")
+    for other in names[1:]:
+        print(f"steps per second, reasonrl / {other}: {rows[other]['s_step'] / rows['reasonrl']['s_step']:.2f}x")
 
 
 def main() -> None:
@@ -296,7 +325,12 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--which", default="both", choices=["both", "reasonrl", "trl"])
+    p.add_argument("--which", default="both", help="sides, comma-separated: reasonrl, trl, trl-vllm ('both': "
+                   "reasonrl,trl)")
+    p.add_argument("--engine", default="hf", choices=["hf", "vllm"], help="reasonrl's rollout engine")
+    p.add_argument("--reasonrl-python", help="interpreter of the reasonrl side (default: this one; with --engine "
+                   "vllm, .venv-vllm's when it exists)")
+    p.add_argument("--trl-vllm-python", help="interpreter of the trl-vllm side (default: .venv-vllm's)")
     p.add_argument("--trl-gradient-checkpointing", action="store_true",
                    help="TRL's default is on; off by default here so both compute the same thing (see docs)")
     p.add_argument("--rounds", type=int, default=1,
@@ -309,7 +343,7 @@ def main() -> None:
         print(json.dumps((run_reasonrl if a.side == "reasonrl" else run_trl)(a)), flush=True)
         return
     peaks, w = hardware_peaks(a.dtype, a.threads, a.device), work(a)
-    names = ["reasonrl", "trl"] if a.which == "both" else [a.which]
+    names = ["reasonrl", "trl"] if a.which == "both" else a.which.split(",")
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(a.rounds):
         for n in (names if r % 2 == 0 else names[::-1]):
@@ -317,9 +351,9 @@ def main() -> None:
     rows = {n: summarise(n, pooled(runs[n], a.warmup), w, peaks, a, skip=0) for n in names}
     print_table(rows, w, peaks, a)
     seconds = {n: [summarise(n, run, w, peaks, a)["s_step"] for run in runs[n]] for n in names}
-    if len(names) == 2 and a.rounds > 1:
-        print("per round, reasonrl / TRL steps per second: "
-              + ", ".join(f"{t / r:.2f}x" for r, t in zip(seconds["reasonrl"], seconds["trl"])))
+    for other in (n for n in names if n != "reasonrl" and "reasonrl" in names and a.rounds > 1):
+        print(f"per round, reasonrl / {other} steps per second: "
+              + ", ".join(f"{t / r:.2f}x" for r, t in zip(seconds["reasonrl"], seconds[other])))
     if a.json:
         Path(a.json).write_text(json.dumps({"args": vars(a), "peaks": peaks, "work": w, "results": rows,
                                              "s_step_per_round": seconds}, indent=1))

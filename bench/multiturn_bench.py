@@ -1,4 +1,4 @@
-"""Multi-turn rollout speed with and without prefix reuse between turns (engine.prefix_cache), side by side.
+"""Multi-turn rollout speed with and without prefix reuse between turns (engine.hf.prefix_cache), side by side.
 
     .venv/bin/python bench/multiturn_bench.py recipes/sokoban.yaml
     .venv/bin/python bench/multiturn_bench.py recipes/tool_math.yaml prompts_per_step=2 --repeats 2
@@ -48,7 +48,7 @@ def main() -> None:
     outs = {}
     for _ in range(args.repeats):
         for enabled in (True, False):
-            engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, replace(cfg.engine, prefix_cache=enabled), tok,
+            engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, replace(cfg.engine, hf=replace(cfg.engine.hf, prefix_cache=enabled)), tok,
                                                  shared=policy)
             forward = engine.model.forward
 

@@ -217,23 +217,27 @@ class ForgettingMonitor:
     def kl_params(self) -> SamplingParams:
         return SamplingParams(self.cfg.sampling.max_new_tokens, self.cfg.sampling.temperature, 1.0)
 
-    def base_engine(self, model: nn.Module) -> Any:
-        """An HF engine that samples from `model` as it is (no merged copy), used inside base()."""
+    def base_engine(self) -> Any:
+        """Samples from the base: the run's engine with its adapter off (LoRA), or an hf engine on the frozen copy
+        (full fine-tuning, where the run's engine holds only the trained weights)."""
+        if self.frozen is None:
+            return AdapterOff(self.engine)
         from reasonrl.engine.hf import HFEngine
 
-        return HFEngine(model, self.tokenizer, replace(self.cfg.engine, merge_lora=False))
+        hf = replace(self.cfg.engine.hf, merge_lora=False)
+        return HFEngine(self.frozen, self.tokenizer, replace(self.cfg.engine, hf=hf))
 
     def base_samples(self) -> Samples:
         """kl_prompts x kl_samples completions of the base, drawn once."""
         if self.samples is None:
-            with self.base() as model:
-                groups = self.base_engine(model).generate(self.prompts, self.kl_params(), self.cfg.forget.kl_samples,
-                                                          seed=self.cfg.seed + 1_234_567)
+            groups = self.base_engine().generate(self.prompts, self.kl_params(), self.cfg.forget.kl_samples,
+                                                 seed=self.cfg.seed + 1_234_567)
             self.samples = pack(self.prompts, groups, self.pad_id)
         return self.samples
 
-    def retention(self, engine: Any, model: nn.Module) -> dict[str, float]:
-        """Suite -> value for the model that `engine` samples from (`model` for the text suite)."""
+    def retention(self, engine: Any, model: Any) -> dict[str, float]:
+        """Suite -> value for the model that `engine` samples from; `model` (a context giving the same model)
+        scores the text suite."""
         from reasonrl.envs import make_environment
         from reasonrl.evaluate import evaluate
 
@@ -250,13 +254,13 @@ class ForgettingMonitor:
                                   seed=cfg.seed + 54_321, task=label)
                 values[label] = result.accuracy if result.accuracy is not None else result.mean_reward
         if self.text is not None:
-            values["text"] = text_loglik(model, self.text, self.cfg.optim.micro_batch_size)
+            with model as scored:
+                values["text"] = text_loglik(scored, self.text, self.cfg.optim.micro_batch_size)
         return values
 
     def score_base(self) -> None:
         """Make the base, not the policy at the first measure(), the reference of the deltas (reasonrl eval)."""
-        with self.base() as model:
-            self.start = self.retention(self.base_engine(model), model)
+        self.start = self.retention(self.base_engine(), self.base())
 
     def kl(self) -> dict[str, float]:
         """forget/kl_forward (on the fixed base samples) and forget/kl_reverse (on fresh policy samples)."""
@@ -276,7 +280,7 @@ class ForgettingMonitor:
         """forget/* metrics of the current policy. The first call (step 0) fixes the retention reference.
         evaluation (an EvalResult dict of the new task) ranks steps for on_budget=stop."""
         started = time.time()
-        values = self.retention(self.engine, self.policy)
+        values = self.retention(self.engine, contextlib.nullcontext(self.policy))
         if self.start is None:
             self.start = values
         metrics = retention_metrics(values, self.start) | self.kl()
@@ -343,6 +347,17 @@ def save_atomically(model: nn.Module, target: Path) -> None:
     model.save_pretrained(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
+
+
+class AdapterOff:
+    """An engine as seen by the base model's sampler: generate() with adapter=False (no KV reuse)."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine, self.pad_id = engine, engine.pad_id
+
+    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
+                 keep: bool = False) -> list[list[Completion]]:
+        return self.engine.generate(prompts, params, n, seed, adapter=False)
 
 
 def make_monitor(cfg: RunConfig, policy: nn.Module, tokenizer: Any, engine: Any, kl_examples: list[Example],

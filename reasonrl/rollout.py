@@ -6,7 +6,7 @@ observation encoded once as new tokens (mask False). Nothing sampled is ever re-
 policy is trained on are exactly the tokens it produced.
 
 Turn 0 samples the n completions of each example from one shared prompt prefill; later turns sample one
-continuation per still-running episode, and the engine (engine.prefix_cache) prefills only the tokens that
+continuation per still-running episode, and the engine (engine.hf.prefix_cache) prefills only the tokens that
 are new since the episode's previous turn.
 """
 from __future__ import annotations

@@ -9,14 +9,13 @@ import dataclasses
 import typing
 from pathlib import Path
 
-import reasonrl.algo_config as algo_config
 import reasonrl.config as config
 
 
 def field_docs() -> dict[tuple[str, str], str]:
-    """(class name, field name) -> the string literal written under the field in config.py or algo_config.py."""
+    """(class name, field name) -> the string literal written under the field in reasonrl/config/*.py."""
     docs = {}
-    classes = [n for module in (config, algo_config) for n in ast.parse(Path(module.__file__).read_text()).body
+    classes = [n for path in sorted(Path(config.__file__).parent.glob("*.py")) for n in ast.parse(path.read_text()).body
                if isinstance(n, ast.ClassDef)]
     for cls in classes:
         body = cls.body

@@ -1,4 +1,4 @@
-"""Rewrite the README's config reference table from config.py (run after adding or documenting a field).
+"""Rewrite the README's config reference table from reasonrl/config/ (run after adding or documenting a field).
 
     .venv/bin/python scripts/update_readme_config.py
 """

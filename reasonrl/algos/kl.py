@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from reasonrl.algo_config import KLConfig
+from reasonrl.config.algo import KLConfig
 from reasonrl.registry import Registry
 from reasonrl.types import Batch
 

@@ -1,5 +1,5 @@
 """Policy losses: fn(logp, old_logp, adv, mask, cfg) -> (per-token loss (B, T), metrics), and `aggregate`.
-Selected by `algo.loss.name`; each takes its own frozen config (reasonrl.algo_config).
+Selected by `algo.loss.name`; each takes its own frozen config (reasonrl/config/algo.py).
 
     ppo_clip   rho = exp(logp - old_logp); L = max(-rho A, -clip(rho, 1 - eps_low, 1 + eps_high) A)
                (PPO arXiv:1707.06347; DAPO clip-higher arXiv:2503.14476); dual-clip for A < 0: min(L, -c A)

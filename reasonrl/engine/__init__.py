@@ -2,10 +2,12 @@
 
 An engine is built from config, ENGINES.get(name)(model_cfg, lora_cfg, engine_cfg, tokenizer, shared=None), and
 holds its own model (`shared`: a policy in the same process whose frozen weights it may read). Protocol:
-    generate(prompts, params, n, seed, keep=False)
+    generate(prompts, params, n, seed, keep=False, adapter=True)
                                        -> for each prompt, n Completions (token ids, log-probs, finished); with
                                           keep, the engine may keep each row's KV for a later prompt that
-                                          extends prompt + completion (a hint: engines without it ignore it)
+                                          extends prompt + completion (a hint: engines without it ignore it);
+                                          adapter=False samples the base model (LoRA only: the forgetting
+                                          monitor's reference)
     update_weights(WeightUpdate)       -> serve that policy version from now on (reasonrl/weights.py)
     version                            -> the version it serves
     sleep() / wake()                   -> release / take back accelerator memory around the update (no-ops
@@ -44,7 +46,7 @@ class Completion:
 
 class Engine(Protocol):
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
-                 keep: bool = False) -> list[list[Completion]]:
+                 keep: bool = False, adapter: bool = True) -> list[list[Completion]]:
         ...
 
     def update_weights(self, update: Any) -> None:

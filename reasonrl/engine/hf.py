@@ -9,8 +9,9 @@ log-probs are those of softmax(logits / temperature), the same distribution the 
 """
 from __future__ import annotations
 
+import contextlib
 import inspect
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -191,7 +192,7 @@ def reserved_cache(capacity: int) -> Any:
 
 
 class HFEngine:
-    """Samples with a KV cache from a transformers model. With a LoRA model and cfg.merge_lora it decodes from its
+    """Samples with a KV cache from a transformers model. With a LoRA model and engine.hf.merge_lora it decodes from its
     own copy with the adapter folded into the weights (W0 + scale * B A), rewritten by every update_weights:
     about 25% faster decoding on CPU than running the LoRA branches every token, for one more copy of the
     base weights. Without merging it samples from the model it was given, loading each update's adapter into it.
@@ -204,12 +205,12 @@ class HFEngine:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop_ids = sorted(stop_token_ids(tokenizer))
         self.batch_size = cfg.batch_size
-        self.merge = cfg.merge_lora and hasattr(model, "merge_and_unload")
+        self.merge = cfg.hf.merge_lora and hasattr(model, "merge_and_unload")
         self.base = base_weights(model) if self.merge else {}   # W0 by layer (references, not copies)
         self.model = merged_copy(model) if self.merge else model
         self.cache_arg = cache_argument(self.model)
         self.device = next(self.model.parameters()).device
-        self.prefixes = PrefixStore() if cfg.prefix_cache else None
+        self.prefixes = PrefixStore() if cfg.hf.prefix_cache else None
         self.version: int | None = None
         """The policy version this engine serves (None until the first update_weights)."""
 
@@ -252,12 +253,19 @@ class HFEngine:
 
     @torch.inference_mode()
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
-                 keep: bool = False) -> list[list[Completion]]:
+                 keep: bool = False, adapter: bool = True) -> list[list[Completion]]:
         """keep: store each row's KV so that a later call whose prompt extends prompt + completion prefills
-        only the new tokens (multi-turn episodes; engine.prefix_cache)."""
-        generator = torch.Generator().manual_seed(seed)
+        only the new tokens (multi-turn episodes; engine.hf.prefix_cache). adapter=False samples the base
+        model (LoRA only), bypassing stored prefixes."""
+        if not adapter:
+            with self.adapter_off():
+                return self._generate(prompts, params, n, seed, [(0, None)] * len(prompts), False)
         hits = self.prefixes.take(prompts) if self.prefixes is not None else [(0, None)] * len(prompts)
-        keep = keep and self.prefixes is not None
+        return self._generate(prompts, params, n, seed, hits, keep and self.prefixes is not None)
+
+    def _generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int, hits: list,
+                  keep: bool) -> list[list[Completion]]:
+        generator = torch.Generator().manual_seed(seed)
         per_chunk = max(1, self.batch_size // n)
         out: list[list[Completion]] = []
         for start in range(0, len(prompts), per_chunk):
@@ -265,6 +273,30 @@ class HFEngine:
             chunk_hits, hits[chunk] = hits[chunk], [(0, None)] * len(hits[chunk])  # freed once prefilled
             out.extend(self._generate_chunk(prompts[chunk], params, n, generator, chunk_hits, keep))
         return out
+
+    @contextlib.contextmanager
+    def adapter_off(self) -> Iterator[None]:
+        """Serve the base weights W0 for a while: the merged copy gets W0 and its own weights back after; a LoRA
+        model runs with its adapter disabled."""
+        if self.merge:
+            layers = dict(self.model.named_modules())
+            saved = {name: layer.weight_t.clone() if isinstance(layer, TransposedLinear) else layer.weight.clone()
+                     for name, layer in ((name, layers[name]) for name in self.base)}
+            try:
+                for name, w0 in self.base.items():
+                    layer = layers[name]
+                    layer.load(w0) if isinstance(layer, TransposedLinear) else layer.weight.copy_(w0)
+                yield
+            finally:
+                for name, value in saved.items():
+                    layer = layers[name]
+                    (layer.weight_t if isinstance(layer, TransposedLinear) else layer.weight).copy_(value)
+        elif hasattr(self.model, "disable_adapter"):
+            with self.model.disable_adapter():
+                yield
+        else:
+            raise ValueError("generate(adapter=False) needs a LoRA policy: with full fine-tuning the engine "
+                             "holds only the trained weights")
 
     def _prefill(self, prompts: list[list[int]], hits: list, capacity: int) -> tuple[Tensor, Tensor, Any]:
         """Last-position logits (P, V), attention mask (P, L) and the filled cache, reusing stored prefixes."""

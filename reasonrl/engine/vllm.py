@@ -86,8 +86,12 @@ class VLLMEngine:
         self.version: int | None = None
 
     def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
-                 keep: bool = False) -> list[list[Completion]]:
-        """keep is a hint the hf engine uses; vLLM's prefix cache reuses earlier turns by itself."""
+                 keep: bool = False, adapter: bool = True) -> list[list[Completion]]:
+        """keep is a hint the hf engine uses; vLLM's prefix cache reuses earlier turns by itself. adapter=False
+        samples the base model (no LoRA request)."""
+        if not adapter and not self.lora:
+            raise ValueError("generate(adapter=False) needs a LoRA policy: with full fine-tuning the engine "
+                             "holds only the trained weights")
         from vllm import SamplingParams as VLLMParams
         from vllm.inputs import TokensPrompt
         greedy = params.temperature == 0
@@ -95,7 +99,7 @@ class VLLMEngine:
                         max_tokens=params.max_new_tokens, min_tokens=params.min_new_tokens, logprobs=0,
                         seed=seed, stop_token_ids=self.stop_ids, detokenize=False)
         outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], sp, use_tqdm=False,
-                                 lora_request=self.request)
+                                 lora_request=self.request if adapter else None)
         groups = []
         for out in outs:
             group = []

@@ -149,7 +149,12 @@ def parse_override(text: str) -> tuple[str, Any]:
     if "=" not in text:
         raise ValueError(f"override {text!r} must look like key.sub=value")
     key, raw = text.split("=", 1)
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"override {text!r}: the value is not valid YAML ({problem}); quote it, e.g. "
+                         f"{key.strip()}='\"{raw}\"'") from None
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:

@@ -86,3 +86,47 @@ def test_saved_config_with_a_loss_variant_round_trips(tmp_path):
 def test_algo_rules_fail_at_load(overrides, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, overrides)
+
+
+@pytest.mark.parametrize("override,message", [
+    ("algo.advantage=grpoo", r"^algo.advantage: unknown advantage estimator 'grpoo' \(did you mean 'grpo'\?\)"),
+    ("engine.name=vlm", r"^engine.name: unknown engine 'vlm' \(did you mean 'vllm'\?\)"),
+    ("env.name=corrdor", r"^env.name: unknown environment 'corrdor' \(did you mean 'corridor'\?\)"),
+    ("task.name=reasoning_gym:basic_arithmetik", r"unknown reasoning-gym dataset 'basic_arithmetik' in task.name"),
+    ("task.name=jsnl", r"^task.name: unknown task kind 'jsnl'"),
+    ("eval.tasks=[reasoning_gym:chain_summ]", r"dataset 'chain_summ' in eval.tasks\[0\]"),
+    ("forget.tasks=[reasoning_gym:leg_countin]", r"dataset 'leg_countin' in forget.tasks\[0\]"),
+    ("rewards.components={corect: 1.0}", r"unknown reward 'corect' in rewards.components \(did you mean 'correct'"),
+])
+def test_every_registry_name_is_resolved_when_the_config_loads(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [override])
+    load_config(None, [override], check_names=False)  # the values themselves are well-formed
+
+
+def test_keys_that_moved_still_load_from_old_recipes_and_overrides(tmp_path):
+    recipe = tmp_path / "old.yaml"
+    recipe.write_text("engine:\n  merge_lora: false\n  batch_size: 8\n")
+    cfg = load_config(recipe, ["engine.prefix_cache=false"])
+    assert (cfg.engine.hf.merge_lora, cfg.engine.hf.prefix_cache, cfg.engine.batch_size) == (False, False, 8)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("steps: 3\nalgo:\n  kl: {coef: 0.1\n", r"r.yaml:4: YAML syntax error"),
+    ("steps: 3\n  lora: 2\n", r"r.yaml:2: YAML syntax error"),
+    ("- steps\n", r"r.yaml: a recipe must be a YAML mapping, got list"),
+])
+def test_a_malformed_recipe_is_one_error_naming_the_file_and_line(tmp_path, text, message):
+    (tmp_path / "r.yaml").write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_config(tmp_path / "r.yaml")
+
+
+def test_binary_and_directory_recipes_are_refused(tmp_path):
+    (tmp_path / "r.yaml").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ValueError, match=r"r.yaml: not a text file"):
+        load_config(tmp_path / "r.yaml")
+    with pytest.raises(ValueError, match=r"is a directory, not a file"):
+        load_config(tmp_path)
+    with pytest.raises(ValueError, match=r"override 'steps=\[1': the value is not valid YAML"):
+        load_config(None, ["steps=[1"])

@@ -2,7 +2,7 @@
 import torch
 
 from reasonrl.weights import weights_of
-from reasonrl.config import EngineConfig
+from reasonrl.config import EngineConfig, HFConfig
 from reasonrl.engine import SamplingParams
 from reasonrl.engine.hf import HFEngine, TransposedLinear, sample_next
 from reasonrl.model import token_logprobs
@@ -87,7 +87,7 @@ def test_merged_copy_follows_the_adapter_after_sync_and_leaves_the_policy_alone(
     """The engine decodes from W + scale*B*A; after the adapter changes, update_weights must make the sampler's
     log-probs equal the LoRA policy's again (a stale copy would silently sample the old policy)."""
     model, tok = tiny
-    engine = HFEngine(model, tok, EngineConfig(merge_lora=True))
+    engine = HFEngine(model, tok, EngineConfig(hf=HFConfig(merge_lora=True)))
     assert engine.model is not model
     base_before = {n: p.clone() for n, p in model.named_parameters() if "lora_" not in n}
     with torch.no_grad():

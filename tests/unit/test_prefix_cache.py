@@ -4,7 +4,7 @@ multi-turn rollout gives the same trajectories with and without it."""
 import torch
 
 from reasonrl.weights import weights_of
-from reasonrl.config import EngineConfig
+from reasonrl.config import EngineConfig, HFConfig
 from reasonrl.engine import SamplingParams
 from reasonrl.engine.hf import HFEngine
 from reasonrl.engine.prefix import PrefixStore, reuse_layout
@@ -55,10 +55,10 @@ def test_cached_turns_equal_full_prefills(tiny):
             return forward(*args, **kwargs)
         return call
 
-    cached = HFEngine(model, tok, EngineConfig(batch_size=2, merge_lora=False))  # two chunks per call
+    cached = HFEngine(model, tok, EngineConfig(batch_size=2, hf=HFConfig(merge_lora=False)))  # two chunks per call
     cached.model.forward = counting(True)
     a = conversation_turns(cached, tok, params)
-    plain = HFEngine(model, tok, EngineConfig(batch_size=2, prefix_cache=False, merge_lora=False))
+    plain = HFEngine(model, tok, EngineConfig(batch_size=2, hf=HFConfig(prefix_cache=False, merge_lora=False)))
     plain.model.forward = counting(False)
     b = conversation_turns(plain, tok, params)
     model.forward = forward
@@ -79,7 +79,7 @@ def test_group_prefill_then_continuations_and_sync_clears(tiny):
     params = SamplingParams(max_new_tokens=6, temperature=0.0)
     results = []
     for enabled in (True, False):
-        engine = HFEngine(model, tok, EngineConfig(prefix_cache=enabled))
+        engine = HFEngine(model, tok, EngineConfig(hf=HFConfig(prefix_cache=enabled)))
         first = engine.generate(prompts(tok)[:2], SamplingParams(6, 1.0), n=3, seed=5, keep=True)
         rows = [p + c.token_ids + tok.encode(" next") for p, g in zip(prompts(tok)[:2], first) for c in g]
         results.append(engine.generate(rows, params, n=1, seed=6))
@@ -103,7 +103,7 @@ def test_multiturn_rollout_is_the_same_with_and_without_prefix_reuse(tiny):
     examples = load_task(TaskConfig(name="corridor")).train[:3]
     runs = []
     for enabled in (True, False):
-        engine = HFEngine(model, tok, EngineConfig(prefix_cache=enabled))
+        engine = HFEngine(model, tok, EngineConfig(hf=HFConfig(prefix_cache=enabled)))
         runs.append(rollout(Environment("corridor", EnvContext(), max_turns=4), engine, tok, examples, n=2,
                             params=SamplingParams(max_new_tokens=3, temperature=1.0), seed=4))
     assert max(t.num_turns for t in runs[0]) > 1

@@ -8,7 +8,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from reasonrl.config import EngineConfig, LoraConfig, ModelConfig
+from reasonrl.config import EngineConfig, HFConfig, LoraConfig, ModelConfig
 from reasonrl.engine import ENGINES, SamplingParams
 from reasonrl.model import load_policy, policy_logprobs
 from reasonrl.roles import Learner, RolloutWorker
@@ -49,7 +49,7 @@ def test_a_pickled_weight_update_rebuilds_the_policy_in_an_engine_of_its_own(lor
     model_cfg, lora_cfg = ModelConfig(path="tiny:llama", dtype="float32"), LoraConfig(rank=4, enabled=lora)
     policy, tok = load_policy(model_cfg, lora_cfg)
     randomise(policy)
-    engine = ENGINES.get("hf")(model_cfg, lora_cfg, EngineConfig(merge_lora=merge), tok)  # shares nothing
+    engine = ENGINES.get("hf")(model_cfg, lora_cfg, EngineConfig(hf=HFConfig(merge_lora=merge)), tok)  # shares nothing
     assert engine_gap(engine, policy) > 1e-2  # not yet synced
     buffer = io.BytesIO()
     torch.save(weights_of(policy, 7), buffer)  # what crosses a process boundary
@@ -68,7 +68,7 @@ def sabotages(update: WeightUpdate, last: WeightUpdate | None) -> dict[str, Weig
 @pytest.mark.parametrize("lora,merge", [(True, True), (True, False), (False, True)],
                          ids=["lora-merged", "lora-unmerged", "full"])
 def test_the_sync_check_catches_every_sabotage_at_that_step(tmp_path, lora, merge):
-    cfg = tiny_config(tmp_path, f"lora.enabled={str(lora).lower()}", f"engine.merge_lora={str(merge).lower()}")
+    cfg = tiny_config(tmp_path, f"lora.enabled={str(lora).lower()}", f"engine.hf.merge_lora={str(merge).lower()}")
     learner = Learner(cfg)
     task = load_task(cfg.task)
     worker = RolloutWorker(cfg, learner.tokenizer, task.train)  # its own engine, as in another process
@@ -133,3 +133,37 @@ def test_kl_coefficient_has_one_owner_and_resumes(tmp_path):
     other = Learner(cfg)
     other.load_state_dict(learner.state_dict())
     assert other.kl.coef == learner.kl.coef != 0.05
+
+
+def greedy(engine, **kw) -> list[list[int]]:
+    return [g[0].token_ids for g in engine.generate(PROMPTS, SamplingParams(8, 0.0), n=1, seed=0, **kw)]
+
+
+@pytest.mark.parametrize("merge", [True, False], ids=["merged", "unmerged"])
+def test_adapter_off_samples_the_base_and_leaves_the_policy_as_it_was(merge):
+    """The forgetting monitor samples the base through the run's engine (generate(adapter=False)); after it the
+    engine serves the trained policy exactly as before."""
+    model_cfg, lora_cfg = ModelConfig(path="tiny:llama", dtype="float32"), LoraConfig(rank=4)
+    policy, tok = load_policy(model_cfg, lora_cfg)
+    base = ENGINES.get("hf")(model_cfg, replace(lora_cfg, enabled=False), EngineConfig(), tok)
+    engine = ENGINES.get("hf")(model_cfg, lora_cfg, EngineConfig(hf=HFConfig(merge_lora=merge)), tok)
+    randomise(policy)
+    engine.update_weights(weights_of(policy, 1))
+    trained = engine.generate(PROMPTS, SamplingParams(8, 1.0), n=2, seed=3)
+    assert greedy(engine) != greedy(base)  # the adapter changes what is sampled
+    assert greedy(engine, adapter=False) == greedy(base)
+    for got, want in zip(engine.generate(PROMPTS, SamplingParams(8, 1.0), n=2, seed=3, adapter=False),
+                         base.generate(PROMPTS, SamplingParams(8, 1.0), n=2, seed=3)):
+        for a, b in zip(got, want):
+            assert a.token_ids == b.token_ids and max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4
+    again = engine.generate(PROMPTS, SamplingParams(8, 1.0), n=2, seed=3)
+    assert [[(c.token_ids, c.logprobs) for c in g] for g in again] == [[(c.token_ids, c.logprobs) for c in g]
+                                                                      for g in trained]  # bit for bit
+
+
+def test_adapter_off_is_refused_without_lora():
+    model_cfg = ModelConfig(path="tiny:llama", dtype="float32")
+    policy, tok = load_policy(model_cfg, LoraConfig(enabled=False))
+    engine = ENGINES.get("hf")(model_cfg, LoraConfig(enabled=False), EngineConfig(), tok)
+    with pytest.raises(ValueError, match=r"adapter=False\) needs a LoRA policy"):
+        engine.generate(PROMPTS, SamplingParams(4, 0.0), n=1, seed=0, adapter=False)

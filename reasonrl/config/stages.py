@@ -1,16 +1,16 @@
 """Config sections of the stages around RL: forgetting checks (forget.*), metric sinks and the report (log.*),
 supervised fine-tuning (sft.*) and the from-scratch pipeline's pretraining (pretrain.*).
 
-Part of RunConfig (reasonrl/config.py); kept here so each file stays readable.
+Part of RunConfig (reasonrl/config/run.py).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
-if TYPE_CHECKING:
-    from reasonrl.config import TaskConfig
+from reasonrl.config.task import TaskConfig
+from reasonrl.utils.config_io import build
 
 SINKS = ("tensorboard", "wandb")
 
@@ -55,12 +55,9 @@ class ForgetConfig:
         if len(set(labels)) != len(labels):
             raise ValueError(f"forget.tasks names a suite twice ({', '.join(labels)}); give each task once")
 
-    def task_configs(self) -> list[tuple[str, "TaskConfig"]]:
+    def task_configs(self) -> list[tuple[str, TaskConfig]]:
         """(suite label, TaskConfig) of every retention task: eval_size=task_size and a train split of the
         same size (only used to keep the held-out problems apart) unless the entry sets them."""
-        from reasonrl.config import TaskConfig
-        from reasonrl.utils.config_io import build
-
         out = []
         for i, entry in enumerate(self.tasks):
             fields = {"name": entry} if isinstance(entry, str) else dict(entry)

@@ -1,7 +1,7 @@
 """Configuration of the algorithm (the `algo` section of RunConfig): advantage, policy loss variants chosen by
 `name`, KL, entropy, epochs and mini-batches, the critic, and DAPO's overlong shaping and dynamic sampling.
 
-Re-exported by reasonrl.config; loaded and validated by its loader like every other section.
+Part of RunConfig (reasonrl/config/run.py).
 """
 from __future__ import annotations
 

@@ -1,0 +1,46 @@
+"""Config sections of the update and its evaluation: optim.* (optimizer, schedule, micro-batches) and eval.*."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    lr: float = 2e-4
+    """LoRA learning rate (about 10x a full fine-tune's)."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    betas: tuple[float, float] = (0.9, 0.99)
+    """AdamW betas."""
+    warmup_steps: int = 2
+    """Linear learning-rate warmup over this many steps."""
+    schedule: Literal["constant", "cosine", "linear"] = "constant"
+    """Learning-rate schedule after warmup."""
+    grad_clip: float = 1.0
+    """Clip the global gradient norm to this value."""
+    micro_batch_size: int = 16
+    """Sequences per forward/backward; gradients accumulate over the batch."""
+    micro_batch_tokens: int | None = 4096
+    """Also cap rows x padded length per forward/backward (long multi-turn rows go fewer at a time: activations
+    grow with tokens, ~0.85 MB per token for SmolLM2-135M in bf16); null: rows only."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    every: int = 0
+    """Evaluate every N steps (0: only at the start and the end)."""
+    size: int | None = None
+    """Number of held-out problems (None: task.eval_size)."""
+    samples: int = 1
+    """Samples per held-out problem (accuracy averages over them; pass@k and maj@k need k of them)."""
+    temperature: float = 0.0
+    """0 is greedy."""
+    max_new_tokens: int | None = None
+    """None: sampling.max_new_tokens."""
+    k: list[int] | None = None
+    """The k of pass@k (unbiased) and maj@k (majority vote); None: 1 and eval.samples. k > eval.samples is
+    skipped. Use temperature > 0 for k > 1."""
+    tasks: list[str] = field(default_factory=list)
+    """More task names evaluated besides the run's task (each its own table, eval/<task>/* in training), with
+    the run's rewards and prompt settings and the dataset's default options; e.g. [reasoning_gym:chain_sum]."""
