@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast bench
+.PHONY: setup demo test test-fast bench bench-vllm
 
 setup:
 	@bash scripts/setup.sh
@@ -23,3 +23,9 @@ test-fast: setup
 bench: setup   # reasonrl vs TRL's GRPOTrainer on the same GRPO work (see bench/grpo_bench.py)
 	bash bench/setup.sh
 	bench/.venv/bin/python bench/grpo_bench.py --rounds 2
+
+bench-vllm: setup   # the same with reasonrl's engine.name=vllm (.venv-vllm), and TRL's own vLLM mode where it runs
+	bash bench/setup.sh
+	bash scripts/setup_vllm.sh
+	.venv-vllm/bin/python -m pip install -q --disable-pip-version-check "trl==1.16.0" "transformers<5.20"
+	bench/.venv/bin/python bench/grpo_bench.py --engine vllm --which reasonrl,trl,trl-vllm --rounds 2

@@ -274,8 +274,9 @@ def interpreter(name: str, a: argparse.Namespace) -> str:
     return str(own) if needs_vllm and own.exists() else sys.executable
 
 
-def side(name: str, a: argparse.Namespace) -> dict:
-    """Run one framework in a fresh subprocess and read its JSON line."""
+def side(name: str, a: argparse.Namespace) -> dict | None:
+    """Run one framework in a fresh subprocess and read its JSON line. A trl-vllm side that fails (TRL's vLLM mode
+    does not run on vLLM's CPU build) is reported in one line and left out; any other failure stops the bench."""
     flags = {k: v for k, v in vars(a).items() if k not in ("side", "json", "reasonrl_python", "trl_vllm_python")}
     cmd = [interpreter(name, a), __file__, "--side", name] + [
         f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}"
@@ -285,6 +286,10 @@ def side(name: str, a: argparse.Namespace) -> dict:
                          env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
+        if name == "trl-vllm":
+            errors = [line for line in out.stderr.splitlines() if "Error" in line] or [out.stderr[-300:]]
+            print(f"trl-vllm did not run (exit {out.returncode}): {errors[-1].strip()}", flush=True)
+            return None
         raise SystemExit(f"{name} failed (exit {out.returncode}):\n{out.stderr[-3000:]}")
     return json.loads(lines[-1])
 
@@ -344,10 +349,17 @@ def main() -> None:
         return
     peaks, w = hardware_peaks(a.dtype, a.threads, a.device), work(a)
     names = ["reasonrl", "trl"] if a.which == "both" else a.which.split(",")
+    if unknown := set(names) - {"reasonrl", "trl", "trl-vllm"}:
+        raise SystemExit(f"--which: unknown side(s) {', '.join(sorted(unknown))}; use reasonrl, trl, trl-vllm")
     runs: dict[str, list[dict]] = {n: [] for n in names}
     for r in range(a.rounds):
-        for n in (names if r % 2 == 0 else names[::-1]):
-            runs[n].append(side(n, a))
+        for n in list(names if r % 2 == 0 else names[::-1]):
+            if n in names and (result := side(n, a)) is not None:
+                runs[n].append(result)
+            elif n in names:
+                names.remove(n)
+    if not names:
+        raise SystemExit("no side ran")
     rows = {n: summarise(n, pooled(runs[n], a.warmup), w, peaks, a, skip=0) for n in names}
     print_table(rows, w, peaks, a)
     seconds = {n: [summarise(n, run, w, peaks, a)["s_step"] for run in runs[n]] for n in names}
