@@ -73,6 +73,17 @@ def test_sampler_logprobs_are_the_tempered_ones_the_trainer_computes(engines, te
     assert all(len(c.token_ids) == len(c.logprobs) >= 1 for group in out for c in group)
 
 
+def test_adapter_off_samples_the_base_model_like_the_hf_engine(engines):
+    """generate(adapter=False) (the forgetting monitor's base samples) in both engines: greedy completions of the
+    base agree, differ from the adapted policy's, and the adapter is served again right after."""
+    policy, tok, vllm, hf = engines
+    params = SamplingParams(max_new_tokens=32, temperature=0.0)
+    base = [g[0].token_ids for g in vllm.generate(prompts(tok), params, 1, 0, adapter=False)]
+    assert base == [g[0].token_ids for g in hf.generate(prompts(tok), params, 1, 0, adapter=False)]
+    adapted = [g[0].token_ids for g in vllm.generate(prompts(tok), params, 1, 0)]
+    assert adapted == [g[0].token_ids for g in hf.generate(prompts(tok), params, 1, 0)] and adapted != base
+
+
 def test_each_lora_update_is_served_at_once_and_a_perturbed_one_shows(engines):
     policy, tok, vllm, _ = engines
     p = prompts(tok)[:1]
