@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    except (RewardError, SyncError) as e:  # a failing reward (on_error=raise) or a failed weight sync: stop,
+    except (RewardError, SyncError) as e:  # a failing reward (on_error=stop, the breaker) or a failed sync: stop,
         print(f"error: {e}", file=sys.stderr)  # checkpoints intact
         sys.exit(1)
     except KeyboardInterrupt:

@@ -205,7 +205,7 @@ def token_steps(tokenizer: Any, t: Trajectory, steps: list[tuple[int, float]]) -
 
 
 def drop_failed_groups(trajectories: list[Trajectory], n: int) -> list[Trajectory]:
-    """Remove whole groups that contain a sample whose reward failed (NaN, rewards.on_error=drop_group)."""
+    """Remove whole groups that contain a sample whose reward failed (NaN, rewards.on_error=skip_group)."""
     keep: list[Trajectory] = []
     for start in range(0, len(trajectories), n):
         group = trajectories[start:start + n]

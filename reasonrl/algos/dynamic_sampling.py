@@ -5,7 +5,7 @@ holds prompts_per_step groups with a signal, for at most algo.dynamic_sampling.m
 After the last round the step trains on the groups it has (a partial batch) and warns, rather than stopping a
 long run on one hard batch; with no group left the update is skipped. Each round asks for the missing groups
 divided by the keep rate seen so far (at most prompts_per_step prompts). Groups with a failed reward (NaN,
-rewards.on_error=drop_group) are always dropped. Metrics: sampling/tries, sampling/prompts,
+rewards.on_error=skip_group) are always dropped. Metrics: sampling/tries, sampling/prompts,
 sampling/degenerate_groups (dropped), sampling/partial (1 when the batch is short).
 """
 from __future__ import annotations

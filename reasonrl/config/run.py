@@ -127,8 +127,17 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
     return loaded or {}
 
 
+RENAMED_VALUES = {"rewards.on_error": {"drop_group": "skip_group", "raise": "stop"}}
+"""Values that were renamed, per key: old -> new."""
+
+
 def migrate(data: dict[str, Any]) -> dict[str, Any]:
-    """Move keys listed in MOVED to their new place (nested mappings, in place)."""
+    """Move keys listed in MOVED to their new place and rename RENAMED_VALUES (nested mappings, in place)."""
+    for key, names in RENAMED_VALUES.items():
+        section, _, leaf = key.rpartition(".")
+        node = data.get(section) if isinstance(data, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(leaf), str) and node[leaf] in names:
+            node[leaf] = names[node[leaf]]
     for old, new in MOVED.items():
         *parents, leaf = old.split(".")
         node = data
@@ -160,7 +169,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
     for text in overrides:
         key, value = parse_override(text)
         set_dotted(data, MOVED.get(key, key), value)
-    return build(RunConfig, data)
+    return build(RunConfig, migrate(data))
 
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:

@@ -53,8 +53,26 @@ class RewardConfig:
     """Per-call timeout of a reward function (it runs in a worker process)."""
     workers: int = 2
     """Reward worker processes."""
-    on_error: Literal["zero", "drop_group", "raise"] = "zero"
-    """What a reward that raises or times out gives: score 0, drop its group from the batch, or stop the run."""
+    on_error: Literal["zero", "skip_group", "stop"] = "zero"
+    """What a reward that fails on a sample (raises, times out, returns NaN, inf or a non-number, kills its worker)
+    gives: score 0, leave the sample's group out of the update, or stop the run. Each failure is logged with the
+    reward, its error and the sample."""
+    max_failure_share: float = 0.5
+    """Breaker: a reward that fails on more than this share of a step's samples stops the run, naming the reward,
+    its last error and the sample, whatever on_error says (a reward broken on every call would train on zeros);
+    1.0: never."""
+    max_timeouts_in_row: int = 4
+    """Breaker: this many calls in a row that time out stop the run at once (the step's other calls are not
+    waited for); 0: never."""
+    memory_mb: int = 4096
+    """Memory limit of each reward worker process (its data segment); a call that passes it fails with
+    MemoryError and the worker is replaced. 0: no limit."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_failure_share <= 1 or self.max_timeouts_in_row < 0 or self.memory_mb < 0:
+            raise ValueError(f"rewards.max_failure_share must be in (0, 1] and rewards.max_timeouts_in_row, "
+                             f"rewards.memory_mb >= 0, got {self.max_failure_share}, {self.max_timeouts_in_row}, "
+                             f"{self.memory_mb}")
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,10 @@ Components are registry names (reasonrl.rewards.REWARDS), 'package.module:functi
 check_options). @batched rewards (reward_model) run here, in the trainer process, on the whole batch. Parts
 are logged unweighted and ungated. A reward that returns StepScores also gives Scored.steps: (character
 offset, weighted value) pairs that rollout places on tokens. A reward that raises, times out or crashes its
-worker follows cfg.on_error: "zero" (the part scores 0), "drop_group" (total None: the caller drops the
-sample's group) or "raise" (RewardError).
+worker, or returns NaN, inf or a non-number follows cfg.on_error: "zero" (the part scores 0), "skip_group" (total
+None: the caller leaves the sample's group out) or "stop" (RewardError). The breaker stops the run (RewardError)
+whatever on_error says when one reward fails on more than cfg.max_failure_share of a call's samples, or when
+cfg.max_timeouts_in_row calls in a row time out.
 """
 from __future__ import annotations
 
@@ -29,8 +31,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from reasonrl.config import RewardConfig
 from reasonrl.rewards import REWARDS
-from reasonrl.rewards.isolation import (Call, Outcome, WorkerPool, check_result, function_ref, normalize_ref,
-                                        resolve_function)
+from reasonrl.rewards.isolation import (GAVE_UP, Call, Outcome, WorkerPool, check_result, function_ref,
+                                        normalize_ref, resolve_function)
 
 if TYPE_CHECKING:
     from reasonrl.types import Example
@@ -47,9 +49,9 @@ class Scored:
     """The reward of one completion."""
 
     total: float | None
-    """Weighted sum of the parts; None means "drop this sample's group" (only with on_error=drop_group)."""
+    """Weighted sum of the parts; None means "leave this sample's group out" (only with on_error=skip_group)."""
     parts: dict[str, float | None]
-    """Unweighted value of each component, None where it does not apply (or failed, with drop_group)."""
+    """Unweighted value of each component, None where it does not apply (or failed, with skip_group)."""
     errors: list[str] = field(default_factory=list)
     """'component: message' for each component that failed on this completion."""
     steps: list[tuple[int, float]] = field(default_factory=list)
@@ -72,13 +74,15 @@ class Gate:
 
 
 class RewardError(RuntimeError):
-    """A reward failed and rewards.on_error is "raise"."""
+    """A reward failed and rewards.on_error is "stop", or the breaker tripped (`breaker` says how)."""
 
-    def __init__(self, component: str, error: str, completion: str, example_id: str) -> None:
+    def __init__(self, component: str, error: str, completion: str, example_id: str, breaker: str = "") -> None:
         self.component, self.error, self.completion, self.example_id = component, error, completion, example_id
-        super().__init__(f"reward {component!r} failed on example {example_id!r}: {error}\n"
-                         f"completion: {_truncate(completion)!r}\n"
-                         "(set rewards.on_error=zero or drop_group to keep training through reward failures)")
+        fix = ("the reward is broken or too slow: fix it, raise rewards.timeout_s, or set rewards.max_failure_share="
+               "1.0 and rewards.max_timeouts_in_row=0 to go on" if breaker else
+               "set rewards.on_error=zero or skip_group to keep training through reward failures")
+        super().__init__(f"reward {component!r} failed {breaker or 'on example ' + repr(example_id)}: {error}; "
+                         f"last sample: example {example_id!r}, completion {_truncate(completion, 120)!r} ({fix})")
 
 
 def _truncate(text: str, limit: int = _LOG_CHARS) -> str:
@@ -189,11 +193,14 @@ class RewardComposer:
         with self._starting:
             if self.pooled and self._pool is None:
                 self._pool = WorkerPool(self.cfg.workers, self.cfg.timeout_s,
-                                        preload=[self.refs[name] for name in self.pooled])
+                                        preload=[self.refs[name] for name in self.pooled],
+                                        max_timeouts_in_row=self.cfg.max_timeouts_in_row,
+                                        memory_mb=self.cfg.memory_mb)
         flat = self._pool.run(calls) if self._pool is not None else []  # (B * K,), sample-major
         for j, name in enumerate(self.pooled):
             outcomes[name] = flat[j::len(self.pooled)]
         names = list(self.cfg.components)
+        self._breaker(completions, examples, outcomes)
         return [self._combine(completions[i], examples[i], {name: outcomes[name][i] for name in names})
                 for i in range(len(completions))]
 
@@ -208,6 +215,23 @@ class RewardComposer:
         except Exception as e:  # the reward's own error: handled by on_error like a worker's
             return [Outcome(None, f"{type(e).__name__}: {e}")] * len(completions)
 
+    def _breaker(self, completions: list[str], examples: list[Example], outcomes: dict[str, list[Outcome]]) -> None:
+        """Raise RewardError when the pool gave up after max_timeouts_in_row timeouts in a row, or when a reward
+        failed on more than max_failure_share of the samples."""
+        timeouts = [(i, name) for name, results in outcomes.items() for i, o in enumerate(results)
+                    if (o.error or "").startswith("timeout")]
+        if any((o.error or "").startswith(GAVE_UP) for results in outcomes.values() for o in results) and timeouts:
+            i, name = max(timeouts)
+            raise RewardError(name, outcomes[name][i].error or "", completions[i], examples[i].id,
+                              breaker=f"{self.cfg.max_timeouts_in_row} times in a row (rewards.max_timeouts_in_row)")
+        for name, results in outcomes.items():
+            failed = [i for i, o in enumerate(results) if o.error is not None]
+            if failed and len(failed) > self.cfg.max_failure_share * len(results):
+                last = failed[-1]
+                raise RewardError(name, results[last].error or "", completions[last], examples[last].id,
+                                  breaker=f"on {len(failed)} of {len(results)} samples, more than "
+                                          f"rewards.max_failure_share={self.cfg.max_failure_share:g}")
+
     def _combine(self, completion: str, example: Example, outcomes: dict[str, Outcome]) -> Scored:
         parts: dict[str, float | None] = {}
         errors: list[str] = []
@@ -217,11 +241,11 @@ class RewardComposer:
                 continue
             logger.warning("reward %r failed on example %r: %s; completion: %r", name, example.id,
                            outcome.error, _truncate(completion))
-            if self.cfg.on_error == "raise":
+            if self.cfg.on_error == "stop":
                 raise RewardError(name, outcome.error, completion, example.id)
             errors.append(f"{name}: {outcome.error}")
             parts[name] = 0.0 if self.cfg.on_error == "zero" else None
-        if errors and self.cfg.on_error == "drop_group":
+        if errors and self.cfg.on_error == "skip_group":
             return Scored(total=None, parts=parts, errors=errors)
         gated = [name for name, gate in self.gates.items() if parts.get(name) is not None and not gate.is_open(parts)]
         counted = [name for name, value in parts.items() if value is not None and name not in gated]

@@ -40,7 +40,7 @@ from typing import Any, Callable
 # math-verify and reasoning-gym: a worker imports those only when a call (or preload) needs them.
 _BOOT = ("import importlib.util as u, sys; s = u.spec_from_file_location('reasonrl_reward_worker', sys.argv[2]); "
          "m = sys.modules[s.name] = u.module_from_spec(s); s.loader.exec_module(m); "
-         "m.worker_main(int(sys.argv[1]))")
+         "m.worker_main(int(sys.argv[1]), int(sys.argv[3]))")
 _FILE_MODULE_PREFIX = "reasonrl_user_"
 """Module names of reward files loaded by path: reasonrl_user_<stem>_<hash of the path>."""
 
@@ -51,6 +51,10 @@ class Call:
 
     function_ref: str
     kwargs: dict[str, Any]
+
+
+GAVE_UP = "not run: the pool gave up"
+"""The error of calls a WorkerPool did not run because max_timeouts_in_row calls in a row timed out."""
 
 
 @dataclass(frozen=True)
@@ -196,6 +200,8 @@ def _run_one(cache: dict[str, Callable[..., Any]], ref: str,
         if ref not in cache:
             cache[ref] = resolve_function(ref)
         value = cache[ref](**pickle.loads(payload))
+    except MemoryError:
+        return None, "MemoryError: the reward passed its worker's memory limit (rewards.memory_mb)", ()
     except Exception as e:  # the reward's own error, reported to the parent; the worker keeps serving
         return None, _error_text(e), ()
     try:
@@ -205,8 +211,10 @@ def _run_one(cache: dict[str, Callable[..., Any]], ref: str,
         return None, f"{type(e).__name__}: {e}", ()
 
 
-def worker_main(fd: int) -> None:
-    """Entry point of a worker process: serve (call_id, function_ref, pickled kwargs) until the pipe closes."""
+def worker_main(fd: int, memory_mb: int = 0) -> None:
+    """Entry point of a worker process: serve (call_id, function_ref, pickled kwargs) until the pipe closes.
+    memory_mb > 0 limits its data segment after start-up; after a MemoryError it exits (the parent replaces it:
+    a worker that ran out of memory may be left in any state)."""
     _die_with_parent()
     conn = Connection(fd)
     cache: dict[str, Callable[..., Any]] = {}
@@ -215,6 +223,9 @@ def worker_main(fd: int) -> None:
         _import_example_type()
         for ref in preload:
             cache[ref] = resolve_function(ref)
+        if memory_mb > 0:
+            import resource
+            resource.setrlimit(resource.RLIMIT_DATA, (memory_mb * 2**20, memory_mb * 2**20))
         conn.send(("ready", None))
     except Exception as e:
         conn.send(("ready", _error_text(e)))
@@ -224,7 +235,10 @@ def worker_main(fd: int) -> None:
             call_id, ref, payload = conn.recv()
         except (EOFError, OSError):
             return
-        conn.send((call_id, *_run_one(cache, ref, payload)))
+        answer = _run_one(cache, ref, payload)
+        conn.send((call_id, *answer))
+        if (answer[1] or "").startswith("MemoryError"):
+            return
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -269,8 +283,11 @@ class WorkerPool:
     """
 
     def __init__(self, workers: int, timeout_s: float, preload: list[str] | tuple[str, ...] = (),
-                 start_timeout_s: float = 120.0) -> None:
-        """preload: function refs each worker imports before taking calls (not counted in any timeout)."""
+                 start_timeout_s: float = 120.0, max_timeouts_in_row: int = 0, memory_mb: int = 0) -> None:
+        """preload: function refs each worker imports before taking calls (not counted in any timeout).
+        max_timeouts_in_row: after that many timeouts in a row of one function, run() stops waiting: the calls
+        not yet answered get GAVE_UP (0: never). memory_mb: each worker's data-segment limit (RLIMIT_DATA;
+        0: none); a call that passes it fails with MemoryError and its worker is replaced."""
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if not timeout_s > 0:
@@ -278,6 +295,9 @@ class WorkerPool:
         self.workers = workers
         self.timeout_s = timeout_s
         self.start_timeout_s = start_timeout_s
+        self.max_timeouts_in_row, self.memory_mb = max_timeouts_in_row, memory_mb
+        self._in_row: dict[str, int] = {}   # function ref -> its calls that timed out in a row
+        self._calls: list[Call] = []
         self.preload = [normalize_ref(ref) for ref in preload]
         self._procs: dict[int, subprocess.Popen] = {}
         # Runs on close(), on garbage collection and at interpreter exit: no orphan workers.
@@ -290,7 +310,8 @@ class WorkerPool:
         search_path = [p or os.getcwd() for p in sys.path]
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(search_path))
         fd = child_conn.fileno()
-        proc = subprocess.Popen([sys.executable, "-c", _BOOT, str(fd), __file__], pass_fds=(fd,), env=env,
+        proc = subprocess.Popen([sys.executable, "-c", _BOOT, str(fd), __file__, str(self.memory_mb)],
+                                pass_fds=(fd,), env=env,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
         child_conn.close()
         self._procs[proc.pid] = proc
@@ -309,6 +330,7 @@ class WorkerPool:
             raise RuntimeError("WorkerPool.run() after close(); create a new pool")
         outcomes: list[Outcome | None] = [None] * len(calls)
         pending = deque(range(len(calls)))
+        self._in_row, self._calls = {}, calls
         try:
             while True:
                 self._dispatch(calls, pending, outcomes)
@@ -316,6 +338,9 @@ class WorkerPool:
                     break
                 self._collect(outcomes)
                 self._expire(outcomes)
+                if self.max_timeouts_in_row and max(self._in_row.values(), default=0) >= self.max_timeouts_in_row:
+                    self._give_up(pending, outcomes)
+                    break
         except BaseException:  # Ctrl-C, a worker that cannot start: drop calls in flight for a clean next run
             for worker in [w for w in self._pool if w.call is not None]:
                 self._replace(worker)
@@ -364,6 +389,7 @@ class WorkerPool:
             assert call_id == worker.call, "a worker answered a call it was not given"
             outcomes[call_id] = Outcome(value, error, steps)
             worker.call, worker.deadline = None, math.inf
+            self._in_row[self._calls[call_id].function_ref] = 0
 
     def _on_death(self, worker: _Worker, outcomes: list[Outcome | None]) -> None:
         _kill(worker.proc)
@@ -379,10 +405,20 @@ class WorkerPool:
         for worker in list(self._pool):
             if worker.call is not None and now >= worker.deadline:
                 outcomes[worker.call] = Outcome(None, f"timeout after {self.timeout_s}s")
+                ref = self._calls[worker.call].function_ref
+                self._in_row[ref] = self._in_row.get(ref, 0) + 1
                 self._replace(worker)
             elif not worker.ready and now >= worker.started + self.start_timeout_s:
                 self._replace(worker)
                 raise RuntimeError(f"reward worker did not start within {self.start_timeout_s}s")
+
+    def _give_up(self, pending: deque[int], outcomes: list[Outcome | None]) -> None:
+        """Answer every call not yet answered with GAVE_UP; workers still busy are replaced."""
+        for worker in [w for w in self._pool if w.call is not None]:
+            outcomes[worker.call] = Outcome(None, GAVE_UP)
+            self._replace(worker)
+        while pending:
+            outcomes[pending.popleft()] = Outcome(None, GAVE_UP)
 
     def close(self) -> None:
         """Kill every worker (process groups, SIGKILL). Safe to call twice."""

@@ -72,5 +72,5 @@ def test_failing_reward_is_logged_and_scored_zero_without_killing_the_run(capsys
 def test_failing_reward_can_stop_the_run(capsys, tmp_path):
     flaky = str(Path(__file__).parents[1] / "toy_rewards.py") + ":flaky"
     code, _, err = run_cli(capsys, "train", *tiny_overrides(tmp_path, "steps=2", f"rewards.components={{{flaky}: 1.0}}",
-                                                             "rewards.on_error=raise"), "--quiet")
+                                                             "rewards.on_error=stop"), "--quiet")
     assert code == 1 and "reward bug" in err and "rewards.on_error" in err

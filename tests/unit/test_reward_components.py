@@ -112,7 +112,7 @@ def test_reward_model_is_loaded_lazily_in_the_trainer_process(tiny_reward_model:
 
 
 def test_batched_reward_failure_follows_on_error(tiny_reward_model: str) -> None:
-    cfg = RewardConfig(components={"reward_model": 1.0}, workers=1,
+    cfg = RewardConfig(components={"reward_model": 1.0}, workers=1, max_failure_share=1.0,
                        options={"reward_model": {"path": tiny_reward_model, "label": 3}})
     with RewardComposer(cfg) as composer:
         scored = composer.score(["answer : 42"], [EXAMPLE])

@@ -246,14 +246,14 @@ def test_compose_user_reward_and_on_error_zero(user_file: str, caplog: pytest.Lo
     assert "t/0" in caplog.text and "42 boom" in caplog.text
 
 
-def test_compose_on_error_drop_group(user_file: str) -> None:
-    with composer(user_file, "drop_group") as c:
+def test_compose_on_error_skip_group(user_file: str) -> None:
+    with composer(user_file, "skip_group") as c:
         fine, failed = c.score(["42", "42 boom"], [example(), example()])
     assert fine.total == 1.5 and failed.total is None and failed.parts[f"{user_file}:ok"] == 1.0
 
 
-def test_compose_on_error_raise(user_file: str) -> None:
-    with composer(user_file, "raise") as c, pytest.raises(RewardError, match="boom in the reward") as info:
+def test_compose_on_error_stop(user_file: str) -> None:
+    with composer(user_file, "stop") as c, pytest.raises(RewardError, match="boom in the reward") as info:
         c.score(["42", "42 boom"], [example(), example()])
     assert info.value.completion == "42 boom"
 
