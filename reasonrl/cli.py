@@ -8,11 +8,14 @@
     reasonrl report runs/quickstart [--out report.html] [--max-samples 2000]
     reasonrl list
 
-Errors in user input print one line (`error: ...`) and exit with status 2.
+Errors in user input print one line (`error: ...`) and exit with status 2; a failing reward or weight sync
+exits 1. The first Ctrl-C (SIGINT) or SIGTERM stops a run after its current step with a checkpoint and exits
+128 + the signal (130, 143); `--resume` continues it. A run's state is in RUN_DIR/state.json.
 """
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import logging
 import os
@@ -128,8 +131,10 @@ def eval_config(args: argparse.Namespace) -> tuple[Any, str | None]:
 
 def cmd_report(args: argparse.Namespace) -> None:
     from reasonrl.report import write_report
+    from reasonrl.run import describe_state
 
     print(f"wrote {write_report(args.run_dir, args.out, args.max_samples)}")
+    print(describe_state(Path(args.run_dir)))
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -204,7 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     from reasonrl.rewards.compose import RewardError
+    from reasonrl.run import RunStopped
     from reasonrl.sync_check import SyncError
+    from reasonrl.update import Diverged
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -219,9 +226,18 @@ def main(argv: list[str] | None = None) -> None:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    except (RewardError, SyncError) as e:  # a failing reward (on_error=stop, the breaker) or a failed sync: stop,
-        print(f"error: {e}", file=sys.stderr)  # checkpoints intact
+    except (RewardError, SyncError, Diverged) as e:  # a reward that fails (on_error=stop, the breaker), a failed
+        print(f"error: {e}", file=sys.stderr)          # sync, a loss that stays NaN: stop, checkpoints intact
         sys.exit(1)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT) or os.environ.get("REASONRL_DEBUG"):
+            raise
+        print(f"error: no space left on the device while writing {e.filename or 'a file'}; the checkpoints "
+              "written before are intact: free some space, then continue with --resume RUN_DIR", file=sys.stderr)
+        sys.exit(1)
+    except RunStopped as e:  # SIGINT/SIGTERM: the step finished and was checkpointed
+        print(f"stopped: {e}", file=sys.stderr)
+        sys.exit(128 + e.signum)
     except KeyboardInterrupt:
         print("interrupted; resume with `reasonrl train --resume RUN_DIR` from the last checkpoint",
               file=sys.stderr)

@@ -30,7 +30,7 @@ from reasonrl.evaluate import EvalResult, evaluate_run
 from reasonrl.model import load_policy, policy_logprobs
 from reasonrl.rollout import rollout
 from reasonrl.types import Batch, Example, Trajectory
-from reasonrl.update import drop_truncated, make_optimizer, prepare, update
+from reasonrl.update import Diverged, drop_truncated, make_optimizer, prepare, update
 from reasonrl.utils.ckpt import load_weights
 from reasonrl.weights import WeightUpdate, weights_of
 
@@ -138,6 +138,8 @@ class Learner:
         self.critic = Critic(cfg) if needs_critic(self.advantage_fn) else None  # gae: a learned V(s_t)
         self.kl = KLController.from_config(cfg.algo.kl)
         self.optimizer, self.scheduler = make_optimizer(self.policy, cfg)
+        self.nonfinite_in_row = 0
+        """Batches in a row on which every optimizer step was skipped (a NaN/inf loss or gradient)."""
         self.version = 0
         """Policy updates applied so far (the version of the weights() it hands out)."""
 
@@ -151,12 +153,28 @@ class Learner:
             if cfg.algo.overlong.mask_truncated:
                 batch = drop_truncated(batch)
             metrics |= update(self.policy, self.optimizer, batch, self.loss_fn, cfg, self.kl)
+            self._check_finite(metrics)
             if self.critic is not None:
                 metrics |= self.critic.update(batch)
-            self.kl.update(metrics.get("loss/kl"), cfg.batch_size)
+            if not metrics.get("optim/skipped"):
+                self.kl.update(metrics.get("loss/kl"), cfg.batch_size)
             self.version += 1
         self.scheduler.step()
         return metrics | {"optim/lr": self.scheduler.get_last_lr()[0]}
+
+    def _check_finite(self, metrics: dict[str, float]) -> None:
+        """Count batches whose every optimizer step was skipped (NaN/inf); raise Diverged after too many in a row."""
+        steps = metrics.pop("optim/steps")
+        all_skipped = steps > 0 and metrics["optim/skipped"] == steps
+        self.nonfinite_in_row = self.nonfinite_in_row + 1 if all_skipped else 0
+        limit = self.cfg.optim.max_nonfinite_steps
+        if limit and self.nonfinite_in_row >= limit:
+            raise Diverged(f"the loss or its gradient was NaN/inf on {limit} steps in a row "
+                           f"(optim.max_nonfinite_steps={limit}); none of them changed the weights. Likely causes: "
+                           f"a learning rate too high (optim.lr={self.cfg.optim.lr}), rewards on a huge scale, or "
+                           f"an overflow in "
+                           f"model.dtype={self.cfg.model.dtype}; lower optim.lr or check the rewards, then "
+                           "--resume from the last checkpoint")
 
     def weights(self, device: str | torch.device | None = "cpu") -> WeightUpdate:
         """The current policy as a value (device None: leave the tensors where they are, for a local engine)."""

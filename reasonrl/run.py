@@ -9,26 +9,132 @@ part, and the end-of-run summary. The loops own only what differs: what a step d
         if run.end_step(step, metrics, shown, state, write):   # evaluate, log, checkpoint; True: stop early
             break
     run.finish(save, summary_extra)
+
+Every run directory records its state in state.json (running, finished, stopped, failed with the error), written
+atomically; read_state() tells a run killed with SIGKILL (state running, its process gone) from a live one. The
+first SIGINT or SIGTERM lets the current step finish, writes a checkpoint, records "stopped" and raises RunStopped
+(`--resume` continues); a second one aborts at once.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
+import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from reasonrl.config import RunConfig
 from reasonrl.evaluate import EvalResult
 from reasonrl.utils.ckpt import latest_checkpoint, restore_checkpoint, save_checkpoint
+from reasonrl.utils.files import atomic_write_text
+from reasonrl.utils.faults import fault_point
 from reasonrl.utils.log import MetricSinks, Progress, truncate_metrics
 
 Evaluate = Callable[[], tuple[dict[str, Any], dict[str, float]]]
 """() -> (the run's held-out EvalResult as a dict, extra eval metrics such as eval/<task>/*)."""
+STATE_FILE = "state.json"
+
+
+def write_state(run_dir: Path, state: str, **fields: Any) -> None:
+    """Record the run's state (running, finished, stopped, failed) with this process's pid and the time."""
+    record = {"state": state, "pid": os.getpid(), "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **fields}
+    atomic_write_text(run_dir / STATE_FILE, json.dumps(record, indent=1))
+
+
+def read_state(run_dir: Path) -> dict[str, Any]:
+    """The recorded state; 'running' whose process is gone reads as 'killed' (SIGKILL, power loss, OOM killer)."""
+    path = Path(run_dir) / STATE_FILE
+    if not path.is_file():
+        return {"state": "unknown"}
+    record = json.loads(path.read_text())
+    if record.get("state") == "running" and not _alive(int(record.get("pid", 0))):
+        record["state"] = "killed"
+    return record
+
+
+def describe_state(run_dir: Path) -> str:
+    """One line for people: 'state: stopped after step 4 of 10 (SIGTERM); continue with ...'."""
+    record = read_state(run_dir)
+    state, step, steps = record["state"], record.get("step"), record.get("steps")
+    where = f" after step {step} of {steps}" if step is not None else " before its first step"
+    if state == "unknown":
+        return f"state: unknown (no {STATE_FILE} in {run_dir})"
+    if state == "finished":
+        return f"state: finished ({steps} steps)"
+    if state == "running":
+        return f"state: running{where} (pid {record.get('pid')})"
+    detail = {"stopped": record.get("signal"), "failed": record.get("error"),
+              "killed": f"process {record.get('pid')} ended without recording why"}[state]
+    return f"state: {state}{where} ({detail}); continue with `reasonrl {record.get('command', 'train')} --resume {run_dir}`"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except (ProcessLookupError, ValueError):
+        return False
+    except PermissionError:
+        return True
+    status = Path(f"/proc/{pid}/status")
+    return not (status.exists() and "zombie" in status.read_text())
+
+
+class RunStopped(Exception):
+    """The run stopped on SIGINT/SIGTERM after a step, with a checkpoint of that step."""
+
+    def __init__(self, run_dir: Path, step: int, signum: int) -> None:
+        self.run_dir, self.step, self.signum = run_dir, step, signum
+        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; its checkpoint is in "
+                         f"{run_dir}/checkpoints; continue with --resume {run_dir}")
+
+
+class _StopRequest:
+    """The first SIGINT/SIGTERM is remembered (the loop stops after its step); a second one aborts."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint (send it again to "
+              "abort now)", file=sys.stderr, flush=True)
+
+
+_stop = _StopRequest()
+
+
+def stop_requested() -> int | None:
+    """The signal that asked the run to stop, if any."""
+    return _stop.signum
+
+
+@contextlib.contextmanager
+def catch_stop_signals() -> Iterator[None]:
+    """While the block runs (main thread only), SIGINT/SIGTERM ask for a stop after the current step."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _stop.signum = None
+    previous = {s: signal.signal(s, _stop.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        _stop.signum = None
 
 
 class Run:
     def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, steps: int, forget: Any,
-                 evaluate: Evaluate) -> None:
+                 evaluate: Evaluate, command: str = "train") -> None:
         self.cfg, self.run_dir, self.resume, self.quiet, self.steps = cfg, run_dir, resume, quiet, steps
+        self.command = command  # train | sft: what --resume continues it with
         self.forget, self.evaluate = forget, evaluate
         self.evals: dict[str, Any] = {}
         self.sink: MetricSinks | None = None
@@ -39,6 +145,7 @@ class Run:
         state); on a fresh run print intro and evaluate the start model. Returns the first step to run."""
         from reasonrl.train import prepare_run_dir
         prepare_run_dir(self.run_dir, self.cfg, self.resume)
+        self._state("running", step=None)
         start = 0
         if self.resume and (ckpt := latest_checkpoint(self.run_dir)) is not None:
             state = json.loads((ckpt / "trainer_state.json").read_text())
@@ -46,13 +153,17 @@ class Run:
             restore_checkpoint(ckpt)
             start, self.evals = state["step"], state.get("evals", {})
             self.forget.restore(state.get("forget", {}))
-        truncate_metrics(self.run_dir / "metrics.jsonl", start)
+        # Steps after the checkpoint are re-run and re-logged; without one, so is the start evaluation (step 0).
+        truncate_metrics(self.run_dir / "metrics.jsonl", start if start else -1)
         self.sink = MetricSinks(self.run_dir, self.cfg, start)  # metrics.jsonl + log.sinks (tensorboard, wandb)
         self.progress = Progress(self.steps, start, desc=self.cfg.name, quiet=self.quiet)
         if start == 0:
             self.progress.write(intro)
             self.sink.log(0, self._evaluate(0))
         return start
+
+    def _state(self, state: str, **fields: Any) -> None:
+        write_state(self.run_dir, state, command=self.command, steps=self.steps, **fields)
 
     def _evaluate(self, step: int) -> dict[str, float]:
         result, extra = self.evaluate()
@@ -69,9 +180,17 @@ class Run:
         if last or (self.cfg.eval.every and done % self.cfg.eval.every == 0):
             metrics |= self._evaluate(done)
         self.sink.log(done, metrics)
+        fault_point("metrics")
         self.progress.update(step, shown)
-        if last or self.forget.stop or done % self.cfg.save_every == 0:
+        signum = stop_requested()
+        if last or self.forget.stop or signum or done % self.cfg.save_every == 0:
             save_checkpoint(self.run_dir, done, {"evals": self.evals, "forget": self.forget.state()} | state, write)
+        self._state("running", step=done)
+        if signum and not last:
+            self.progress.close()
+            self.sink.close()
+            self._state("stopped", step=done, signal=signal.Signals(signum).name)
+            raise RunStopped(self.run_dir, done, signum)
         return bool(self.forget.stop)  # forget.on_budget=stop: the KL budget is spent
 
     def finish(self, save: Callable[[Path], Any], summary: dict[str, Any] | None = None) -> Path:
@@ -83,4 +202,5 @@ class Run:
         save(self.run_dir)
         finish_run(self.run_dir, summarize(self.evals, self.cfg) | (summary or {}) | self.forget.finish(), self.cfg,
                    self.progress)
+        self._state("finished", step=max(map(int, self.evals), default=0))
         return self.run_dir

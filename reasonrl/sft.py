@@ -141,7 +141,7 @@ def run_sft(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
             engine.update_weights(weights_of(policy, scheduler.last_epoch, device=None))  # version: steps taken
             return run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict(), {}
 
-        run = Run(cfg, run_dir, resume, quiet, plan.steps, forget, evaluate)
+        run = Run(cfg, run_dir, resume, quiet, plan.steps, forget, evaluate, command="sft")
         start = run.begin(lambda ckpt, state: load_checkpoint(ckpt, policy, optimizer, scheduler),
                           f"{len(sequences)} demonstrations, {plan.steps} steps of {plan.rows_per_step} rows; "
                           f"evaluating the start model on {len(eval_examples)} held-out problems ...")

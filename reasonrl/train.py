@@ -25,7 +25,7 @@ from reasonrl.evaluate import EvalResult, eval_sets, evaluate_run, paired_compar
 from reasonrl.forgetting import format_forget, make_monitor
 from reasonrl.report import write_report_safely
 from reasonrl.roles import Learner, RolloutWorker
-from reasonrl.run import Run
+from reasonrl.run import STATE_FILE, Run, RunStopped, catch_stop_signals, read_state, write_state
 from reasonrl.sync_check import SyncCheck
 from reasonrl.tasks import load_task
 from reasonrl.types import Example, Trajectory, collate
@@ -87,7 +87,19 @@ def claim_run_dir(cfg: RunConfig, resume: bool, overwrite: bool, command: str = 
             resume_hint = "" if command == "pipeline" else f"continue it with `reasonrl {command} --resume {run_dir}`, "
             raise ValueError(f"run directory {run_dir} already exists; {resume_hint}pick another name (name=...), "
                              "or pass --overwrite")
-        yield run_dir
+        stack.enter_context(catch_stop_signals())
+        try:
+            yield run_dir
+        except RunStopped:
+            raise
+        except BaseException as e:  # recorded, then raised: a failed run says so in its state.json
+            record = read_state(run_dir) if (run_dir / STATE_FILE).is_file() else {}
+            if record.get("state") == "running":
+                error = "interrupted" if isinstance(e, KeyboardInterrupt) else f"{type(e).__name__}: {e}"
+                kept = {k: v for k, v in record.items() if k in ("command", "step", "steps")}
+                with contextlib.suppress(OSError):  # a full disk must not hide the error itself
+                    write_state(run_dir, "failed", error=error[:2000], **kept)
+            raise
 
 
 def _remove_if_empty(path: Path) -> None:

@@ -24,6 +24,7 @@ from reasonrl.algos.losses import masked_mean, tis_weights
 from reasonrl.config import RunConfig
 from reasonrl.model import policy_logprobs, policy_logprobs_entropy, reference, trainable_parameters
 from reasonrl.types import Batch
+from reasonrl.utils.faults import fault_point
 
 
 def row_slices(batch: Batch, size: int, max_tokens: int | None = None) -> list[slice]:
@@ -135,7 +136,9 @@ def micro_batch_loss(policy: nn.Module, mb: Batch, loss_fn: Callable[..., Any], 
 
 def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, loss_fn: Callable[..., Any],
            cfg: RunConfig, kl: KLController | None = None) -> dict[str, float]:
-    """Run algo.epochs x algo.mini_batches optimizer steps on the batch; return loss/* and optim/* metrics."""
+    """Run algo.epochs x algo.mini_batches optimizer steps on the batch; return loss/* and optim/* metrics.
+    An optimizer step whose gradient norm is not finite (a NaN/inf loss) is skipped and counted in
+    optim/skipped (of optim/steps); the Learner stops the run after optim.max_nonfinite_steps such batches."""
     algo, size = cfg.algo, cfg.optim.micro_batch_size
     kl = kl or KLController(0.0)
     params = trainable_parameters(policy)
@@ -148,16 +151,27 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, lo
         for mb in micro_batches(mini, size, model_device(policy), cfg.optim.micro_batch_tokens):
             loss, metrics = micro_batch_loss(policy, mb, loss_fn, cfg, kl, norms)
             loss.backward()
+            fault_point("update")
             add_weighted(totals, {"loss/pg": metrics.pop("pg")}, 1.0 / len(steps))  # already this share
             share = mb.mask.sum().item() / max(tokens, 1)                           # token-weighted means
             add_weighted(totals, {f"loss/{k}": v for k, v in metrics.items()}, share / len(steps))
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
-        optimizer.step()
+        if torch.isfinite(grad_norm):
+            optimizer.step()
+        else:  # a NaN/inf loss or gradient: skipped, so it never reaches the weights or Adam's moments
+            totals["optim/skipped"] = totals.get("optim/skipped", 0.0) + 1
         optimizer.zero_grad(set_to_none=True)
         add_weighted(totals, {"optim/grad_norm": float(grad_norm)}, 1.0 / len(steps))
+    if steps:
+        totals.setdefault("optim/skipped", 0.0)
+    totals["optim/steps"] = float(len(steps))  # for the Learner's count; not logged
     if kl.active:
         totals["loss/kl_coef"] = kl.coef
     return totals
+
+
+class Diverged(RuntimeError):
+    """The loss or its gradient was not finite on optim.max_nonfinite_steps batches in a row."""
 
 
 def make_optimizer(policy: nn.Module, cfg: RunConfig) -> tuple[torch.optim.Optimizer, Any]:

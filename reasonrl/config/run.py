@@ -14,7 +14,7 @@ from reasonrl.config.model import LoraConfig, ModelConfig
 from reasonrl.config.optim import EvalConfig, OptimConfig
 from reasonrl.config.stages import ForgetConfig, LogConfig, PretrainConfig, SFTConfig
 from reasonrl.config.task import FILE_TASKS, EnvConfig, RewardConfig, TaskConfig
-from reasonrl.utils.config_io import build, config_to_dict, parse_override, set_dotted
+from reasonrl.utils.config_io import blame_recipe, build, config_to_dict, parse_override, set_dotted
 
 
 @dataclass(frozen=True)
@@ -122,9 +122,12 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         raise ValueError(f"{where}: YAML syntax error: {problem}; fix the recipe (indentation, colons, quotes)") \
             from None
-    if loaded is not None and not isinstance(loaded, dict):
+    if loaded is None:
+        raise ValueError(f"{path}: the recipe is empty; give the settings to change (e.g. `steps: 20`), or leave "
+                         "the recipe out to use the defaults")
+    if not isinstance(loaded, dict):
         raise ValueError(f"{path}: a recipe must be a YAML mapping, got {type(loaded).__name__}")
-    return loaded or {}
+    return loaded
 
 
 RENAMED_VALUES = {"rewards.on_error": {"drop_group": "skip_group", "raise": "stop"}}
@@ -153,13 +156,21 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     """Defaults < YAML file < overrides. Raises ValueError with the offending key on any problem. check_names:
     also look up every registry name now (imports the registries; reasonrl/config/names.py)."""
     data = read_recipe(path) if path is not None else {}
+    from_overrides = set()
     for text in overrides:
         key, value = parse_override(text)
         set_dotted(data, MOVED.get(key, key), value)
-    cfg = build(RunConfig, migrate(data))
-    if check_names:
-        from reasonrl.config.names import resolve_names
-        resolve_names(cfg)
+        from_overrides.add(MOVED.get(key, key))
+    try:
+        cfg = build(RunConfig, migrate(data))
+        if check_names:
+            from reasonrl.config.names import resolve_names
+            resolve_names(cfg)
+    except ValueError as e:  # a value from the recipe: its file and line in front
+        if path is None:
+            raise
+        raise ValueError(blame_recipe(Path(path), Path(path).read_text(encoding="utf-8"), str(e), from_overrides)) \
+            from None
     return cfg
 
 

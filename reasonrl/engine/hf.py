@@ -20,6 +20,7 @@ from reasonrl.config import EngineConfig, LoraConfig, ModelConfig
 from reasonrl.engine import ENGINES, Completion, SamplingParams
 from reasonrl.engine.prefix import PrefixStore, cached_prefill, row_kv
 from reasonrl.tokenizer import stop_token_ids
+from reasonrl.utils.faults import fault_point
 from reasonrl.weights import WeightUpdate, base_weights, lora_layers
 
 
@@ -326,6 +327,7 @@ class HFEngine:
         finished = [False] * rows
         stop = torch.tensor(self.stop_ids, device=self.device)
         for step in range(params.max_new_tokens):
+            fault_point("generate")
             blocked = stop if step < params.min_new_tokens else None
             token, logp = sample_next(logits, params, generator, blocked)        # (b,), (b,)
             for row, t, lp in zip(active.tolist(), token.tolist(), logp.tolist()):

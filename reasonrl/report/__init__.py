@@ -80,6 +80,9 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, max_samples
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise ValueError(f"run directory {str(run_dir)!r} not found; give a directory made by `reasonrl train`")
+    if not any((run_dir / name).exists() for name in ("config.yaml", "metrics.jsonl", "summary.json")):
+        raise ValueError(f"{run_dir} is not a run directory (no config.yaml, metrics.jsonl or summary.json); give "
+                         "a directory made by `reasonrl train`, `sft` or `pipeline`")
     if max_samples < 0:
         raise ValueError(f"--max-samples must be >= 0, got {max_samples}")
     path = Path(out) if out is not None else run_dir / "report.html"

@@ -33,6 +33,7 @@ from typing import Any
 from reasonrl.rewards import worker as _worker_module
 from reasonrl.rewards.worker import (_BOOT, GAVE_UP, Call, Outcome, _error_text, check_result, check_value,
                                      function_ref, is_file_ref, normalize_ref, resolve_function)
+from reasonrl.utils.faults import fault_point
 
 __all__ = ["GAVE_UP", "Call", "Outcome", "WorkerPool", "check_result", "check_value", "function_ref",
            "is_file_ref", "normalize_ref", "resolve_function"]
@@ -157,6 +158,7 @@ class WorkerPool:
                     self._replace(worker)
                     break
                 worker.call, worker.deadline = i, time.monotonic() + self.timeout_s
+                fault_point("reward")  # a call in flight
 
     def _next_wakeup(self) -> float | None:
         """Seconds until the next call deadline or start deadline (None: nothing to wait for)."""
@@ -183,6 +185,8 @@ class WorkerPool:
             outcomes[call_id] = Outcome(value, error, steps)
             worker.call, worker.deadline = None, math.inf
             self._in_row[self._calls[call_id].function_ref] = 0
+            if (error or "").startswith("MemoryError"):  # the worker exits after one: never hand it another call
+                self._replace(worker)
 
     def _on_death(self, worker: _Worker, outcomes: list[Outcome | None]) -> None:
         _kill(worker.proc)

@@ -5,7 +5,9 @@ crash never leaves a half-written checkpoint behind; loaders only look at step_*
 """
 from __future__ import annotations
 
+import errno
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -14,10 +16,22 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch import nn
+from reasonrl.utils.faults import fault_point
 
 
 def checkpoint_name(step: int) -> str:
     return f"step_{step:06d}"
+
+
+def disk_full(e: BaseException, path: Path) -> bool:
+    """Did e come from a full disk? Its errno says so, or (torch.save and safetensors raise RuntimeError with no
+    errno) the device at path has under 1 MiB left, the half-written file still on it."""
+    if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    try:
+        return "No space left" in str(e) or shutil.disk_usage(path).free < 2**20
+    except OSError:
+        return False
 
 
 def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], write: Callable[[Path], None]) -> Path:
@@ -30,10 +44,18 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], write: Call
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    write(tmp)
-    torch.save({"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
-               tmp / "rng.pt")
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))
+    try:
+        write(tmp)
+        fault_point("checkpoint")
+        torch.save({"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
+                   tmp / "rng.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))
+    except BaseException as e:  # a full disk, a failing writer: the half-written directory goes, earlier ones stay
+        full = disk_full(e, root)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if full and not isinstance(e, OSError):  # torch.save and safetensors wrap the OS error in their own
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(tmp)) from e
+        raise
     if final.exists():
         shutil.rmtree(final)
     tmp.rename(final)

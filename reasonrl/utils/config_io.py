@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
+from pathlib import Path
 from typing import Any, Literal
 
 import yaml
@@ -167,3 +169,33 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
             return {k: plain(v) for k, v in x.items()}
         return x
     return plain(dataclasses.asdict(cfg))
+
+
+_KEY = re.compile(r"unknown config key '([\w.]+)'|^([A-Za-z_][\w]*(?:\.[\w]+)*)(?=[:=]| must| is| needs)")
+
+
+def key_line(text: str, dotted: str) -> int | None:
+    """The 1-based line of a dotted key in YAML text (the deepest part that is there), or None."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in dotted.split("."):
+        if not isinstance(node, yaml.MappingNode):
+            break
+        match = next(((k, v) for k, v in node.value if getattr(k, "value", None) == part), None)
+        if match is None:
+            break
+        line, node = match[0].start_mark.line + 1, match[1]
+    return line
+
+
+def blame_recipe(path: Path, text: str, message: str, from_overrides: set[str]) -> str:
+    """A config error with the recipe's file:line in front, unless the key it names came from an override."""
+    m = _KEY.search(message)
+    key = (m.group(1) or m.group(2)) if m else None
+    if key and any(key == k or key.startswith(k + ".") or k.startswith(key + ".") for k in from_overrides):
+        return message
+    line = key_line(text, key) if key else None
+    return f"{path}{f':{line}' if line else ''}: {message}"

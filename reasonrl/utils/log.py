@@ -14,6 +14,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from reasonrl.utils.files import atomic_write_text
+
 
 class JsonlSink:
     """Appends one JSON line per step to metrics.jsonl (flushed, so a killed run keeps what it logged)."""
@@ -105,16 +107,23 @@ class MetricSinks:
 
 
 def truncate_metrics(path: Path, last_step: int) -> None:
-    """Keep only lines with step <= last_step (a resumed run re-logs the steps after its checkpoint)."""
+    """Keep only lines with step <= last_step (a resumed run re-logs the steps after its checkpoint); a line
+    torn by a kill or a full disk is dropped. Replaced atomically: a kill meanwhile loses nothing."""
     if not path.exists():
         return
-    kept = [line for line in path.read_text().splitlines()
-            if line.strip() and json.loads(line).get("step", 0) <= last_step]
-    path.write_text("".join(line + "\n" for line in kept))
+    kept = [json.dumps(row) for row in read_metrics(path) if row.get("step", 0) <= last_step]
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    """The rows of a metrics.jsonl; a line that does not parse (torn by a kill or a full disk) is skipped."""
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except ValueError:
+            continue
+    return rows
 
 
 class Progress:

@@ -147,6 +147,7 @@ def test_write_report_safely_warns_instead_of_raising(tmp_path, monkeypatch, cap
     def broken(run_dir, max_samples):
         raise RuntimeError("disk full")
     monkeypatch.setattr(report, "build_page", broken)
+    (tmp_path / "config.yaml").write_text("steps: 1\n")
     assert write_report_safely(tmp_path) is None
     assert "disk full" in caplog.text and "reasonrl report" in caplog.text
 
