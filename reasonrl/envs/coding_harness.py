@@ -9,9 +9,10 @@ TIMEOUT / SKIPPED, with the end of the traceback) and, on a private copy of stdo
 
 Only nonce lines count, so printing "OK", exiting early or skipping a test gains nothing, and a test that
 never reports counts as failed. A test passes only when it ran, without failure, error or skip, and with
-unittest.TestCase's and TestResult's methods as they were before the repository's code was imported. Like
-rewards/code_harness.py: code in this process could, with effort, find the nonce in memory; the sandbox bounds
-what such code can do, not whether it can cheat.
+unittest.TestCase's and TestResult's methods as they were before the repository's code was imported. Unlike
+rewards/code_harness.py (whose tests split into probes and a separate judge), a repository's unittest suite
+runs in this one process: code here could, with effort, find the nonce in memory; the sandbox bounds what such
+code can do, not whether it can cheat.
 """
 from __future__ import annotations
 

@@ -7,14 +7,18 @@ tests are example.metadata["tests"]: a list of snippets (one test each, e.g. "as
 source string (each top-level assert is a test; other statements run first). Every call gets a fresh
 sandbox (reasonrl/sandbox.py: no network, read-only filesystem, CPU/memory/file/process limits, a
 wall-clock timeout, nothing left running) with the harness in rewards/code_harness.py, run by `python -I -S`:
-the solution can import the standard library only.
+the solution can import the standard library only. The tests are split (rewards/code_plan.py): the solution's
+sandbox evaluates the probes, the verdicts are made where the solution cannot reach; a tampering attempt that
+the harness reports scores 0 and is logged.
 
 Keep options.timeout_s below rewards.timeout_s (the worker's own deadline), or a slow solution becomes a
 reward error instead of a partial score.
 """
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
 import secrets
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from reasonrl.rewards import REWARDS
 from reasonrl.rewards.code_harness import split_tests
+from reasonrl.rewards.code_plan import plan_tests
 from reasonrl.sandbox import Limits, run
 
 if TYPE_CHECKING:
@@ -31,6 +36,8 @@ if TYPE_CHECKING:
 _FENCE = re.compile(r"```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)```", re.DOTALL)
 _PYTHON_TAGS = {"python", "py", "python3"}
 _HARNESS = Path(__file__).with_name("code_harness.py")
+_WHOLE_LOGGED: set[str] = set()
+logger = logging.getLogger(__name__)
 
 
 def extract_code(completion: str) -> str | None:
@@ -51,34 +58,84 @@ class TestReport:
     """(passed, reason) per test, in order; a test that never reported counts as failed."""
     timed_out: bool
     returncode: int
+    attempts: tuple[str, ...] = ()
+    """What the solution tried besides computing (reading the tests, writing files, sockets, processes, exit(),
+    a value with its own __eq__); code_tests scores any attempt 0."""
+    whole: bool = False
+    """The tests could not be split into probes and ran in the solution's process (code_plan.py)."""
 
     @property
     def fraction(self) -> float:
         return self.passed / self.total if self.total else 0.0
 
 
-def _parse_report(stdout: str, nonce: str, total: int) -> list[tuple[bool, str]]:
-    results: dict[int, tuple[bool, str]] = {}
+def _nonce_lines(stdout: str, nonce: str) -> tuple[list[tuple[str, str]], tuple[str, ...]]:
+    """(index, rest) of the report lines that carry the nonce, and the attempts reported (deduplicated)."""
+    lines, attempts = [], []
     for line in stdout.splitlines():
-        fields = line.split(" ", 3)
-        if len(fields) == 4 and fields[0] == nonce and fields[1].isdigit() and fields[2] in ("0", "1"):
-            index = int(fields[1])
-            if index < total and index not in results:
-                results[index] = (fields[2] == "1", json.loads(fields[3]))
+        fields = line.split(" ", 2)
+        if len(fields) == 3 and fields[0] == nonce:
+            if fields[1] == "attempt":
+                with contextlib.suppress(ValueError):
+                    attempts.append(str(json.loads(fields[2])))
+            else:
+                lines.append((fields[1], fields[2]))
+    return lines, tuple(dict.fromkeys(attempts))
+
+
+def _parse_verdicts(lines: list[tuple[str, str]], total: int) -> list[tuple[bool, str]]:
+    results: dict[int, tuple[bool, str]] = {}
+    for index, rest in lines:
+        flag, _, reason = rest.partition(" ")
+        if index.isdigit() and int(index) < total and int(index) not in results and flag in ("0", "1"):
+            with contextlib.suppress(ValueError):
+                results[int(index)] = (flag == "1", json.loads(reason))
     return [results.get(i, (False, "no result (killed or timed out)")) for i in range(total)]
+
+
+def _run_whole(code: str, tests: str | list[str], total: int, limits: Limits, test_timeout_s: float,
+               mode: str | None) -> TestReport:
+    nonce = secrets.token_hex(16)
+    files = {"solution.py": code, "harness.py": _HARNESS.read_text(),
+             "tests.json": json.dumps({"tests": tests, "test_timeout_s": test_timeout_s})}
+    result = run(["{python}", "-I", "-S", "harness.py", "whole"], files, limits, stdin=f"{nonce}\n".encode(),
+                 mode=mode)
+    lines, attempts = _nonce_lines(result.stdout, nonce)
+    results = _parse_verdicts(lines, total)
+    return TestReport(sum(ok for ok, _ in results), total, results, result.timed_out, result.returncode, attempts,
+                      whole=True)
 
 
 def run_tests(code: str, tests: str | list[str], limits: Limits = Limits(), test_timeout_s: float = 3.0,
               mode: str | None = None) -> TestReport:
-    """Run `tests` against `code` in a fresh sandbox. Raises ValueError when the tests do not parse."""
-    _, checks = split_tests(tests)
+    """Run `tests` against `code`: the probes in one fresh sandbox, the judge in another (code_plan.py);
+    tests that cannot be split run whole in one. Raises ValueError when the tests do not parse."""
+    total = len(split_tests(tests)[1])
+    plan = plan_tests(tests)
+    if plan is None:
+        return _run_whole(code, tests, total, limits, test_timeout_s, mode)
     nonce = secrets.token_hex(16)
     files = {"solution.py": code, "harness.py": _HARNESS.read_text(),
-             "tests.json": json.dumps({"tests": tests, "test_timeout_s": test_timeout_s})}
-    result = run(["{python}", "-I", "-S", "harness.py"], files, limits, stdin=f"{nonce}\n".encode(), mode=mode)
-    results = _parse_report(result.stdout, nonce, len(checks))
-    return TestReport(passed=sum(ok for ok, _ in results), total=len(checks), results=results,
-                      timed_out=result.timed_out, returncode=result.returncode)
+             "probes.json": json.dumps({"probes": plan.probes, "timeout_s": test_timeout_s})}
+    probed = run(["{python}", "-I", "-S", "harness.py", "probe"], files, limits, stdin=f"{nonce}\n".encode(),
+                 mode=mode)
+    lines, attempts = _nonce_lines(probed.stdout, nonce)
+    values: dict[int, dict] = {}
+    for index, rest in lines:
+        with contextlib.suppress(ValueError):
+            if index.isdigit() and int(index) < len(plan.probes):
+                values.setdefault(int(index), json.loads(rest))
+    answers = [values.get(k, {"error": f"{p}: no result (killed or timed out)"}) for k, p in enumerate(plan.probes)]
+    if plan.local:
+        results = plan.judge(answers)
+    else:
+        judge = {"setup": plan.setup, "checks": plan.checks, "uses": plan.uses, "values": answers,
+                 "test_timeout_s": test_timeout_s}
+        judged = run(["{python}", "-I", "-S", "harness.py", "judge"],
+                     {"harness.py": _HARNESS.read_text(), "judge.json": json.dumps(judge)}, limits, mode=mode)
+        results = _parse_verdicts([tuple(line.split(" ", 1)) for line in judged.stdout.splitlines()
+                                   if " " in line], total)
+    return TestReport(sum(ok for ok, _ in results), total, results, probed.timed_out, probed.returncode, attempts)
 
 
 def check_options(timeout_s: float = 5.0, test_timeout_s: float = 3.0, memory_mb: int = 512,
@@ -103,7 +160,17 @@ def code_tests(completion: str, example: Example, timeout_s: float = 5.0, test_t
     if code is None:
         return 0.0
     limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb, max_processes=max_processes)
-    return run_tests(code, tests, limits, test_timeout_s).fraction
+    report = run_tests(code, tests, limits, test_timeout_s)
+    if report.whole and example.id not in _WHOLE_LOGGED:
+        _WHOLE_LOGGED.add(example.id)
+        logger.warning("code_tests: the tests of example %r cannot be split into probes (a comprehension, a lambda "
+                       "or setup that uses the solution), so they run in the solution's process, where a solution "
+                       "could fake a pass", example.id)
+    if report.attempts:
+        logger.warning("code_tests: tampering attempt on example %r, scored 0: %s", example.id,
+                       "; ".join(report.attempts))
+        return 0.0
+    return report.fraction
 
 
 code_tests.check_options = check_options  # type: ignore[attr-defined]
