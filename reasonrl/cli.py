@@ -6,7 +6,7 @@
     reasonrl pipeline recipes/pipeline_tiny.yaml [key=value ...] [--overwrite] [--quiet]
     reasonrl eval [recipe.yaml] [key=value ...] [--adapter DIR | --run RUN_DIR] [--tasks a,b] [--json out.json]
     reasonrl report runs/quickstart [--out report.html] [--max-samples 2000]
-    reasonrl list
+    reasonrl list [tasks|rewards|advantages|losses|kl|environments|engines] [--options NAME]
 
 Errors in user input print one line (`error: ...`) and exit with status 2; a failing reward or weight sync
 exits 1. The first Ctrl-C (SIGINT) or SIGTERM stops a run after its current step with a checkpoint and exits
@@ -138,20 +138,9 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_list(args: argparse.Namespace) -> None:
-    from reasonrl.algos import ADVANTAGES, KL_ESTIMATORS, POLICY_LOSSES
-    from reasonrl.engine import ENGINES
-    from reasonrl.envs import ENVS
-    from reasonrl.rewards import REWARDS
-    from reasonrl.tasks import TASKS, reasoning_gym_names
+    from reasonrl.listing import describe, list_all  # an index: no torch, no registries imported
 
-    print("tasks:        " + ", ".join(TASKS.names()) + "  (reasoning_gym:<dataset>; jsonl, json, csv, parquet, hf with task.path)")
-    print(f"  reasoning_gym datasets ({len(reasoning_gym_names())}): " + ", ".join(reasoning_gym_names()))
-    print("rewards:      " + ", ".join(REWARDS.names()) + "  (or module:function, path/file.py:function)")
-    print("advantages:   " + ", ".join(ADVANTAGES.names()))
-    print("losses:       " + ", ".join(POLICY_LOSSES.names()))
-    print("kl:           " + ", ".join(KL_ESTIMATORS.names()))
-    print("environments: " + ", ".join(ENVS.names()))
-    print("engines:      " + ", ".join(ENGINES.names()))
+    print(describe(args.options) if args.options else list_all(args.kind))
 
 
 def quiet_libraries() -> None:
@@ -202,22 +191,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where to write the page (default RUN_DIR/report.html)")
     p.add_argument("--max-samples", type=int, default=2000, help="cap on embedded traces (default 2000)")
     p.set_defaults(func=cmd_report)
-    p = sub.add_parser("list", help="list the registered tasks, rewards, advantages, losses, engines")
+    p = sub.add_parser("list", help="list the registered tasks, rewards, algorithms, environments, engines")
+    p.add_argument("kind", nargs="?", choices=["tasks", "rewards", "advantages", "losses", "kl", "environments",
+                                               "engines"], help="one registry, a line per name")
+    p.add_argument("--options", metavar="NAME", help="a name's options with types and defaults (a reward, an "
+                   "environment, or reasoning_gym:<dataset>)")
     p.set_defaults(func=cmd_list)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
-    from reasonrl.rewards.compose import RewardError
-    from reasonrl.run import RunStopped
-    from reasonrl.sync_check import SyncError
-    from reasonrl.update import Diverged
+    from reasonrl.errors import RunFailure, RunStopped
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    quiet_libraries()
     args = build_parser().parse_args(argv)
+    if args.command not in ("list", "report"):  # those never load a model: keep them fast
+        quiet_libraries()
     try:
         args.func(args)
     except (ValueError, KeyError, FileNotFoundError) as e:
@@ -226,8 +217,8 @@ def main(argv: list[str] | None = None) -> None:
         message = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
-    except (RewardError, SyncError, Diverged) as e:  # a reward that fails (on_error=stop, the breaker), a failed
-        print(f"error: {e}", file=sys.stderr)          # sync, a loss that stays NaN: stop, checkpoints intact
+    except RunFailure as e:  # a reward that fails (on_error=stop, the breaker), a failed sync, a loss that stays NaN
+        print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT) or os.environ.get("REASONRL_DEBUG"):

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from reasonrl.config import RunConfig
+from reasonrl.errors import RunStopped
 from reasonrl.evaluate import EvalResult
 from reasonrl.utils.ckpt import latest_checkpoint, restore_checkpoint, save_checkpoint
 from reasonrl.utils.files import atomic_write_text
@@ -81,15 +82,6 @@ def _alive(pid: int) -> bool:
         return True
     status = Path(f"/proc/{pid}/status")
     return not (status.exists() and "zombie" in status.read_text())
-
-
-class RunStopped(Exception):
-    """The run stopped on SIGINT/SIGTERM after a step, with a checkpoint of that step."""
-
-    def __init__(self, run_dir: Path, step: int, signum: int) -> None:
-        self.run_dir, self.step, self.signum = run_dir, step, signum
-        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; its checkpoint is in "
-                         f"{run_dir}/checkpoints; continue with --resume {run_dir}")
 
 
 class _StopRequest:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from reasonrl.errors import RunFailure
 from reasonrl.engine import SamplingParams
 from reasonrl.tokenizer import encode_chat
 from reasonrl.types import Example
@@ -32,7 +33,7 @@ TOLERANCE = {"float32": 1e-3, "bfloat16": 0.5}
 PROBE_SEED = 20_240_229
 
 
-class SyncError(RuntimeError):
+class SyncError(RunFailure):
     """The engine does not serve the weights the learner trained."""
 
 

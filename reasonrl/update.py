@@ -22,6 +22,7 @@ from reasonrl.algos import aggregate, kl_estimate
 from reasonrl.algos.kl import KLController, fold_kl_into_rewards
 from reasonrl.algos.losses import masked_mean, tis_weights
 from reasonrl.config import RunConfig
+from reasonrl.errors import RunFailure
 from reasonrl.model import policy_logprobs, policy_logprobs_entropy, reference, trainable_parameters
 from reasonrl.types import Batch
 from reasonrl.utils.faults import fault_point
@@ -170,7 +171,7 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, lo
     return totals
 
 
-class Diverged(RuntimeError):
+class Diverged(RunFailure):
     """The loss or its gradient was not finite on optim.max_nonfinite_steps batches in a row."""
 
 

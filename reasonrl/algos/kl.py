@@ -26,16 +26,19 @@ KL_ESTIMATORS: Registry = Registry("KL estimator")
 
 @KL_ESTIMATORS.register("k1")
 def k1(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """log(pi/ref): unbiased, can be negative per token."""
     return logp - ref_logp                                                       # (B, T)
 
 
 @KL_ESTIMATORS.register("k2")
 def k2(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """0.5 log(ref/pi)^2: biased, non-negative; its gradient is the true KL gradient's on-policy."""
     return 0.5 * (ref_logp - logp).pow(2)                                        # (B, T)
 
 
 @KL_ESTIMATORS.register("k3")
 def k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
+    """ref/pi - 1 - log(ref/pi): unbiased and non-negative (Schulman); clamped at 10 as verl does."""
     d = (ref_logp - logp).clamp(-20.0, 20.0)                                     # (B, T)
     return (torch.exp(d) - 1.0 - d).clamp(max=10.0)                              # (B, T), as verl clamps
 

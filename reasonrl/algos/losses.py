@@ -41,6 +41,7 @@ def clipped_surrogate(ratio: Tensor, adv: Tensor, low: float, high: float) -> tu
 @POLICY_LOSSES.register("ppo_clip")
 def ppo_clip(logp: Tensor, old_logp: Tensor, adv: Tensor, mask: Tensor,
              cfg: PPOClipLoss) -> tuple[Tensor, dict[str, float]]:
+    """PPO's clipped surrogate, -min(r A, clip(r, 1 - clip_low, 1 + clip_high) A) per token (algo.loss.*)."""
     ratio = importance_ratio(logp, old_logp)                                     # (B, T)
     loss, clipped = clipped_surrogate(ratio, adv, cfg.clip_low, cfg.clip_high)   # (B, T)
     metrics = {"clip_frac": masked_mean(clipped.float(), mask), "ratio_mean": masked_mean(ratio.detach(), mask)}

@@ -2,6 +2,7 @@
 defaults < YAML recipe < dotted CLI overrides, validated once."""
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from reasonrl.config.optim import EvalConfig, OptimConfig
 from reasonrl.config.stages import ForgetConfig, LogConfig, PretrainConfig, SFTConfig
 from reasonrl.config.task import FILE_TASKS, EnvConfig, RewardConfig, TaskConfig
 from reasonrl.utils.config_io import blame_recipe, build, config_to_dict, parse_override, set_dotted
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
     from_overrides = set()
     for text in overrides:
         key, value = parse_override(text)
+        reset_options(data, MOVED.get(key, key), value)
         set_dotted(data, MOVED.get(key, key), value)
         from_overrides.add(MOVED.get(key, key))
     try:
@@ -172,6 +176,38 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         raise ValueError(blame_recipe(Path(path), Path(path).read_text(encoding="utf-8"), str(e), from_overrides)) \
             from None
     return cfg
+
+
+NAMED_OPTIONS = {"task.name": "task.options", "env.name": "env.options", "algo.loss.name": "algo.loss",
+                 "algo.loss": "algo.loss"}
+"""Overrides that pick another task, environment or loss, and where the old one's options live."""
+
+
+def reset_options(data: dict[str, Any], key: str, value: Any) -> None:
+    """An override that changes task.name, env.name or the loss drops the options of the old one (logged): a
+    reasoning-gym dataset's options mean nothing to another dataset."""
+    if key not in NAMED_OPTIONS:
+        return
+    section, _, leaf = NAMED_OPTIONS[key].rpartition(".")
+    parent = data
+    for part in section.split("."):
+        parent = parent.get(part) if isinstance(parent, dict) else None
+    if not isinstance(parent, dict):
+        return
+    if key.startswith("algo.loss"):
+        loss = parent.get(leaf)
+        old = loss.get("name", "ppo_clip") if isinstance(loss, dict) else loss
+        new = value.get("name", "ppo_clip") if isinstance(value, dict) else value
+        dropped = {k: v for k, v in loss.items() if k != "name"} if isinstance(loss, dict) else {}
+        if old != new and dropped:
+            parent[leaf] = {"name": old}
+            logger.warning("algo.loss changed from %s to %s: dropped the old loss's settings %s", old, new, dropped)
+        return
+    old_name = parent.get("name")
+    if old_name is not None and old_name != value and parent.get(leaf):
+        logger.warning("%s changed from %s to %s: dropped %s %s (they belonged to %s)", key, old_name, value,
+                       NAMED_OPTIONS[key], parent[leaf], old_name)
+        parent[leaf] = {}
 
 
 def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> RunConfig:

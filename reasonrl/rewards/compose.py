@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from reasonrl.config import RewardConfig
+from reasonrl.errors import RunFailure
 from reasonrl.rewards import REWARDS
 from reasonrl.rewards.isolation import (GAVE_UP, Call, Outcome, WorkerPool, check_result, function_ref,
                                         normalize_ref, resolve_function)
@@ -73,7 +74,7 @@ class Gate:
         return value is not None and (value > self.threshold if self.strict else value >= self.threshold)
 
 
-class RewardError(RuntimeError):
+class RewardError(RunFailure):
     """A reward failed and rewards.on_error is "stop", or the breaker tripped (`breaker` says how)."""
 
     def __init__(self, component: str, error: str, completion: str, example_id: str, breaker: str = "") -> None:

@@ -56,6 +56,7 @@ def _example(numbers: tuple[int, ...], cfg: TaskConfig, split: str, index: int) 
 
 @TASKS.register("arithmetic")
 def load_arithmetic(cfg: TaskConfig) -> Task:
+    """Sums of task.options.terms numbers up to max_value, with worked solutions (for SFT warm starts)."""
     terms, max_value = arithmetic_options(cfg.options)
     space = (max_value + 1) ** terms
     if cfg.eval_size >= space:

@@ -209,6 +209,8 @@ def _file_loader(reader: Callable[[Path], list[Row]]) -> Callable[[TaskConfig], 
         if cfg.options:
             raise ValueError(f"task.options {cfg.options} do nothing for task.name={cfg.name}; remove them")
         return build_task(reader(path), cfg, str(path), path.stem)
+    load.__doc__ = (f"Problems from a {reader.__name__.removeprefix('read_')} file at task.path (fields: "
+                    "task.prompt_field, task.answer_field, task.tests_field), split by a hash of the prompt.")
     return load
 
 

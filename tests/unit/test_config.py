@@ -1,4 +1,6 @@
 """Config loading: defaults < YAML < overrides, type checks and helpful unknown-key errors."""
+from pathlib import Path
+
 import pytest
 
 from reasonrl.config import RunConfig, load_config, save_config
@@ -130,3 +132,19 @@ def test_binary_and_directory_recipes_are_refused(tmp_path):
         load_config(tmp_path)
     with pytest.raises(ValueError, match=r"override 'steps=\[1': the value is not valid YAML"):
         load_config(None, ["steps=[1"])
+
+
+def test_an_override_that_changes_the_task_env_or_loss_drops_the_old_ones_options(caplog):
+    import logging
+    root = Path(__file__).parents[2] / "recipes"
+    with caplog.at_level(logging.WARNING, logger="reasonrl.config.run"):
+        cfg = load_config(root / "quickstart.yaml", ["task.name=reasoning_gym:chain_sum"])
+    assert cfg.task.options == {} and "dropped task.options" in caplog.text
+    cfg = load_config(root / "quickstart.yaml", ["task.name=reasoning_gym:chain_sum", "task.options.max_terms=3"])
+    assert cfg.task.options == {"max_terms": 3}
+    with pytest.raises(ValueError, match=r"task.options.max_term is not an option .*did you mean 'max_terms'"):
+        load_config(root / "quickstart.yaml", ["task.name=reasoning_gym:chain_sum", "task.options.max_term=3"])
+    cfg = load_config(root / "reinforce_pp.yaml", ["algo.loss.name=reinforce"])
+    assert cfg.algo.loss.name == "reinforce"
+    same = load_config(root / "quickstart.yaml", ["task.name=reasoning_gym:basic_arithmetic"])
+    assert same.task.options == load_config(root / "quickstart.yaml").task.options  # same name: kept

@@ -1,0 +1,46 @@
+"""`reasonrl list` reads an index (reasonrl/registry_index.json) instead of importing every registry."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reasonrl.cli import main
+from reasonrl.listing import INDEX, build_index
+
+ROOT = Path(__file__).parents[2]
+
+
+def test_the_index_matches_the_live_registries():
+    assert json.loads(INDEX.read_text()) == build_index(), (
+        "reasonrl/registry_index.json is out of date: run `python -m reasonrl.listing --write`")
+
+
+def test_list_imports_neither_torch_nor_the_registries():
+    code = ("import sys; from reasonrl.cli import main; main(['list']); main(['list', '--options', 'code_tests']); "
+            "print(sorted(m for m in ('torch', 'transformers', 'reasonrl.rewards', 'reasonrl.algos') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_options_of_a_reward_an_environment_and_a_reasoning_gym_dataset(capsys):
+    main(["list", "--options", "code_tests"])
+    out = capsys.readouterr().out
+    assert "rewards.options.<name>" in out and "test_timeout_s  float  default 3.0" in out
+    main(["list", "--options", "reasoning_gym:basic_arithmetic"])
+    out = capsys.readouterr().out
+    assert "task.options" in out and "max_terms" in out and "seed" not in out.split("\n", 1)[1]
+    main(["list", "--options", "sokoban"])
+    assert "environment" in capsys.readouterr().out
+    main(["list", "losses"])
+    assert "ppo_clip" in capsys.readouterr().out
+
+
+def test_an_unknown_name_gets_one_line_with_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list", "--options", "code_test"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith("error: no registered name 'code_test'; did you mean")
