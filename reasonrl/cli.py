@@ -1,6 +1,6 @@
 """Command line: reasonrl train | sft | pipeline | eval | report | list.
 
-    reasonrl train recipes/quickstart.yaml [key.sub=value ...] [--overwrite] [--quiet]
+    reasonrl train recipes/quickstart.yaml [key.sub=value ...] [--overwrite] [--quiet] [--check]
     reasonrl train --resume runs/quickstart
     reasonrl sft recipe.yaml [key=value ...] [--overwrite] [--quiet]      (or --resume RUN_DIR)
     reasonrl pipeline recipes/pipeline_tiny.yaml [key=value ...] [--overwrite] [--quiet]
@@ -43,6 +43,10 @@ def cmd_train(args: argparse.Namespace) -> None:
     from reasonrl.train import train
 
     cfg = run_config(args, "recipes/quickstart.yaml")
+    if args.check:
+        from reasonrl.check import check
+        check(cfg)
+        return
     run_dir = train(cfg, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
     print(f"run directory: {run_dir}")
 
@@ -170,6 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--resume", metavar="RUN_DIR", help=f"continue a {name} run from its last checkpoint")
         p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
         p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
+        if name == "train":
+            p.add_argument("--check", action="store_true", help="check the config, the task and the rewards on "
+                           "reference answers, estimate a step's time and memory; train nothing")
         p.set_defaults(func=func)
     p = sub.add_parser("pipeline", help="pretrain a tiny model from scratch, SFT it, then RL it (DeepSeekMath)")
     p.add_argument("recipe", help="YAML recipe (e.g. recipes/pipeline_tiny.yaml)")
