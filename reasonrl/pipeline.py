@@ -1,4 +1,4 @@
-"""The DeepSeekMath pipeline in miniature (arXiv:2402.03300 section 2 of ALGORITHMS.md): pretrain, SFT, RL.
+"""The DeepSeekMath pipeline in miniature (arXiv:2402.03300, section 2): pretrain, SFT, RL.
 
     reasonrl pipeline recipes/pipeline_tiny.yaml [key=value ...] [--overwrite] [--quiet]
 

@@ -1,4 +1,4 @@
-"""Print the config reference (every key, its default and its doc string) as a Markdown table for the README.
+"""Print the config reference (every key, its default and its doc string) as a Markdown table for docs/config.md.
 
     .venv/bin/python scripts/config_reference.py
 

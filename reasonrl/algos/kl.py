@@ -2,7 +2,7 @@
 
 With d = ref_logp - logp (tokens sampled from the policy):  k1 = -d,  k2 = d^2 / 2,  k3 = exp(d) - 1 - d
 (>= 0, DeepSeekMath's choice); Schulman, http://joschu.net/blog/kl-approx.html. As loss terms their gradients
-differ (ALGORITHMS.md section 0): E[grad k1] = 0 on-policy, grad k2 gives grad KL(pi||ref), and grad k3 gives
+differ (docs/algorithms.md, KL estimators): E[grad k1] = 0 on-policy, grad k2 gives grad KL(pi||ref), and grad k3 gives
 grad KL(ref||pi) although its value estimates KL(pi||ref). k1 belongs in the reward:
     in the reward (InstructGPT, arXiv:2203.02155):  r_t = score * [t = last] - beta * k(old_logp_t, ref_logp_t)
     adaptive beta (Ziegler et al., arXiv:1909.08593): beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon
