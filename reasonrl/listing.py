@@ -22,7 +22,8 @@ from typing import Any
 INDEX = Path(__file__).with_name("registry_index.json")
 KINDS = {"tasks": "reasonrl.tasks:TASKS", "rewards": "reasonrl.rewards:REWARDS",
          "advantages": "reasonrl.algos:ADVANTAGES", "losses": "reasonrl.algos:POLICY_LOSSES",
-         "kl": "reasonrl.algos:KL_ESTIMATORS", "environments": "reasonrl.envs:ENVS", "engines": "reasonrl.engine:ENGINES"}
+         "kl": "reasonrl.algos:KL_ESTIMATORS", "environments": "reasonrl.envs:ENVS",
+         "engines": "reasonrl.engine:ENGINES"}
 _SKIP = {"self", "completion", "example", "ctx", "cfg", "batch", "kwargs", "args"}
 
 

@@ -42,6 +42,9 @@ def rl_start(sft_dir: Path, pretrained: Path) -> dict[str, Any]:
 def pipeline(cfg: RunConfig, overwrite: bool = False, quiet: bool = False) -> Path:
     """Run the three stages; returns output_dir/name (with pipeline.json, the per-stage table)."""
     pretraining_lines(cfg)  # reject a bad pretrain.text before anything is written
+    if cfg.eval.before == "skip":
+        raise ValueError("eval.before=skip: the pipeline compares every stage with the one before it; use auto "
+                         "(reuses a cached start evaluation) or always")
     with claim_run_dir(cfg, resume=False, overwrite=overwrite, command="pipeline") as root:
         return run_pipeline(cfg, root, quiet)
 

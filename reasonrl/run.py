@@ -70,7 +70,8 @@ def describe_state(run_dir: Path) -> str:
         return f"state: running{where} (pid {record.get('pid')})"
     detail = {"stopped": record.get("signal"), "failed": record.get("error"),
               "killed": f"process {record.get('pid')} ended without recording why"}[state]
-    return f"state: {state}{where} ({detail}); continue with `reasonrl {record.get('command', 'train')} --resume {run_dir}`"
+    command = record.get("command", "train")
+    return f"state: {state}{where} ({detail}); continue with `reasonrl {command} --resume {run_dir}`"
 
 
 def _alive(pid: int) -> bool:
@@ -150,9 +151,31 @@ class Run:
         self.sink = MetricSinks(self.run_dir, self.cfg, start)  # metrics.jsonl + log.sinks (tensorboard, wandb)
         self.progress = Progress(self.steps, start, desc=self.cfg.name, quiet=self.quiet)
         if start == 0:
-            self.progress.write(intro)
-            self.sink.log(0, self._evaluate(0))
+            self._evaluate_start(intro)
         return start
+
+    def _evaluate_start(self, intro: str) -> None:
+        """Step 0: the start model's evaluation, reused from the cache when eval.before=auto has one."""
+        from reasonrl import eval_cache
+        before = self.cfg.eval.before
+        if before == "skip":
+            self.progress.write("start model not evaluated (eval.before=skip): no before/after comparison")
+            return
+        cached = eval_cache.load(self.cfg) if before == "auto" and eval_cache.cacheable(self.cfg) else None
+        if cached is not None:
+            result, extra, seconds = cached
+            self.progress.write(f"start model: reusing its evaluation from {eval_cache.path_of(self.cfg)} "
+                                f"(saves {seconds:.0f} s; eval.before=always recomputes it)")
+            self.evals["0"] = result
+            self.sink.log(0, EvalResult(**result).metrics("eval") | extra)
+            return
+        self.progress.write(intro)
+        started = time.time()
+        result, extra = self.evaluate()
+        self.evals["0"] = result
+        self.sink.log(0, EvalResult(**result).metrics("eval") | extra | self.forget.measure(0, result))
+        if eval_cache.cacheable(self.cfg):
+            eval_cache.store(self.cfg, result, extra, time.time() - started)
 
     def _state(self, state: str, **fields: Any) -> None:
         write_state(self.run_dir, state, command=self.command, steps=self.steps, **fields)

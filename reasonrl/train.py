@@ -196,18 +196,21 @@ def finish_run(run_dir: Path, summary: dict[str, Any], cfg: RunConfig, progress:
 
 
 def summarize(evals: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
+    """The before/after summary; without a step-0 evaluation (eval.before=skip) before and paired are None."""
     steps = sorted(evals, key=int)
-    before, after = EvalResult(**evals[steps[0]]), EvalResult(**evals[steps[-1]])
-    return {"task": cfg.task.name, "steps": int(steps[-1]), "before": before.to_dict() | {"per_problem": None},
-            "after": after.to_dict() | {"per_problem": None}, "paired": paired_comparison(before, after)}
+    after = EvalResult(**evals[steps[-1]])
+    before = EvalResult(**evals["0"]) if "0" in evals and steps[-1] != "0" else None
+    return {"task": cfg.task.name, "steps": int(steps[-1]), "after": after.to_dict() | {"per_problem": None},
+            "before": before.to_dict() | {"per_problem": None} if before else None,
+            "paired": paired_comparison(before, after) if before else None}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The before/after table printed at the end of a run."""
     b, a = summary["before"], summary["after"]
-    lines = [f"\nheld-out {summary['task']}: {b['problems']} problems x {b['samples_per_problem']} samples",
+    lines = [f"\nheld-out {summary['task']}: {a['problems']} problems x {a['samples_per_problem']} samples",
              f"{'':8}{'accuracy':>10}{'95% CI':>18}{'n':>6}{'reward':>9}{'length':>8}{'truncated':>11}"]
-    for label, r in (("before", b), (f"after {summary['steps']}", a)):
+    for label, r in [("before", b)] * (b is not None) + [(f"after {summary['steps']}", a)]:
         acc = f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "-"
         ci = f"[{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]" if r["accuracy_ci"] else "-"
         n = r["problems"] * r["samples_per_problem"]

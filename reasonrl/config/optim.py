@@ -33,6 +33,9 @@ class OptimConfig:
 class EvalConfig:
     every: int = 0
     """Evaluate every N steps (0: only at the start and the end)."""
+    before: Literal["auto", "always", "skip"] = "auto"
+    """The start model's evaluation: auto reuses one cached by an earlier run of the same model, task and eval
+    settings (<cache>/evals), always recomputes it, skip leaves it out (no before/after comparison)."""
     size: int | None = None
     """Number of held-out problems (None: task.eval_size)."""
     samples: int = 1

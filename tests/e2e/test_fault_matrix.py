@@ -25,7 +25,7 @@ from tests.e2e.test_resume import metrics_by_step
 from tests.helpers import tiny_config, tiny_overrides
 
 ROOT = Path(__file__).parents[2]
-RUN = ["steps=5", "save_every=2", "algo.kl.coef=0.02"]
+RUN = ["steps=5", "save_every=2", "algo.kl.coef=0.02", "eval.before=always"]  # always: the hit counts below
 HITS = {"generate": 68, "reward": 112, "update": 10, "checkpoint": 3, "metrics": 5}
 """How many times an uninterrupted run of RUN reaches each phase (counted with REASONRL_FAULT=<phase>:0)."""
 PER_PHASE = {"generate": 5, "reward": 5, "update": 4, "checkpoint": 3, "metrics": 3}
