@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test test-fast bench bench-vllm
+.PHONY: setup demo test test-fast lint docs bench bench-vllm
 
 setup:
 	@bash scripts/setup.sh
@@ -12,13 +12,20 @@ setup:
 demo: setup
 	$(VENV)/bin/reasonrl train recipes/quickstart.yaml --overwrite
 
-test: setup
+test: setup lint docs
 	$(PY) -m pytest -m "not gpu" -q
 	bash scripts/setup_vllm.sh
 	.venv-vllm/bin/python -m pytest -m "vllm and not gpu" -q tests/unit/test_vllm_engine.py
 
 test-fast: setup
 	$(PY) -m pytest -q
+
+lint: setup   # ruff (pyproject.toml [tool.ruff]) and mypy on the package
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy reasonrl
+
+docs: setup   # the docs site from docs/ into site/; strict: a broken link or a missing page fails
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -q
 
 bench: setup   # reasonrl vs TRL's GRPOTrainer on the same GRPO work (see bench/grpo_bench.py)
 	bash bench/setup.sh

@@ -76,7 +76,8 @@ def lora_sync() -> dict:
     from reasonrl.tasks import load_task
     with tempfile.TemporaryDirectory() as tmp:
         cfg = load_config(ROOT / "recipes/quickstart.yaml", [f"output_dir={tmp}", "engine.name=vllm",
-                                                             "model.device=cuda", "engine.vllm.gpu_memory_utilization=0.3"])
+                                                             "model.device=cuda",
+                                                             "engine.vllm.gpu_memory_utilization=0.3"])
         learner = Learner(cfg)
         worker = RolloutWorker(cfg, learner.tokenizer, load_task(cfg.task).train[:4])
         check = SyncCheck(learner.tokenizer, worker.train, "stop", None, cfg.model.dtype, probes=2, tokens=16)
@@ -101,8 +102,8 @@ def lora_sync() -> dict:
 
 
 def full_weights() -> dict:
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/unit/test_vllm_engine.py"], check=False,
-                         cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/unit/test_vllm_engine.py"],
+                         check=False, cwd=ROOT, capture_output=True, text=True)
     tail = out.stdout.strip().splitlines()[-1:] or [out.stderr[-300:]]
     assert out.returncode == 0, tail[0]
     return {"pytest": tail[0]}
@@ -119,7 +120,10 @@ def grpo_run(steps: int) -> dict:
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps_ = [r for r in rows if "time/step" in r]
     last = rows[-1]
-    pick = lambda key: [round(r.get(key, float("nan")), 4) for r in steps_]
+
+    def pick(key: str) -> list[float]:
+        return [round(r.get(key, float("nan")), 4) for r in steps_]
+
     return {"time_step": pick("time/step"), "time_generate": pick("time/generate"),
             "sync_gap": pick("sync/logp_gap"), "time_verify": pick("time/verify"),
             "eval_first": rows[0].get("eval/accuracy"), "eval_last": last.get("eval/accuracy")}

@@ -12,8 +12,8 @@ seed; KL off (beta 0) in both. Each framework runs in its own subprocess, so pea
 framework: seconds per step (median of the steady steps, first `--warmup` dropped) split into generation /
 scoring / update, generated and training tokens per second (training tokens = every prompt and completion
 token of the batch, the same count for both), peak RSS, and utilisation: the FLOPs each side executes per phase
-(2N per token forward, 4N per LoRA training token) against a matmul peak measured in the same run, and generation speed against the memory-bandwidth bound
-(weight bytes read per decode step / measured copy bandwidth).
+(2N per token forward, 4N per LoRA training token) against a matmul peak measured in the same run, and generation
+speed against the memory-bandwidth bound (weight bytes read per decode step / measured copy bandwidth).
 """
 from __future__ import annotations
 
@@ -296,7 +296,8 @@ def side(name: str, a: argparse.Namespace) -> dict | None:
 
 def print_table(rows: dict[str, dict], w: dict, peaks: dict, a: argparse.Namespace) -> None:
     print(f"\nGRPO step: {a.prompts} prompts x {a.group} samples, {a.tokens} tokens each (fixed), LoRA r16 "
-          f"all-linear, reasonrl engine {a.engine}, {a.dtype}, model {a.model} ({w['params'] / 1e6:.1f}M params), {a.threads} threads; "
+          f"all-linear, reasonrl engine {a.engine}, {a.dtype}, model {a.model} ({w['params'] / 1e6:.1f}M params), "
+          f"{a.threads} threads; "
           f"median of {rows[next(iter(rows))]['steps_measured']} steady steps")
     print(f"measured peaks: matmul {peaks['matmul_flops'] / 1e9:.0f} GFLOP/s ({a.dtype}), copy bandwidth "
           f"{peaks['bandwidth'] / 1e9:.1f} GB/s")

@@ -48,8 +48,9 @@ def main() -> None:
     outs = {}
     for _ in range(args.repeats):
         for enabled in (True, False):
-            engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, replace(cfg.engine, hf=replace(cfg.engine.hf, prefix_cache=enabled)), tok,
-                                                 shared=policy)
+            engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora,
+                                                 replace(cfg.engine, hf=replace(cfg.engine.hf, prefix_cache=enabled)),
+                                                 tok, shared=policy)
             forward = engine.model.forward
 
             def counting(*a, _enabled=enabled, _forward=forward, **k):

@@ -73,8 +73,13 @@ def svg(data: dict[str, list[dict]], fits: dict) -> str:
         ys = [p["text_delta"] for pts in data.values() for p in pts]
         lo_x, hi_x = min(xs + [0.0]), max(xs) * 1.05 or 1.0
         lo_y, hi_y = min(ys) * 1.1 - 1e-3, max(ys + [0.0]) + 1e-3
-        sx = lambda v: x0 + pad + (v - lo_x) / (hi_x - lo_x) * (w - 2 * pad)
-        sy = lambda v: h - pad + 10 - (v - lo_y) / (hi_y - lo_y) * (h - 2 * pad)
+
+        def sx(v, x0=x0, lo_x=lo_x, hi_x=hi_x):
+            return x0 + pad + (v - lo_x) / (hi_x - lo_x) * (w - 2 * pad)
+
+        def sy(v, lo_y=lo_y, hi_y=hi_y):
+            return h - pad + 10 - (v - lo_y) / (hi_y - lo_y) * (h - 2 * pad)
+
         parts.append(f'<rect x="{x0 + pad}" y="{pad - 10}" width="{w - 2 * pad}" height="{h - 2 * pad + 20}" '
                      'fill="none" stroke="#999"/>')
         parts.append(f'<text x="{x0 + w / 2}" y="{h + 15}" text-anchor="middle">{label}</text>')

@@ -10,8 +10,10 @@ The same code runs inside training (every eval.every steps, logged as eval/pass@
 """
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -153,12 +155,46 @@ def estimates(per_problem: list[dict[str, Any]], ks: Sequence[int]) -> tuple[dic
     return pass_at, maj_at
 
 
+class EvalProgress:
+    """'evaluating: 48/100 problems, 35 s, about 40 s left' at most every `every` seconds, through write; fed
+    by an engine that samples in chunks (the hf engine's `progress`). Only what is sampled is counted: the
+    scores come after."""
+
+    def __init__(self, write: Callable[[str], None], label: str, every: float = 10.0) -> None:
+        self.write, self.label, self.every = write, label, every
+        self.started = self.shown = time.monotonic()
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.monotonic()
+        if now - self.shown < self.every or done >= total:
+            return
+        self.shown = now
+        spent = now - self.started
+        self.write(f"{self.label}: {done}/{total} problems sampled, {spent:.0f} s, about "
+                   f"{spent * (total - done) / max(done, 1):.0f} s left")
+
+
+@contextlib.contextmanager
+def reporting(engine: Engine, report: Callable[[int, int], None] | None) -> Iterator[None]:
+    """Let an engine that can (one with a `progress` attribute) report its chunks while the block runs."""
+    if report is None or not hasattr(engine, "progress"):
+        yield
+        return
+    engine.progress = report
+    try:
+        yield
+    finally:
+        engine.progress = None
+
+
 def evaluate(env: Environment, engine: Engine, tokenizer: Any, examples: list[Example], params: SamplingParams,
              samples: int, seed: int, task: str = "", ks: Sequence[int] | None = None,
-             lenient: bool = True) -> EvalResult:
+             lenient: bool = True, report: Callable[[int, int], None] | None = None) -> EvalResult:
     """Sample `samples` completions per example and score them. ks: the k of pass@k and maj@k (None: 1 and
-    samples); k > samples is skipped. lenient: how final answers are read (the 'correct' reward's option)."""
-    trajectories = rollout(env, engine, tokenizer, examples, n=samples, params=params, seed=seed)
+    samples); k > samples is skipped. lenient: how final answers are read (the 'correct' reward's option).
+    report(done, total): sampling progress, for an engine that samples in chunks."""
+    with reporting(engine, report):
+        trajectories = rollout(env, engine, tokenizer, examples, n=samples, params=params, seed=seed)
     parts: dict[str, list[float]] = {}
     for t in trajectories:
         for name, value in t.reward_parts.items():
@@ -183,13 +219,13 @@ def evaluate(env: Environment, engine: Engine, tokenizer: Any, examples: list[Ex
 
 
 def evaluate_run(env: Environment, engine: Engine, tokenizer: Any, examples: list[Example], cfg: Any,
-                 task: str | None = None) -> EvalResult:
+                 task: str | None = None, report: Callable[[int, int], None] | None = None) -> EvalResult:
     """evaluate() with a RunConfig's eval.* settings (the same in training and in `reasonrl eval`)."""
     params = SamplingParams(cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens, cfg.eval.temperature,
                             cfg.sampling.top_p)
     lenient = bool(cfg.rewards.options.get("correct", {}).get("lenient", True))
     return evaluate(env, engine, tokenizer, examples, params, cfg.eval.samples, seed=cfg.seed + 12345,
-                    task=task or cfg.task.name, ks=cfg.eval.k, lenient=lenient)
+                    task=task or cfg.task.name, ks=cfg.eval.k, lenient=lenient, report=report)
 
 
 def eval_task_names(cfg: Any, names: Sequence[str] | None = None) -> list[str]:

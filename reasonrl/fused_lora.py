@@ -65,7 +65,8 @@ def fused_forward(self: nn.Module, x: Tensor, *args: Any, **kwargs: Any) -> Tens
     dropout, lora_a, lora_b = self.lora_dropout[name], self.lora_A[name], self.lora_B[name]
     base = self.base_layer
     if (not x.dtype == base.weight.dtype == lora_a.weight.dtype == lora_b.weight.dtype or lora_b.bias is not None
-            or name in getattr(self, "lora_variant", {}) or (dropout.training and not isinstance(dropout, nn.Identity))):
+            or name in getattr(self, "lora_variant", {})
+            or (dropout.training and not isinstance(dropout, nn.Identity))):
         return type(self).forward(self, x, *args, **kwargs)
     return LoraLinear.apply(x, base.weight, base.bias, lora_a.weight, lora_b.weight, self.scaling[name])
 

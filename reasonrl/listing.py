@@ -59,6 +59,8 @@ def build_index() -> dict[str, dict[str, dict[str, Any]]]:
         entries = {}
         for entry in registry.names():
             obj = registry.get(entry)
+            if not getattr(obj, "__module__", "reasonrl").startswith("reasonrl"):
+                continue  # registered by a user's (or a test's) module: not part of the package's index
             with_options = kind in ("rewards", "environments")
             entries[entry] = {"summary": _summary(obj), **({"options": _options(obj)} if with_options else {})}
         index[kind] = entries

@@ -12,8 +12,9 @@ import importlib.util
 import logging
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -393,8 +394,3 @@ def half_precision_adapter(model: nn.Module) -> Iterator[None]:
 
 def trainable_parameters(model: nn.Module) -> list[nn.Parameter]:
     return [p for p in model.parameters() if p.requires_grad]
-
-
-def save_adapter(model: nn.Module, path: Path) -> None:
-    """Save the LoRA adapter (PEFT format) or, for full fine-tuning, the whole model."""
-    model.save_pretrained(path)

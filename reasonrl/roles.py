@@ -11,6 +11,7 @@ either can live in this process or in another one.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,10 @@ class RolloutWorker:
                                    cfg.algo.dynamic_sampling)
         return collected, timings
 
-    def evaluate(self, examples: list[Example], task: str | None = None) -> EvalResult:
+    def evaluate(self, examples: list[Example], task: str | None = None,
+                 report: Callable[[int, int], None] | None = None) -> EvalResult:
         """Held-out accuracy, pass@k, maj@k and reward parts on examples (eval.* settings; evaluate.py)."""
-        return evaluate_run(self.env, self.engine, self.tokenizer, examples, self.cfg, task)
+        return evaluate_run(self.env, self.engine, self.tokenizer, examples, self.cfg, task, report)
 
     def update_weights(self, update: WeightUpdate) -> None:
         self.engine.update_weights(update)

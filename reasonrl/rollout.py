@@ -14,8 +14,9 @@ from __future__ import annotations
 import hashlib
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from reasonrl.engine import Engine, SamplingParams
 from reasonrl.envs import Env, Environment, step_all
@@ -202,13 +203,3 @@ def token_steps(tokenizer: Any, t: Trajectory, steps: list[tuple[int, float]]) -
     by_token[last] = by_token.get(last, 0.0) + t.reward - sum(value for _, value in steps)
     ends = sorted(by_token)
     return [by_token[e] for e in ends], ends
-
-
-def drop_failed_groups(trajectories: list[Trajectory], n: int) -> list[Trajectory]:
-    """Remove whole groups that contain a sample whose reward failed (NaN, rewards.on_error=skip_group)."""
-    keep: list[Trajectory] = []
-    for start in range(0, len(trajectories), n):
-        group = trajectories[start:start + n]
-        if not any(math.isnan(t.reward) for t in group):
-            keep.extend(group)
-    return keep

@@ -24,8 +24,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from reasonrl.config import RunConfig
 from reasonrl.errors import RunStopped
@@ -176,6 +177,11 @@ class Run:
         self.sink.log(0, EvalResult(**result).metrics("eval") | extra | self.forget.measure(0, result))
         if eval_cache.cacheable(self.cfg):
             eval_cache.store(self.cfg, result, extra, time.time() - started)
+
+    def eval_progress(self) -> Callable[[int, int], None] | None:
+        """A progress reporter for an evaluation, written above the bar (or as log lines with --quiet)."""
+        from reasonrl.evaluate import EvalProgress
+        return EvalProgress(self.progress.write, "evaluating") if self.progress is not None else None
 
     def _state(self, state: str, **fields: Any) -> None:
         write_state(self.run_dir, state, command=self.command, steps=self.steps, **fields)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from reasonrl.config import RunConfig
 from reasonrl.tasks import ANSWER_INSTRUCTION, Task, prompt_key, shot_reply
-from reasonrl.tasks.files import Row, file_prompt, read_csv, read_json, read_jsonl
+from reasonrl.tasks.files import file_prompt, read_csv, read_json, read_jsonl
 from reasonrl.tokenizer import ByteTokenizer, encode_chat, render, stop_token_ids
 from reasonrl.types import Message
 
@@ -157,12 +157,12 @@ class RowBatch:
     """Rows for one forward pass: tokens (B, T+1); mask, position_ids (B, T); allowed (B, T, T) bool, True where
     query position i may attend key position j (same sequence, j <= i)."""
 
-    tokens: "Tensor"
-    mask: "Tensor"
-    position_ids: "Tensor"
-    allowed: "Tensor"
+    tokens: Tensor
+    mask: Tensor
+    position_ids: Tensor
+    allowed: Tensor
 
-    def attention_mask(self, dtype: "torch.dtype") -> "Tensor":
+    def attention_mask(self, dtype: torch.dtype) -> Tensor:
         """The additive (B, 1, T, T) mask transformers takes as a custom 4D mask: 0 where allowed, the dtype's
         minimum elsewhere (additive works with both eager and sdpa attention)."""
         import torch

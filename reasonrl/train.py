@@ -17,8 +17,9 @@ import json
 import math
 import shutil
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from reasonrl.config import RunConfig, load_config, save_config
 from reasonrl.evaluate import EvalResult, eval_sets, evaluate_run, paired_comparison
@@ -62,8 +63,8 @@ def write_rollouts(path: Path, step: int, trajectories: list[Trajectory], tokeni
             f.write(json.dumps({"step": step, "group": t.group, "id": t.example.id,
                                 "prompt": t.example.prompt[-1]["content"], "answer": t.example.answer,
                                 "completion": t.completion, "reward": t.reward, "reward_parts": t.reward_parts,
-                                "completion_tokens": t.completion_tokens, "truncated": t.truncated, "turns": t.num_turns,
-                                "errors": t.info.get("errors", [])}) + "\n")
+                                "completion_tokens": t.completion_tokens, "truncated": t.truncated,
+                                "turns": t.num_turns, "errors": t.info.get("errors", [])}) + "\n")
 
 
 @contextlib.contextmanager
@@ -140,7 +141,8 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
                          cfg.model.dtype)
         forget = make_monitor(cfg, learner.policy, learner.tokenizer, worker.engine, task.eval, run_dir)
         run = Run(cfg, run_dir, resume, quiet, cfg.steps, forget,
-                  lambda: (worker.evaluate(eval_examples).to_dict(), extra_eval_metrics(worker, extra_sets)))
+                  lambda: (worker.evaluate(eval_examples, report=run.eval_progress()).to_dict(),
+                           extra_eval_metrics(worker, extra_sets)))
 
         def load(ckpt: Path, state: dict[str, Any]) -> None:
             learner.load(ckpt)

@@ -114,14 +114,14 @@ class Batch:
     def size(self) -> int:
         return self.tokens.shape[0]
 
-    def to(self, device: Any) -> "Batch":
+    def to(self, device: Any) -> Batch:
         """The same batch with every tensor on `device` (a no-op when already there)."""
         import dataclasses
         moved = {f.name: getattr(self, f.name).to(device) if hasattr(getattr(self, f.name), "to") else
                  getattr(self, f.name) for f in dataclasses.fields(self)}
         return Batch(**moved)
 
-    def rows(self, index: "slice | Tensor") -> "Batch":
+    def rows(self, index: slice | Tensor) -> Batch:
         """A micro-batch: the same fields restricted to some rows, trimmed to their longest row."""
         mask = self.mask[index]
         used = int(mask.any(0).nonzero().max().item()) + 1 if mask.any() else 1

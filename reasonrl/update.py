@@ -13,7 +13,8 @@ pass. With kl.coef = 0 the reference is never run. Normalisers of the aggregatio
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn

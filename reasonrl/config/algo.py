@@ -167,7 +167,8 @@ def _check_algo(algo: AlgoConfig) -> None:
         raise ValueError(f"algo.tis_cap must be > 0 (2.0 is common) or null to turn it off, got {algo.tis_cap}")
     if algo.loss.name == "gspo" and algo.aggregation != "seq-mean-token-mean":
         raise ValueError(f"algo.loss.name=gspo needs algo.aggregation=seq-mean-token-mean (its sequence ratio is "
-                         f"a per-sequence objective), got {algo.aggregation!r}; set algo.aggregation=seq-mean-token-mean")
+                         f"a per-sequence objective), got {algo.aggregation!r}; "
+                         "set algo.aggregation=seq-mean-token-mean")
     if algo.kl.placement == "reward" and algo.advantage in ("grpo_process", "gigpo") and algo.kl.coef > 0:
         raise ValueError(f"algo.kl.placement=reward is not defined for algo.advantage={algo.advantage} (it reads the "
                          "per-step rewards, which carry no KL); use algo.kl.placement=loss, as DeepSeekMath and "

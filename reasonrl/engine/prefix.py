@@ -14,7 +14,8 @@ entry; a row whose new part is shorter than W re-feeds a few cached tokens, whic
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import torch
 from torch import Tensor

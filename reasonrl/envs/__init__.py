@@ -13,7 +13,7 @@ Environments whose steps are cheaper together (reward workers, one sandbox call)
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from reasonrl.registry import Registry
 from reasonrl.types import Example, Message, StepResult
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class EnvContext:
     """What a run shares with its environments: the reward composer and the environment limits."""
 
-    rewards: "RewardComposer | None" = None
+    rewards: RewardComposer | None = None
     max_turns: int = 1
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -69,7 +69,7 @@ class BaseEnv:
         pass
 
     @classmethod
-    def step_batch(cls, envs: list["BaseEnv"], actions: list[str]) -> list[StepResult]:
+    def step_batch(cls, envs: list[BaseEnv], actions: list[str]) -> list[StepResult]:
         return [env.step(action) for env, action in zip(envs, actions)]
 
 
@@ -88,7 +88,6 @@ def step_all(envs: list[Any], actions: list[str]) -> list[StepResult]:
     return results  # type: ignore[return-value]
 
 
-EnvFactory = Callable[[], Env]
 ENVS: Registry = Registry("environment")
 
 

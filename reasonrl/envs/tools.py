@@ -11,10 +11,11 @@ the final answer, scored with the run's rewards (like single_turn), and ends the
 The tool instructions come from the environment, not the task: reset prepends a system message describing the
 enabled tools (env.options.tools), so any question task works unchanged (option instructions=false turns it
 off; then write your own with task.system_prompt); option demonstration=true also shows one worked exchange
-(question, tool call, result, answer) before the question, which small models need. On the last allowed turn (env.max_turns) every reply is
-scored as the final answer, so an episode always ends with a score. The calculator is an AST evaluator (no
-eval): numbers, + - * / // % ** (and ^ as a power), parentheses and sqrt/abs/round/min/max, with bounded
-magnitudes. The Python tool runs in reasonrl.sandbox (no network, CPU/memory/time limits).
+(question, tool call, result, answer) before the question, which small models need. On the last allowed turn
+(env.max_turns) every reply is scored as the final answer, so an episode always ends with a score. The
+calculator is an AST evaluator (no eval): numbers, + - * / // % ** (and ^ as a power), parentheses and
+sqrt/abs/round/min/max, with bounded magnitudes. The Python tool runs in reasonrl.sandbox (no network,
+CPU/memory/time limits).
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ import json
 import math
 import operator
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 from reasonrl.envs import ENVS, BaseEnv, EnvContext
 from reasonrl.types import Example, Message, StepResult

@@ -4,7 +4,8 @@ each family split into charts whose series share a scale. Any new metric family 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from reasonrl.report.files import clean, is_number
 

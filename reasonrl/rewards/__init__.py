@@ -15,8 +15,9 @@ package must stay free of top-level torch imports: the worker processes import i
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 from reasonrl.registry import Registry
 

@@ -106,10 +106,11 @@ def _run_whole(code: str, tests: str | list[str], total: int, limits: Limits, te
                       whole=True)
 
 
-def run_tests(code: str, tests: str | list[str], limits: Limits = Limits(), test_timeout_s: float = 3.0,
+def run_tests(code: str, tests: str | list[str], limits: Limits | None = None, test_timeout_s: float = 3.0,
               mode: str | None = None) -> TestReport:
     """Run `tests` against `code`: the probes in one fresh sandbox, the judge in another (code_plan.py);
     tests that cannot be split run whole in one. Raises ValueError when the tests do not parse."""
+    limits = limits or Limits()
     total = len(split_tests(tests)[1])
     plan = plan_tests(tests)
     if plan is None:

@@ -26,8 +26,9 @@ import logging
 import math
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from reasonrl.config import RewardConfig
 from reasonrl.errors import RunFailure

@@ -16,10 +16,11 @@ import signal
 import sys
 import traceback
 import types
+from collections.abc import Callable
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 _BOOT = ("import importlib.util as u, sys; s = u.spec_from_file_location('reasonrl_reward_worker', sys.argv[2]); "
          "m = sys.modules[s.name] = u.module_from_spec(s); s.loader.exec_module(m); "

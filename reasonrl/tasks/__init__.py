@@ -18,8 +18,9 @@ import dataclasses
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from reasonrl.config import TaskConfig
 from reasonrl.registry import Registry

@@ -17,8 +17,9 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from reasonrl.config import TaskConfig
 from reasonrl.rewards.code_harness import split_tests

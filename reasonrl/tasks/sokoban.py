@@ -19,7 +19,7 @@ import random
 from typing import Any
 
 from reasonrl.config import TaskConfig
-from reasonrl.envs.sokoban import LEGEND, MOVES, Board, Cell, render, solve
+from reasonrl.envs.sokoban import LEGEND, MOVES, Board, render, solve
 from reasonrl.tasks import TASKS, Task, derive_seed, make_prompt
 from reasonrl.types import Example
 

@@ -12,9 +12,9 @@ import fcntl
 import os
 import shutil
 import tempfile
-from pathlib import Path
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 
 def atomic_write_text(path: Path, text: str) -> None:

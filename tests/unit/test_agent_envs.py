@@ -15,7 +15,7 @@ import pytest
 from reasonrl.config import RewardConfig, TaskConfig
 from reasonrl.engine import Completion, SamplingParams
 from reasonrl.envs import EnvContext, Environment
-from reasonrl.envs.sokoban import MOVES, move, parse, parse_move, render, solve
+from reasonrl.envs.sokoban import MOVES, move, parse, parse_move, render
 from reasonrl.envs.tools import calculate, CalculatorError, run_python
 from reasonrl.rewards.compose import RewardComposer
 from reasonrl.rollout import rollout
@@ -122,7 +122,8 @@ def run(env_name: str, examples: list[Example], engine: Any, tokenizer: Any, n: 
     composer = RewardComposer(RewardConfig(components={"correct": 1.0}, workers=1)) if rewards else None
     environment = Environment(env_name, EnvContext(rewards=composer, options=options or {}), max_turns)
     try:
-        trajectories = rollout(environment, engine, tokenizer, examples, n=n, params=SamplingParams(max_new_tokens), seed=0)
+        trajectories = rollout(environment, engine, tokenizer, examples, n=n, params=SamplingParams(max_new_tokens),
+                               seed=0)
     except BaseException:
         environment.close()
         raise
@@ -183,7 +184,8 @@ def test_tool_math_last_turn_is_scored_as_the_answer() -> None:
     try:
         messages = check_token_in_token_out(environment, tok, t)
         assert [m["role"] for m in messages[:6]] == ["system", "user", "assistant", "user", "assistant", "user"]
-        assert messages[2]["content"] == "<calculator>23 * 4 + 7</calculator>" and "python" not in messages[0]["content"]
+        assert messages[2]["content"] == "<calculator>23 * 4 + 7</calculator>"
+        assert "python" not in messages[0]["content"]
         assert t.num_turns == 2 and t.step_rewards == [pytest.approx(0.1), 0.0]
         assert t.reward_parts["correct"] == 0.0  # a score even though the episode never answered
     finally:

@@ -39,7 +39,8 @@ FIXES = {
     "html_escape": [("escape.py", '[("<", "&lt;"), (">", "&gt;"), ("&", "&amp;"), (\'"\', "&quot;")]',
                      '[("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), (\'"\', "&quot;"), ("\'", "&#x27;")]')],
     "dates": [("dates.py", "return year % 4 == 0", "return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)"),
-              ("dates.py", "date(year, month, date.day)", "date(year, month, min(date.day, days_in_month(year, month)))")],
+              ("dates.py", "date(year, month, date.day)",
+               "date(year, month, min(date.day, days_in_month(year, month)))")],
     "shop": [("money.py", "int(float(text) * 100)", "round(float(text) * 100)"),
              ("cart.py", "sum(cents for name", "sum(cents * quantity for name")],
 }
@@ -192,8 +193,8 @@ def test_no_network_from_the_tests(scratch: Path) -> None:
     listener.listen(1)
     listener.settimeout(0.5)
     port = listener.getsockname()[1]
-    code = ("import socket\nfor host in [('127.0.0.1', %d), ('1.1.1.1', 53)]:\n"
-            "    socket.create_connection(host, timeout=1).sendall(b'escaped')\n") % port
+    code = (f"import socket\nfor host in [('127.0.0.1', {port:d}), ('1.1.1.1', 53)]:\n"
+            "    socket.create_connection(host, timeout=1).sendall(b'escaped')\n")
     try:
         results = attack("pagination", "pagination.py", code)
         with pytest.raises(socket.timeout):
@@ -210,12 +211,12 @@ def test_no_writes_outside_from_the_tests(tmp_path: Path, scratch: Path) -> None
     env.reset(REPOS["pagination"])
     target = os.path.join(env.root, "pagination.py")
     os.chmod(tmp_path, 0o777)
-    code = ("import os\nfor i, path in enumerate([%r, %r, '/tmp/reasonrl-coding-escape']):\n"
-            "    for name in [path, 'link%%d' %% i]:\n        try:\n"
+    code = (f"import os\nfor i, path in enumerate([{target!r}, {str(tmp_path / 'escaped.txt')!r}, "
+            "'/tmp/reasonrl-coding-escape']):\n"
+            "    for name in [path, 'link%d' % i]:\n        try:\n"
             "            if name != path:\n                os.symlink(path, name)\n"
             "            open(name, 'w').write('pwned')\n            print('wrote', name)\n"
-            "        except OSError as e:\n            print('blocked', e.errno)\n"
-            % (target, str(tmp_path / "escaped.txt")))
+            "        except OSError as e:\n            print('blocked', e.errno)\n")
     try:
         env.step(f"write probe.py\n{fence(code)}")
         before = Path(target).read_text()
@@ -309,7 +310,7 @@ def test_replace_needs_one_exact_match_and_ls_read_errors() -> None:
             f"replace pagination.py\n{fence('nothing like this')}\n{fence('x')}",
             f"replace pagination.py\n{fence('per_page')}\n{fence('x')}", "read nothing.py", "nonsense",
             f"write pagination.py/x.py\n{fence('x')}", f"write {'x' * 300}.py\n{fence('x')}",
-            f"read a\x00b", "read ."]]
+            "read a\x00b", "read ."]]
         assert "not found" in texts[0] and "occurs" in texts[1] and "no such file" in texts[2]
         assert "Commands (one per reply)" in texts[3] and "cannot write" in texts[4]
         assert "not a usable file name" in texts[5] and "not a usable file name" in texts[6]

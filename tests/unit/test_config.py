@@ -1,4 +1,5 @@
 """Config loading: defaults < YAML < overrides, type checks and helpful unknown-key errors."""
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def test_saved_config_round_trips(tmp_path):
 
 
 def test_config_is_frozen():
-    with pytest.raises(Exception):
+    with pytest.raises(FrozenInstanceError):
         RunConfig().steps = 3  # type: ignore[misc]
 
 

@@ -1,7 +1,6 @@
 """The corridor environment and task: moves, rewards, state keys, the split, and a scripted multi-turn rollout
 whose tokens, masks, step ends and states feed GiGPO."""
 import pytest
-import torch
 
 from reasonrl.algos import ADVANTAGES
 from reasonrl.config import AlgoConfig, TaskConfig

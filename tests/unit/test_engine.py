@@ -19,7 +19,10 @@ def test_seeded_sampling_is_reproducible_and_seed_matters(tiny):
     a = engine.generate(prompts(tok), params, n=3, seed=7)
     b = engine.generate(prompts(tok), params, n=3, seed=7)
     c = engine.generate(prompts(tok), params, n=3, seed=8)
-    ids = lambda out: [c.token_ids for g in out for c in g]
+
+    def ids(out):
+        return [c.token_ids for g in out for c in g]
+
     assert ids(a) == ids(b) and ids(a) != ids(c)
     assert len(a) == 3 and all(len(g) == 3 for g in a)
 

@@ -86,7 +86,8 @@ def test_bf16_adapter_compute_matches_fp32_adapter_compute(monkeypatch):
     print(f"mean |logp - fp32|: bf16 adapter {err_fast:.4f}, fp32 adapter {err_slow:.4f}")
     assert err_fast < 1.5 * err_slow + 1e-3, (err_fast, err_slow)
     cos = torch.nn.functional.cosine_similarity
-    assert cos(fast_grad, ref_grad, dim=0) > 0.98 and cos(fast_grad, ref_grad, dim=0) > cos(slow_grad, ref_grad, dim=0) - 0.01
+    assert (cos(fast_grad, ref_grad, dim=0) > 0.98
+            and cos(fast_grad, ref_grad, dim=0) > cos(slow_grad, ref_grad, dim=0) - 0.01)
 
 
 def test_token_budget_micro_batches_cover_the_batch_within_the_budget():

@@ -111,7 +111,7 @@ def test_gradient_checkpointing_gives_the_same_lora_gradients():
                 torch.nn.init.normal_(p, std=0.1)   # B = 0 at init would make A's gradient 0 either way
         calls = []
         attention = model.base_model.model.model.layers[0].self_attn
-        attention.register_forward_pre_hook(lambda *_: calls.append(1))
+        attention.register_forward_pre_hook(lambda *_, calls=calls: calls.append(1))
         tokens = torch.arange(1, 25).reshape(2, 12) % 50
         token_logprobs(model, tokens).sum().backward()
         assert len(calls) == (2 if checkpointing else 1)   # forward, and the recompute in backward

@@ -45,7 +45,8 @@ def test_pretraining_lowers_the_loss_and_saves_a_model_that_model_path_loads(tmp
                              "pretrain.steps=40", "pretrain.batch_size=8", "pretrain.seq_len=32",
                              "pretrain.hidden_size=32", "pretrain.lr=0.01"])
     model_dir = pretrain(cfg, tmp_path / "pretrain", quiet=True)
-    losses = [json.loads(x)["pretrain/loss"] for x in (tmp_path / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    losses = [json.loads(x)["pretrain/loss"]
+              for x in (tmp_path / "pretrain" / "metrics.jsonl").read_text().splitlines()]
     assert len(losses) == 40 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0, losses
     model, tok = load_policy(ModelConfig(path=str(model_dir), dtype="float32"), LoraConfig(enabled=False))
     assert isinstance(tok, ByteTokenizer) and model.config.hidden_size == 32

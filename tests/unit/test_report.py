@@ -155,7 +155,8 @@ def test_write_report_safely_warns_instead_of_raising(tmp_path, monkeypatch, cap
 def test_cli_report_writes_the_page_and_rejects_a_missing_directory(tmp_path, capsys):
     run = synthetic_run(tmp_path)
     main(["report", str(run), "--out", str(tmp_path / "out" / "r.html"), "--max-samples", "10"])
-    assert "wrote" in capsys.readouterr().out and len(embedded_data((tmp_path / "out" / "r.html").read_text())["samples"]) == 10
+    assert "wrote" in capsys.readouterr().out
+    assert len(embedded_data((tmp_path / "out" / "r.html").read_text())["samples"]) == 10
     with pytest.raises(SystemExit) as exit_info:
         main(["report", str(tmp_path / "missing")])
     assert exit_info.value.code == 2 and "not found" in capsys.readouterr().err

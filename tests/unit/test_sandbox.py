@@ -68,7 +68,8 @@ def test_correct_and_half_correct_solutions() -> None:
 
 
 def test_tests_as_a_source_string() -> None:
-    tests = "import math\ndef close(a, b):\n    return math.isclose(a, b)\nassert close(half(3), 1.5)\nassert half(4) == 2"
+    tests = ("import math\ndef close(a, b):\n    return math.isclose(a, b)\nassert close(half(3), 1.5)\n"
+             "assert half(4) == 2")
     assert run_tests("def half(x):\n    return x / 2", tests, FAST).fraction == 1.0
     report = run_tests("def half(x):\n    return x // 2", tests, FAST)
     assert report.total == 2 and report.passed == 1
@@ -128,7 +129,8 @@ def test_filesystem_is_read_only_outside_the_work_directory(tmp_path: Path) -> N
     program = (f"import os\nfor path in [{str(target)!r}, '/tmp/reasonrl-escape', os.path.expanduser('~/x')]:\n"
                "    try:\n        open(path, 'w').write('x')\n        print('wrote', path)\n"
                "    except OSError as e:\n        print('blocked', path, e.errno)\n"
-               "print(open('/root/.bashrc').read() if os.path.exists('/root') and os.access('/root', os.R_OK) else 'no root')")
+               "print(open('/root/.bashrc').read() if os.path.exists('/root') and os.access('/root', os.R_OK) "
+               "else 'no root')")
     result = run(["{python}", "main.py"], {"main.py": program}, FAST)
     assert not target.exists() and not Path("/tmp/reasonrl-escape").exists()
     assert result.stdout.count("blocked") == 2 and "wrote" in result.stdout  # only HOME (the work dir) is writable

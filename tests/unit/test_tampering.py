@@ -24,7 +24,8 @@ RIGHT = "def add(a, b):\n    return a + b\n\ndef mul(a, b):\n    return a * b\n"
 ATTEMPTS = {
     "eq_always_true": ("class Yes:\n    def __eq__(self, other):\n        return True\n"
                        "def add(a, b):\n    return Yes()\nmul = add\n", "defines __eq__"),
-    "int_subclass_eq": ("class Int(int):\n    def __eq__(self, other):\n        return True\n    __hash__ = int.__hash__\n"
+    "int_subclass_eq": ("class Int(int):\n    def __eq__(self, other):\n        return True\n"
+                        "    __hash__ = int.__hash__\n"
                         "def add(a, b):\n    return Int(0)\nmul = add\n", "defines __eq__"),
     "patch_harness": ("import __main__\n__main__._run = lambda *args, **kwargs: ('ok', True)\n"
                       "__main__.encode = lambda value, depth=0: {'i': '3'}\n" + RIGHT.replace("a + b", "0"),
