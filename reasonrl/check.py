@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import resource
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from reasonrl.config import RunConfig
 from reasonrl.types import Example
@@ -36,8 +37,8 @@ def check_rewards(cfg: RunConfig, examples: list[Example], say: Any) -> None:
     """Score each example's reference completion; raise ValueError when a reward gives it less than full marks."""
     from reasonrl.rewards.compose import RewardComposer
 
-    pairs = [(e, reference_completion(e)) for e in examples]
-    pairs = [(e, c) for e, c in pairs if c is not None]
+    found = [(e, reference_completion(e)) for e in examples]
+    pairs = [(e, c) for e, c in found if c is not None]
     if not pairs:
         say("rewards: these examples have no reference answer to score; skipped")
         return
@@ -92,7 +93,8 @@ def estimate(cfg: RunConfig, examples: list[Example], say: Any) -> None:
         rows = max(1, min(rows, cfg.optim.micro_batch_tokens // length))
     timings = []
     for size in (2, rows):  # the first pass warms up
-        tokens = torch.randint(0, policy.get_input_embeddings().num_embeddings, (size, length))
+        tokens = torch.randint(0, cast(Callable[[], torch.nn.Embedding], policy.get_input_embeddings)().num_embeddings,
+                               (size, length))
         started = time.perf_counter()
         policy_logprobs(policy, tokens, torch.ones(size, length - 1, dtype=torch.bool), None, 1.0).sum().backward()
         timings.append(time.perf_counter() - started)

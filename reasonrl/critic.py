@@ -16,7 +16,9 @@ starts from the actor's weights.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import Tensor, nn
@@ -27,6 +29,10 @@ from reasonrl.config import RunConfig
 from reasonrl.model import load_policy, trainable_parameters
 from reasonrl.types import Batch
 from reasonrl.update import add_weighted, row_slices, split_rows
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 
 def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
@@ -45,7 +51,8 @@ class Critic:
     def __init__(self, cfg: RunConfig) -> None:
         model, _ = load_policy(dataclasses.replace(cfg.model, adapter=None), cfg.lora)
         self.model = model
-        base = model.get_base_model() if hasattr(model, "get_base_model") else model
+        plain = cast("PeftModel", model).get_base_model() if hasattr(model, "get_base_model") else model
+        base = cast("PreTrainedModel", plain)
         self.backbone = getattr(base, base.base_model_prefix)  # the decoder stack, no LM head
         self.head = nn.Linear(base.config.hidden_size, 1).to(next(model.parameters()).device)
         nn.init.zeros_(self.head.weight)
@@ -82,6 +89,7 @@ class Critic:
             tokens = int(mini.mask.sum())
             for micro in row_slices(mini, optim.micro_batch_size, optim.micro_batch_tokens):
                 mb = mini.rows(micro).to(self.head.weight.device)
+                assert mb.values is not None and mb.returns is not None, "rows() keeps them"
                 values = self.forward(mb.tokens)                                 # (b, T)
                 loss, metrics = value_loss(values, mb.values, mb.returns, mb.mask, algo.critic.value_clip)
                 aggregate(loss, mb.mask, "token-mean", batch_tokens=tokens, batch_seqs=mini.size,
@@ -97,7 +105,7 @@ class Critic:
 
     def save(self, path: Path) -> None:
         """Write the critic's adapter (or model), head and optimizer into a checkpoint directory."""
-        self.model.save_pretrained(path / "critic")
+        cast(Callable[[Path], None], self.model.save_pretrained)(path / "critic")
         torch.save({"head": self.head.state_dict(), "optimizer": self.optimizer.state_dict()}, path / "critic.pt")
 
     def load(self, path: Path) -> None:

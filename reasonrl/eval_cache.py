@@ -17,7 +17,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import reasonrl
 from reasonrl.config import RunConfig
@@ -48,7 +48,7 @@ def key_of(cfg: RunConfig) -> str:
              "rewards": config_to_dict(cfg.rewards), "env": config_to_dict(cfg.env),
              "engine": config_to_dict(cfg.engine), "seed": cfg.seed, "threads": cfg.threads,
              "version": reasonrl.__version__}
-    parts["eval"].pop("before", None)
+    cast(dict[str, Any], parts["eval"]).pop("before", None)
     blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 

@@ -33,11 +33,11 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -302,7 +302,7 @@ class ForgettingMonitor:
         score = eval_score(evaluation)
         keep = forget.on_budget == "stop" and self.run_dir is not None
         if keep and (self.best is None or score > self.best["score"]):
-            save_atomically(self.policy, self.run_dir / BEST_DIR)
+            save_atomically(self.policy, cast(Path, self.run_dir) / BEST_DIR)  # keep: run_dir is set
             self.best = {"step": step, "score": score, "kl_forward": kl}
         return False
 
@@ -345,7 +345,7 @@ def eval_score(evaluation: dict[str, Any] | None) -> float:
 def save_atomically(model: nn.Module, target: Path) -> None:
     tmp = target.with_name(f".tmp_{target.name}")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
+    cast(Callable[[Path], None], model.save_pretrained)(tmp)
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
 

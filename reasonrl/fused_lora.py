@@ -12,10 +12,13 @@ micro-batch (16 x (56 + 64) tokens, SmolLM2-135M, r16 on all linear layers, fp32
 from __future__ import annotations
 
 import types
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from peft.tuners.lora.layer import Linear as PeftLoraLinear
 
 
 class LoraLinear(torch.autograd.Function):
@@ -23,7 +26,7 @@ class LoraLinear(torch.autograd.Function):
     all of one dtype."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, a: Tensor,  # type: ignore[override]
+    def forward(ctx: Any, x: Tensor, weight: Tensor, bias: Tensor | None, a: Tensor,
                 b: Tensor, scaling: float) -> Tensor:
         flat = x.reshape(-1, x.shape[-1])                                        # (N, in)
         low = flat @ a.t()                                                       # (N, r)
@@ -34,7 +37,7 @@ class LoraLinear(torch.autograd.Function):
         return out.view(*x.shape[:-1], out.shape[-1])
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
         flat, low, weight, a, b = ctx.saved_tensors
         need_x, need_w, need_bias, need_a, need_b, _ = ctx.needs_input_grad
         g = grad.reshape(-1, grad.shape[-1])                                     # (N, out)
@@ -53,7 +56,7 @@ class LoraLinear(torch.autograd.Function):
         return grad_x, grad_w, grad_bias, grad_a, grad_b, None
 
 
-def fused_forward(self: nn.Module, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
+def fused_forward(self: PeftLoraLinear, x: Tensor, *args: Any, **kwargs: Any) -> Tensor:
     """A peft lora.Linear's forward through LoraLinear when it is plain LoRA: one active adapter, no dropout in
     effect, no variant (DoRA), no adapter bias, not merged or disabled, and x, base and adapter of one dtype.
     Anything else takes peft's own forward: a bf16 base under model.half_precision_adapter included, where the
@@ -62,8 +65,8 @@ def fused_forward(self: nn.Module, x: Tensor, *args: Any, **kwargs: Any) -> Tens
     if args or kwargs or self.disable_adapters or self.merged or len(active) != 1:
         return type(self).forward(self, x, *args, **kwargs)
     name = active[0]
-    dropout, lora_a, lora_b = self.lora_dropout[name], self.lora_A[name], self.lora_B[name]
-    base = self.base_layer
+    dropout, base = self.lora_dropout[name], cast(nn.Linear, self.base_layer)  # fuse_lora_layers checks the type
+    lora_a, lora_b = cast(nn.Linear, self.lora_A[name]), cast(nn.Linear, self.lora_B[name])
     if (not x.dtype == base.weight.dtype == lora_a.weight.dtype == lora_b.weight.dtype or lora_b.bias is not None
             or name in getattr(self, "lora_variant", {})
             or (dropout.training and not isinstance(dropout, nn.Identity))):
@@ -79,6 +82,6 @@ def fuse_lora_layers(model: nn.Module) -> int:
     for module in model.modules():
         if (type(module) is PeftLoraLinear and type(module.base_layer) is nn.Linear
                 and not getattr(module, "fan_in_fan_out", False)):
-            module.forward = types.MethodType(fused_forward, module)
+            module.forward = types.MethodType(fused_forward, module)  # type: ignore[method-assign]  # per instance
             count += 1
     return count

@@ -12,9 +12,9 @@ import importlib.util
 import logging
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -22,6 +22,9 @@ from torch import Tensor, nn
 from reasonrl.config import LoraConfig, ModelConfig
 from reasonrl.fused_lora import fuse_lora_layers
 from reasonrl.utils.files import file_lock, remove_stale_temps, write_dir_atomically
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +117,7 @@ def save_model_dir(model: nn.Module, tokenizer: object, path: Path) -> None:
 
     from reasonrl.tokenizer import ByteTokenizer
 
-    model.save_pretrained(path)
+    cast(Callable[[Path], None], model.save_pretrained)(path)
     if isinstance(tokenizer, ByteTokenizer):
         (Path(path) / BYTE_TOKENIZER_FILE).write_text(json.dumps({"kind": "byte"}) + "\n")
     else:
@@ -160,7 +163,7 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig) -> tuple[nn.Module
     """The trainable policy: the base model with a fresh (or given) LoRA adapter, or all weights trainable."""
     device = resolve_device(model_cfg.device)
     model, tokenizer = load_base(model_cfg)
-    model = model.to(device)
+    model = cast("PreTrainedModel", model.to(device))  # a transformers model, not yet wrapped by peft
     if model_cfg.gradient_checkpointing:
         # transformers 5.24 renamed it (the old name warns); earlier 5.x releases have only the old one
         (getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable)()
@@ -170,7 +173,8 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig) -> tuple[nn.Module
         model = PeftModel.from_pretrained(model, model_cfg.adapter, is_trainable=True)
     elif lora_cfg.enabled:
         from peft import LoraConfig as PeftLoraConfig, get_peft_model
-        peft_cfg = PeftLoraConfig(r=lora_cfg.rank, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout,
+        peft_cfg = PeftLoraConfig(r=lora_cfg.rank, lora_alpha=lora_cfg.alpha,  # type: ignore[arg-type]  # floats work
+                                  lora_dropout=lora_cfg.dropout,
                                   target_modules=lora_cfg.target_modules, bias="none", task_type="CAUSAL_LM")
         # peft keeps adapter weights in float32 even when the base is bf16 (autocast_adapter_dtype).
         model = get_peft_model(model, peft_cfg)
@@ -265,7 +269,7 @@ class TokenLogprobs(torch.autograd.Function):
     went from 4.77 to 4.40 s in fp32 (3.77 to 3.52 s in bf16), with bit-identical log-probs and gradients."""
 
     @staticmethod
-    def forward(ctx: Any, logits: Tensor, targets: Tensor, temperature: float) -> Tensor:  # type: ignore[override]
+    def forward(ctx: Any, logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
         wide = torch.promote_types(logits.dtype, torch.float32)                  # float32 (float64 stays)
         out = logits.new_empty(targets.shape, dtype=wide)                         # (B, T)
         lse = torch.empty_like(out)                                               # (B, T)
@@ -279,7 +283,7 @@ class TokenLogprobs(torch.autograd.Function):
         return out - lse
 
     @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         logits, targets, lse = ctx.saved_tensors
         scale = grad.to(lse.dtype) / ctx.temperature                              # (B, T) g / T
         out = torch.empty_like(logits)                                            # (B, T, V)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -205,7 +205,7 @@ class Learner:
 
     def save(self, path: Path) -> None:
         """The tensors of a checkpoint: adapter (or model), optimizer and schedule, critic."""
-        self.policy.save_pretrained(path / "adapter")
+        cast(Callable[[Path], None], self.policy.save_pretrained)(path / "adapter")
         torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
                    path / "optim.pt")
         if self.critic is not None:

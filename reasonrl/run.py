@@ -134,7 +134,8 @@ class Run:
         self.sink: MetricSinks | None = None
         self.progress: Progress | None = None
 
-    def begin(self, load: Callable[[Path, dict[str, Any]], None], intro: str = "evaluating the start model ...") -> int:
+    def begin(self, load: Callable[[Path, dict[str, Any]], object],
+              intro: str = "evaluating the start model ...") -> int:
         """Create (or, resuming, reopen) the run directory; restore the last checkpoint through load(dir,
         state); on a fresh run print intro and evaluate the start model. Returns the first step to run."""
         from reasonrl.train import prepare_run_dir
@@ -158,6 +159,7 @@ class Run:
     def _evaluate_start(self, intro: str) -> None:
         """Step 0: the start model's evaluation, reused from the cache when eval.before=auto has one."""
         from reasonrl import eval_cache
+        assert self.progress is not None and self.sink is not None, "begin() made them"
         before = self.cfg.eval.before
         if before == "skip":
             self.progress.write("start model not evaluated (eval.before=skip): no before/after comparison")

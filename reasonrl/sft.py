@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -48,7 +49,7 @@ def rows_logprobs(model: nn.Module, rows: list[list[Sequence]], pad_id: int) -> 
     """(B, T) log-probs of every next token and the (B, T) completion mask of packed rows, each demonstration
     attending only to itself."""
     batch = collate_rows(rows, pad_id)
-    dtype = model.get_input_embeddings().weight.dtype
+    dtype = cast(Callable[[], nn.Embedding], model.get_input_embeddings)().weight.dtype
     logp = token_logprobs(model, batch.tokens, attention_mask=batch.attention_mask(dtype),
                           position_ids=batch.position_ids)                        # (B, T)
     return logp, batch.mask
@@ -107,7 +108,7 @@ def save_result(policy: nn.Module, tokenizer: Any, run_dir: Path) -> Path:
     """LoRA: the adapter in run_dir/adapter (model.adapter=...); full fine-tuning: a model directory with
     its tokenizer in run_dir/model (model.path=...)."""
     if is_lora(policy):
-        return write_dir_atomically(run_dir / "adapter", policy.save_pretrained)
+        return write_dir_atomically(run_dir / "adapter", cast(Callable[[Path], None], policy.save_pretrained))
     return write_dir_atomically(run_dir / "model", lambda tmp: save_model_dir(policy, tokenizer, tmp))
 
 

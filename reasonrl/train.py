@@ -17,9 +17,9 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from reasonrl.config import RunConfig, load_config, save_config
 from reasonrl.evaluate import EvalResult, eval_sets, evaluate_run, paired_comparison
@@ -50,7 +50,7 @@ def rollout_stats(trajectories: list[Trajectory], group_size: int) -> dict[str, 
     stats["rollout/degenerate_groups"] = sum(max(g) == min(g) for g in groups if g) / max(len(groups), 1)
     names = {name for t in trajectories for name in t.reward_parts}
     for name in sorted(names):
-        values = [t.reward_parts[name] for t in trajectories if t.reward_parts.get(name) is not None]
+        values = [v for t in trajectories if (v := t.reward_parts.get(name)) is not None]
         if values:
             stats[f"reward/{name}"] = sum(values) / len(values)
     return stats
@@ -176,7 +176,8 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
             if run.end_step(step, metrics, {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]},
                             state, learner.save):
                 break
-        return run.finish(lambda d: write_dir_atomically(d / "adapter", learner.policy.save_pretrained))
+        return run.finish(lambda d: write_dir_atomically(d / "adapter",
+                                                         cast(Callable[[Path], None], learner.policy.save_pretrained)))
     finally:
         worker.close()
 

@@ -126,6 +126,7 @@ def micro_batch_loss(policy: nn.Module, mb: Batch, loss_fn: Callable[..., Any], 
     pg_loss = aggregate(per_token, mb.mask, algo.aggregation, **norms)
     loss = pg_loss
     if kl.in_loss():
+        assert mb.ref_logp is not None, "prepare() computes ref_logp when the KL is active"
         kl_t = kl_estimate(logp, mb.ref_logp, kl.estimator)                      # (b, T)
         loss = loss + kl.coef * aggregate(kl_t, mb.mask, algo.aggregation, **norms)
         metrics["kl"] = masked_mean(kl_t.detach(), mb.mask)

@@ -9,10 +9,13 @@ The engine reports the version it serves, and the run checks it (engine.verify).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from peft import PeftConfig
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,13 @@ def lora_layers(model: nn.Module) -> dict[str, nn.Module]:
             if hasattr(m, "get_delta_weight") and hasattr(m, "base_layer")}
 
 
+def active_lora(m: nn.Module) -> tuple[str, Tensor, Tensor]:
+    """A peft LoRA layer's one active adapter: its name, lora_A weight (r, in) and lora_B weight (out, r)."""
+    lora_a, lora_b = cast(nn.ModuleDict, m.lora_A), cast(nn.ModuleDict, m.lora_B)
+    (adapter,) = [a for a in cast("list[str]", m.active_adapters) if a in lora_a]
+    return adapter, cast(Tensor, lora_a[adapter].weight), cast(Tensor, lora_b[adapter].weight)
+
+
 @torch.no_grad()
 def weights_of(policy: nn.Module, version: int, device: str | torch.device | None = "cpu") -> WeightUpdate:
     """The policy's trainable weights as a WeightUpdate: detached copies, on `device` (None: where they are,
@@ -72,17 +82,17 @@ def weights_of(policy: nn.Module, version: int, device: str | torch.device | Non
     if layers:
         lora = {}
         for name, m in layers.items():
-            (adapter,) = [a for a in m.active_adapters if a in m.lora_A]
-            lora[name] = LoraDelta(copy(m.lora_A[adapter].weight), copy(m.lora_B[adapter].weight),
-                                   float(m.scaling[adapter]), bool(getattr(m, "fan_in_fan_out", False)))
-        config = next(iter(policy.peft_config.values())).to_dict()  # type: ignore[union-attr]
+            adapter, a, b = active_lora(m)
+            lora[name] = LoraDelta(copy(a), copy(b), float(cast("dict[str, float]", m.scaling)[adapter]),
+                                   bool(getattr(m, "fan_in_fan_out", False)))
+        config = next(iter(cast("dict[str, PeftConfig]", policy.peft_config).values())).to_dict()
         return WeightUpdate(version, lora=lora, lora_config=config)
     return WeightUpdate(version, full={n: copy(p) for n, p in policy.named_parameters() if p.requires_grad})
 
 
 def base_weights(policy: nn.Module) -> dict[str, Tensor]:
     """W0 of every LoRA layer (the frozen base weight, by reference: nothing is copied)."""
-    return {name: m.base_layer.weight for name, m in lora_layers(policy).items()}
+    return {name: cast(Tensor, cast(nn.Module, m.base_layer).weight) for name, m in lora_layers(policy).items()}
 
 
 def perturbed(update: WeightUpdate, scale: float = 0.1, version: int | None = None) -> WeightUpdate:

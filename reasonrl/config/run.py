@@ -189,7 +189,7 @@ def reset_options(data: dict[str, Any], key: str, value: Any) -> None:
     if key not in NAMED_OPTIONS:
         return
     section, _, leaf = NAMED_OPTIONS[key].rpartition(".")
-    parent = data
+    parent: object = data
     for part in section.split("."):
         parent = parent.get(part) if isinstance(parent, dict) else None
     if not isinstance(parent, dict):

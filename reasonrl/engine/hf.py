@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor, nn
@@ -22,7 +22,11 @@ from reasonrl.engine import ENGINES, Completion, SamplingParams
 from reasonrl.engine.prefix import PrefixStore, cached_prefill, row_kv
 from reasonrl.tokenizer import stop_token_ids
 from reasonrl.utils.faults import fault_point
-from reasonrl.weights import WeightUpdate, base_weights, lora_layers
+from reasonrl.weights import WeightUpdate, active_lora, base_weights, lora_layers
+
+if TYPE_CHECKING:
+    from peft import PeftModel
+    from transformers import PreTrainedModel
 
 
 def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generator,
@@ -57,7 +61,7 @@ def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generat
 
 def cache_argument(model: nn.Module) -> str:
     """transformers renamed `past_key_values` to `cache` (5.2x); use whichever this version's forward takes."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = cast("PeftModel", model).get_base_model() if hasattr(model, "get_base_model") else model
     return "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
 
 
@@ -88,7 +92,7 @@ class TransposedLinear(nn.Module):
 def transpose_linears(model: nn.Module) -> nn.Module:
     """Swap the decoder's fp32 nn.Linear layers on CPU for TransposedLinear (the output embedding stays: it may
     be tied to the input embedding, and its GEMM was as fast either way)."""
-    head = model.get_output_embeddings()
+    head = cast("PreTrainedModel", model).get_output_embeddings()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if (type(child) is nn.Linear and child is not head and child.weight.dtype == torch.float32
@@ -101,7 +105,7 @@ def merged_copy(policy: nn.Module) -> nn.Module:
     """A plain model equal to the LoRA policy with its adapters merged in; the policy itself is untouched."""
     import copy
 
-    merged = copy.deepcopy(policy).merge_and_unload()
+    merged = cast("PeftModel", copy.deepcopy(policy)).merge_and_unload()
     merged.requires_grad_(False)
     return transpose_linears(merged.eval())
 
@@ -190,7 +194,8 @@ def reserved_cache(capacity: int) -> Any:
                 self.k_buf, self.v_buf = self.k_buf[indices], self.v_buf[indices]
                 self._views()
 
-    return Cache(layer_class_to_replicate=partial(ReservedLayer, capacity))
+    # transformers types it as a class, but only ever calls it with no arguments, which a partial does too
+    return Cache(layer_class_to_replicate=partial(ReservedLayer, capacity))  # type: ignore[arg-type]
 
 
 class HFEngine:
@@ -237,9 +242,8 @@ class HFEngine:
         elif update.lora:
             layers = lora_layers(self.model)
             for name, lora in update.lora.items():
-                m = layers[name]
-                (adapter,) = [a for a in m.active_adapters if a in m.lora_A]
-                for param, value in ((m.lora_A[adapter].weight, lora.a), (m.lora_B[adapter].weight, lora.b)):
+                _, a, b = active_lora(layers[name])
+                for param, value in ((a, lora.a), (b, lora.b)):
                     if param.data_ptr() != value.data_ptr():
                         param.copy_(value)
         else:
@@ -298,7 +302,7 @@ class HFEngine:
                     layer = layers[name]
                     (layer.weight_t if isinstance(layer, TransposedLinear) else layer.weight).copy_(value)
         elif hasattr(self.model, "disable_adapter"):
-            with self.model.disable_adapter():
+            with cast("PeftModel", self.model).disable_adapter():
                 yield
         else:
             raise ValueError("generate(adapter=False) needs a LoRA policy: with full fine-tuning the engine "

@@ -97,7 +97,8 @@ class Environment:
     def __init__(self, name: str, ctx: EnvContext, max_turns: int | None = None,
                  max_context_tokens: int | None = None) -> None:
         self.name, self.ctx, self.cls = name, ctx, ENVS.get(name)
-        self.max_turns = max_turns or getattr(self.cls, "default_max_turns", 1)
+        default: int = getattr(self.cls, "default_max_turns", 1)
+        self.max_turns = max_turns or default
         self.max_context_tokens = max_context_tokens
         self.ctx.max_turns = self.max_turns
         self.make().close()  # a bad option fails at start-up, not mid-run

@@ -138,7 +138,7 @@ class GymnasiumEnv(BaseEnv):
             return StepResult(observation=None, reward=float(reward), done=True, reward_parts=parts,
                               info={"truncated_by_env": bool(truncated)})
         message: list[Message] = [{"role": "user", "content": self.last}]
-        self.messages += [{"role": "assistant", "content": action}] + message
+        self.messages += [Message(role="assistant", content=action)] + message
         return StepResult(observation=message, reward=float(reward), done=False, reward_parts=parts)
 
     def close(self) -> None:
@@ -210,7 +210,7 @@ class SkyRLGymEnv(BaseEnv):
             info["env_metrics"] = metrics() if callable(metrics) else {}
             return StepResult(observation=None, reward=reward, done=True, reward_parts=parts, info=info)
         observation: list[Message] = [{"role": m["role"], "content": m["content"]} for m in out["observations"]]
-        self.messages += [{"role": "assistant", "content": action}] + observation
+        self.messages += [Message(role="assistant", content=action)] + observation
         return StepResult(observation=observation, reward=reward, done=False, reward_parts=parts, info=info)
 
     def close(self) -> None:

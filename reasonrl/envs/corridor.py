@@ -66,6 +66,6 @@ class CorridorEnv(BaseEnv):
         self.position += move
         done = self.position == self.goal
         observation: list[Message] = [{"role": "user", "content": describe(self.position, self.goal)}]
-        self.messages += [{"role": "assistant", "content": action}] + observation
+        self.messages += [Message(role="assistant", content=action)] + observation
         return StepResult(observation=None if done else observation, reward=float(done), done=done,
                           reward_parts={"correct": float(done)})

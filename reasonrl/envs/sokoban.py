@@ -199,5 +199,5 @@ class SokobanEnv(BaseEnv):
         observation: list[Message] = [{"role": "user", "content": (
             f"{note}\n\n{render(self.board)}\n\n{left} move{'s' * (left != 1)} left. "
             "Your next move? End with: Answer: <up|down|left|right>")}]
-        self.messages += [{"role": "assistant", "content": action}] + observation
+        self.messages += [Message(role="assistant", content=action)] + observation
         return StepResult(observation=observation, reward=reward, done=False, reward_parts=parts)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from reasonrl.report.files import clean, is_number
 
@@ -25,7 +25,7 @@ def metric_series(rows: list[dict[str, Any]]) -> dict[str, list[list[float | Non
         for key, value in row.items():
             if key != "step" and (is_number(value) or value is None):
                 series.setdefault(key, []).append([step, clean(float(value)) if value is not None else None])
-    return {k: downsample(sorted(v, key=lambda p: p[0])) for k, v in sorted(series.items())}
+    return {k: downsample(sorted(v, key=lambda p: cast(float, p[0]))) for k, v in sorted(series.items())}
 
 
 def downsample(points: list[list[float | None]], limit: int = MAX_POINTS) -> list[list[float | None]]:
@@ -37,7 +37,8 @@ def downsample(points: list[list[float | None]], limit: int = MAX_POINTS) -> lis
     for i in range(0, len(points), size):
         bucket = points[i:i + size]
         values = [v for _, v in bucket if v is not None]
-        out.append([sum(s for s, _ in bucket) / len(bucket), sum(values) / len(values) if values else None])
+        out.append([sum(cast(float, s) for s, _ in bucket) / len(bucket),
+                    sum(values) / len(values) if values else None])
     return out
 
 

@@ -82,7 +82,8 @@ def compact_samples(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[st
     samples = []
     for row in rows:
         prompt = cut(row.get("prompt"))
-        parts = row.get("reward_parts") if isinstance(row.get("reward_parts"), dict) else {}
+        parts = row.get("reward_parts")
+        parts = parts if isinstance(parts, dict) else {}
         samples.append(clean({
             "step": row.get("step"), "group": row.get("group"), "id": str(row.get("id", "")),
             "prompt": prompts.setdefault(prompt, len(prompts)), "answer": cut(row.get("answer")),

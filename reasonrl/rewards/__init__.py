@@ -15,14 +15,14 @@ package must stay free of top-level torch imports: the worker processes import i
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
 from reasonrl.registry import Registry
 
-RewardFn = Callable[..., "float | None"]
-"""fn(completion: str, example: Example, **options) -> float | StepScores | None"""
+RewardFn = Callable[..., "float | StepScores | Sequence[float | None] | None"]
+"""fn(completion: str, example: Example, **options) -> float | StepScores | None; a @batched one returns a list."""
 
 REWARDS: Registry[RewardFn] = Registry("reward")
 F = TypeVar("F", bound=Callable[..., object])

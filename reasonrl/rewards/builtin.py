@@ -42,9 +42,9 @@ for _name in ("math_verify.parser", "math_verify.grader"):
 
 
 def _math_parse(text: str) -> list[Any]:
-    parsed = math_verify.parse(text, parsing_timeout=None)  # type: ignore[arg-type]
+    parsed = math_verify.parse(text, parsing_timeout=None)
     if not parsed and "$" not in text:
-        parsed = math_verify.parse(f"${text}$", parsing_timeout=None)  # type: ignore[arg-type]
+        parsed = math_verify.parse(f"${text}$", parsing_timeout=None)
     return parsed
 
 

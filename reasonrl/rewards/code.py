@@ -23,7 +23,7 @@ import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from reasonrl.rewards import REWARDS
 from reasonrl.rewards.code_harness import split_tests
@@ -134,8 +134,8 @@ def run_tests(code: str, tests: str | list[str], limits: Limits | None = None, t
                  "test_timeout_s": test_timeout_s}
         judged = run(["{python}", "-I", "-S", "harness.py", "judge"],
                      {"harness.py": _HARNESS.read_text(), "judge.json": json.dumps(judge)}, limits, mode=mode)
-        results = _parse_verdicts([tuple(line.split(" ", 1)) for line in judged.stdout.splitlines()
-                                   if " " in line], total)
+        results = _parse_verdicts([cast("tuple[str, str]", tuple(line.split(" ", 1)))
+                                   for line in judged.stdout.splitlines() if " " in line], total)
     return TestReport(sum(ok for ok, _ in results), total, results, probed.timed_out, probed.returncode, attempts)
 
 

@@ -25,7 +25,7 @@ import sys
 from typing import Any
 
 _PLAIN = (type(None), bool, int, float, str, bytes, complex, list, tuple, set, frozenset, dict)
-_SEQUENCES = {list: "l", tuple: "t", set: "s", frozenset: "fs"}
+_SEQUENCES: dict[type, str] = {list: "l", tuple: "t", set: "s", frozenset: "fs"}
 _COMPARISONS = ("__eq__", "__ne__", "__lt__", "__le__", "__gt__", "__ge__", "__bool__", "__len__", "__hash__")
 
 

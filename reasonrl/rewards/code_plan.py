@@ -85,8 +85,9 @@ def _bound_by(statements: list[str]) -> set[str]:
 
 
 class _Splitter(ast.NodeTransformer):
-    def __init__(self, known: set[str], probes: list[str]) -> None:
-        self.known, self.probes, self.used = known, probes, []
+    def __init__(self, known: frozenset[str], probes: list[str]) -> None:
+        self.known, self.probes = known, probes
+        self.used: list[int] = []
 
     def visit(self, node: ast.AST) -> ast.AST:
         if not isinstance(node, ast.expr):

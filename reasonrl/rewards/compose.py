@@ -28,7 +28,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from reasonrl.config import RewardConfig
 from reasonrl.errors import RunFailure
@@ -251,7 +251,7 @@ class RewardComposer:
             return Scored(total=None, parts=parts, errors=errors)
         gated = [name for name, gate in self.gates.items() if parts.get(name) is not None and not gate.is_open(parts)]
         counted = [name for name, value in parts.items() if value is not None and name not in gated]
-        total = sum(self.cfg.components[name] * parts[name] for name in counted)  # type: ignore[operator]
+        total = sum(self.cfg.components[name] * cast(float, parts[name]) for name in counted)  # counted: not None
         steps = sorted((end, self.cfg.components[name] * value) for name in counted
                        if outcomes[name].error is None for end, value in outcomes[name].steps)
         return Scored(total=float(total), parts=parts, errors=errors, steps=steps, gated=gated)

@@ -211,8 +211,8 @@ class WorkerPool:
 
     def _give_up(self, pending: deque[int], outcomes: list[Outcome | None]) -> None:
         """Answer every call not yet answered with GAVE_UP; workers still busy are replaced."""
-        for worker in [w for w in self._pool if w.call is not None]:
-            outcomes[worker.call] = Outcome(None, GAVE_UP)
+        for worker, call in [(w, w.call) for w in self._pool if w.call is not None]:
+            outcomes[call] = Outcome(None, GAVE_UP)
             self._replace(worker)
         while pending:
             outcomes[pending.popleft()] = Outcome(None, GAVE_UP)

@@ -12,7 +12,7 @@ import random
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -66,7 +66,7 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], write: Call
 def model_parts(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> Callable[[Path], None]:
     """save_checkpoint's writer for a model with its optimizer and schedule (sft)."""
     def write(path: Path) -> None:
-        model.save_pretrained(path / "adapter")
+        cast(Callable[[Path], None], model.save_pretrained)(path / "adapter")
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, path / "optim.pt")
     return write
 

@@ -47,6 +47,7 @@ def _convert(value: Any, tp: Any, where: str) -> Any:
                 errors.append(str(e))
         raise ValueError(f"{where}: expected {' | '.join(_type_name(a) for a in args)}, got {value!r}")
     if dataclasses.is_dataclass(tp):
+        assert isinstance(tp, type)  # a type hint: the class, never an instance
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
