@@ -29,6 +29,8 @@ class EnvContext:
     rewards: RewardComposer | None = None
     max_turns: int = 1
     options: dict[str, Any] = field(default_factory=dict)
+    max_turns_set: bool = False
+    """env.max_turns came from the config (else from the environment: its own limit, or default_max_turns)."""
 
 
 class Env(Protocol):
@@ -97,10 +99,12 @@ class Environment:
     def __init__(self, name: str, ctx: EnvContext, max_turns: int | None = None,
                  max_context_tokens: int | None = None) -> None:
         self.name, self.ctx, self.cls = name, ctx, ENVS.get(name)
-        default: int = getattr(self.cls, "default_max_turns", 1)
+        own = getattr(self.cls, "own_max_turns", None)  # the environment's own limit, where it has one
+        limit: int | None = own(ctx.options) if own else None
+        default = limit or int(getattr(self.cls, "default_max_turns", 1))
         self.max_turns = max_turns or default
         self.max_context_tokens = max_context_tokens
-        self.ctx.max_turns = self.max_turns
+        self.ctx.max_turns, self.ctx.max_turns_set = self.max_turns, max_turns is not None
         self.make().close()  # a bad option fails at start-up, not mid-run
 
     def make(self) -> Env:

@@ -14,8 +14,9 @@ the environment's. state_key() is a hash of the last observation.
 
 skyrl_gym: Env(env_config, extras); init(prompt) -> (messages, info); step(action) -> {observations, reward,
 done, metadata}. extras hold reward_spec = {method: rule, ground_truth: example.answer}, extra_info =
-example.metadata, max_turns = env.max_turns, then env.options.extras and example.metadata["skyrl_extras"] (later
-ones win). A postprocessed_action is recorded in info but not applied: the sampled tokens are what is trained.
+example.metadata, max_turns = env.max_turns only when the config sets it (else the environment keeps its own
+limit), then env.options.extras and example.metadata["skyrl_extras"] (later ones win). A postprocessed_action
+is recorded in info but not applied: the sampled tokens are what is trained.
 
 Both: reward part "correct" (what eval accuracy counts) is info["is_success"] at the end of a Gymnasium episode
 when the environment reports it, else (with env.options.success_threshold set) 1 when the episode's return
@@ -90,17 +91,37 @@ def as_text(observation: Any, where: str) -> str:
     return observation
 
 
+def registered_spec(spec: str, field: str) -> Any:
+    """A field of a registered Gymnasium id's spec (max_episode_steps, reward_threshold); None otherwise."""
+    if entry_point(spec) is not None:
+        return None
+    try:
+        import gymnasium
+        return getattr(gymnasium.spec(spec), field, None)
+    except Exception:  # not installed, not registered: the creator reports it
+        return None
+
+
 @ENVS.register("gymnasium")
 class GymnasiumEnv(BaseEnv):
-    """A Gymnasium environment with text observations and text actions, one instance per episode."""
+    """A Gymnasium environment with text observations and text actions, one instance per episode. Unless the
+    config sets them, env.max_turns is the registered spec's max_episode_steps and success_threshold its
+    reward_threshold (else 10 turns, and success only from info["is_success"])."""
 
     default_max_turns = 10
+
+    @staticmethod
+    def own_max_turns(options: dict[str, Any]) -> int | None:
+        spec = options.get("id")
+        return registered_spec(spec, "max_episode_steps") if isinstance(spec, str) else None
 
     def __init__(self, ctx: EnvContext, id: str | None = None, kwargs: dict[str, Any] | None = None,
                  success_threshold: float | None = None) -> None:
         super().__init__(ctx)
         if id is not None and (not isinstance(id, str) or not id):
             raise ValueError(f"env.options.id={id!r} must be a registered Gymnasium id or 'module:Class'")
+        if success_threshold is None and id is not None:
+            success_threshold = registered_spec(id, "reward_threshold")  # the environment's own, if registered
         self.spec, self.kwargs, self.threshold = id, dict(kwargs or {}), success_threshold
         self.creator = gymnasium_creator(id) if id is not None else None  # a bad id fails at start-up
         self.env: Any = None
@@ -184,7 +205,9 @@ class SkyRLGymEnv(BaseEnv):
 
     def episode_extras(self, example: Example) -> dict[str, Any]:
         extras: dict[str, Any] = {"reward_spec": {"method": "rule", "ground_truth": example.answer},
-                                  "extra_info": dict(example.metadata), "max_turns": self.ctx.max_turns}
+                                  "extra_info": dict(example.metadata)}
+        if self.ctx.max_turns_set:  # else the environment keeps its own limit (gsm8k_multi_turn: 5)
+            extras["max_turns"] = self.ctx.max_turns
         return extras | self.extras | dict(example.metadata.get("skyrl_extras") or {})
 
     def reset(self, example: Example) -> list[Message]:

@@ -358,7 +358,7 @@ class GuessEnv:
 
     def __init__(self, env_config: Any = None, extras: dict | None = None) -> None:
         self.answer = extras["reward_spec"]["ground_truth"]
-        self.max_turns, self.turns = extras["max_turns"], 0
+        self.max_turns, self.turns = extras.get("max_turns", 5), 0  # its own limit unless the config sets one
 
     def init(self, prompt: list[dict]) -> tuple[list[dict], dict]:
         return prompt, {}
@@ -438,3 +438,21 @@ def test_tiny_model_rollouts_keep_token_in_token_out(tiny, env_name: str) -> Non
             assert t.num_turns >= 2
     finally:
         environment.close()
+
+
+def test_the_environments_own_turn_limit_and_threshold_apply_unless_the_config_sets_them() -> None:
+    pytest.importorskip("skyrl_gym")
+    gymnasium = pytest.importorskip("gymnasium")
+    tok = ByteTokenizer()
+    environment, (t,) = run("skyrl_gym", [QUESTION], TurnEngine(tok, ["#### 48", "#### 84"]), tok, n=1,
+                            options={"id": "gsm8k_multi_turn", "success_threshold": 1.0})
+    assert t.step_rewards == [pytest.approx(0.2 / 5), 1.0]  # gsm8k_multi_turn's own 5 turns, not our 10
+    gymnasium.registry.pop("reasonrl-test/Guess-v0", None)
+    gymnasium.register(id="reasonrl-test/Guess-v0", entry_point="reasonrl.envs.guess:GuessNumber",
+                       max_episode_steps=7, reward_threshold=0.5)
+    spec_env = Environment("gymnasium", EnvContext(options={"id": "reasonrl-test/Guess-v0"}))
+    assert spec_env.max_turns == 7 and spec_env.make().threshold == 0.5  # type: ignore[attr-defined]
+    set_env = Environment("gymnasium", EnvContext(options={"id": "reasonrl-test/Guess-v0", "success_threshold": 1.0}),
+                          max_turns=3)
+    assert set_env.max_turns == 3 and set_env.make().threshold == 1.0  # type: ignore[attr-defined]
+    gymnasium.registry.pop("reasonrl-test/Guess-v0", None)
