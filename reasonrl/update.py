@@ -150,7 +150,10 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, lo
     for rows in steps:
         mini = batch.rows(rows) if len(steps) > 1 else batch
         tokens = int(mini.mask.sum())
-        norms = dict(batch_tokens=tokens, batch_seqs=mini.size, max_len=cfg.sampling.max_new_tokens)
+        divisor = tokens
+        if algo.token_normalizer == "batch_average" and len(steps) > 1:
+            divisor = max(1, round(int(batch.mask.sum()) / algo.mini_batches))
+        norms = dict(batch_tokens=divisor, batch_seqs=mini.size, max_len=cfg.sampling.max_new_tokens)
         for mb in micro_batches(mini, size, model_device(policy), cfg.optim.micro_batch_tokens):
             loss, metrics = micro_batch_loss(policy, mb, loss_fn, cfg, kl, norms)
             loss.backward()

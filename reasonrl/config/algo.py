@@ -137,6 +137,10 @@ class AlgoConfig:
                          "seq-mean-token-sum-norm"] = "token-mean"
     """How per-token losses become one number: token-mean (DAPO), seq-mean-token-mean (GRPO paper, GSPO),
     seq-mean-token-sum, seq-mean-token-sum-norm (Dr.GRPO's constant)."""
+    token_normalizer: Literal["mini_batch", "batch_average"] = "mini_batch"
+    """token-mean's divisor when algo.mini_batches > 1: mini_batch divides each optimizer step's loss by the tokens
+    it trains on (verl); batch_average by the whole rollout batch's tokens / mini_batches, the same for every
+    step (TRL's GRPOTrainer). Equal with one mini-batch."""
     kl: KLConfig = field(default_factory=KLConfig)
     entropy_coef: float = 0.0
     """Entropy bonus: loss -= entropy_coef * aggregated token entropy (0 computes no entropy)."""

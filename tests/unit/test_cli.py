@@ -43,6 +43,15 @@ def test_existing_run_dir_needs_resume_or_overwrite(capsys, tmp_path):
     assert code == 2 and "--resume" in err and "--overwrite" in err
 
 
+def test_overrides_after_a_flag_are_overrides(capsys, tmp_path):
+    (tmp_path / "runs" / "tiny").mkdir(parents=True)
+    first, *rest = tiny_overrides(tmp_path, "lora.rank=big")
+    code, _, err = run_cli(capsys, "train", first, "--overwrite", *rest)   # rest reached the config, not argparse
+    assert code == 2 and "lora.rank: expected int" in err
+    code, _, err = run_cli(capsys, "train", first, "--nope", *rest)
+    assert code == 2 and "unrecognized arguments: --nope" in err
+
+
 def test_list_shows_every_registry(capsys):
     main(["list"])
     out = capsys.readouterr().out

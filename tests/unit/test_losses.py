@@ -97,6 +97,18 @@ def test_cispo_keeps_the_gradient_of_clipped_tokens_with_a_capped_weight():
     assert one_token("ppo_clip", PPOClipLoss(), 3.0, 1.0)[1] == 0.0
 
 
+def test_cispo_has_the_gradient_of_trls_form():
+    # TRL writes CISPO as -sg(min(rho, cap)) * A * logp: a different value, the same gradient (docs/algorithms.md).
+    torch.manual_seed(0)
+    old, adv, mask = torch.randn(3, 7) * 0.3, torch.randn(3, 7), torch.rand(3, 7) > 0.2
+    ours = (torch.randn(3, 7) * 0.3).requires_grad_()
+    theirs = ours.detach().clone().requires_grad_()
+    POLICY_LOSSES.get("cispo")(ours, old, adv, mask, CISPOLoss(clip_high=1.1))[0].sum().backward()
+    weight = torch.exp(theirs - old).clamp(max=1.1).detach()
+    (-weight * adv * theirs * mask).sum().backward()
+    assert torch.allclose(ours.grad, theirs.grad, atol=1e-6)
+
+
 def test_reinforce_is_unclipped_importance_weighted():
     assert one_token("reinforce", ReinforceLoss(), 3.0, 1.0) == pytest.approx((-3.0, -3.0))
     assert one_token("reinforce", ReinforceLoss(), 0.5, -2.0) == pytest.approx((1.0, 1.0))

@@ -64,3 +64,29 @@ def test_a_loss_that_stays_nan_stops_the_run_with_one_message(tmp_path, monkeypa
     state = read_state(tmp_path / "runs" / "tiny")
     assert state["state"] == "failed" and state["error"].startswith("Diverged"), state
     assert state["step"] == 1  # step 1 was logged; step 2 raised
+
+
+@pytest.mark.parametrize("normalizer, expected", [("mini_batch", (1.0, 1.0)), ("batch_average", (10 / 6, 2 / 6))])
+def test_token_mean_divides_by_the_mini_batch_or_the_batch_average(tmp_path, monkeypatch, normalizer, expected):
+    # Rows of 5, 5, 1, 1 sampled tokens in two mini-batches of 10 and 2 tokens: TRL's normaliser (batch_average)
+    # divides both steps by 12 / 2 = 6, verl's (mini_batch) by their own 10 and 2. Adam's first step does not
+    # depend on the gradient's scale, so each step's gradient norm scales by exactly tokens / divisor.
+    norms = {}
+    for mode in ("mini_batch", normalizer):
+        seen = []
+        real = torch.nn.utils.clip_grad_norm_
+
+        def record(params, max_norm, _seen=seen, _real=real):
+            _seen.append(float(_real(params, max_norm)))
+            return torch.tensor(_seen[-1])
+        monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", record)
+        cfg = tiny_config(tmp_path, "steps=1", "algo.mini_batches=2", "optim.grad_clip=1e9",
+                          f"algo.token_normalizer={mode}")
+        torch.manual_seed(0)
+        batch = make_batch([1.0, 0.0, 1.0, 0.0], group_size=2, lengths=[5, 5, 1, 1])
+        batch.tokens = torch.randint(3, 100, batch.tokens.shape)  # distinct rows, or opposite advantages cancel
+        Learner(cfg).step(batch)
+        monkeypatch.undo()
+        norms[mode] = seen
+    ratios = [b / a for a, b in zip(norms["mini_batch"], norms[normalizer])]
+    assert ratios == pytest.approx(list(expected), rel=1e-3)
