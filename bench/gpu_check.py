@@ -41,7 +41,7 @@ def sleep_mode() -> dict:
 
     from reasonrl.config import EngineConfig, LoraConfig, ModelConfig, VLLMConfig
     from reasonrl.engine import ENGINES, SamplingParams
-    from reasonrl.model import bundled_model_dir
+    from reasonrl.model_files import bundled_model_dir
     model_cfg = ModelConfig(device="cuda", dtype="bfloat16")
     tok = AutoTokenizer.from_pretrained(bundled_model_dir())
     before = used_gb()

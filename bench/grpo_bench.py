@@ -39,7 +39,7 @@ SHAPES = {  # random-weight models with real architectures' shapes (SmolLM2's vo
 
 def model_dir(name: str) -> Path:
     """bundled -> the converted SmolLM2 directory; shape:<arch> -> a random-weight model saved once."""
-    from reasonrl.model import bundled_model_dir, cache_dir
+    from reasonrl.model_files import bundled_model_dir, cache_dir
     if name == "bundled":
         return bundled_model_dir()
     arch = name.removeprefix("shape:")

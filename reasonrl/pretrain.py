@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from reasonrl.config import RunConfig
-from reasonrl.model import save_model_dir, tiny_model, token_logprobs
+from reasonrl.model import token_logprobs
+from reasonrl.model_files import save_model_dir, tiny_model
 from reasonrl.tasks.arithmetic import addition_facts
 from reasonrl.tokenizer import ByteTokenizer
 from reasonrl.update import make_optimizer

@@ -26,7 +26,8 @@ from torch import Tensor, nn
 from reasonrl.config import RunConfig
 from reasonrl.engine import ENGINES
 from reasonrl.envs import make_environment
-from reasonrl.model import is_lora, load_policy, save_model_dir, token_logprobs, trainable_parameters
+from reasonrl.model import is_lora, load_policy, token_logprobs, trainable_parameters
+from reasonrl.model_files import save_model_dir
 from reasonrl.sft_data import Sequence, collate_rows, encode_demo, end_of_turn_id, epoch_order, load_demos, pack_rows
 from reasonrl.run import Run
 from reasonrl.tasks import load_task

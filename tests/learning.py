@@ -58,7 +58,7 @@ def corridor_curve(tmp_path: Path, *overrides: str) -> dict[str, float]:
 def learnable_tiny_model(tmp_path: Path) -> Path:
     """A tiny random Llama whose heads vLLM's CPU attention supports (head_dim 32; tiny:llama's 8 is not), saved
     as a model directory."""
-    from reasonrl.model import save_model_dir, tiny_model
+    from reasonrl.model_files import save_model_dir, tiny_model
     from reasonrl.tokenizer import ByteTokenizer
     model = tiny_model(vocab_size=ByteTokenizer.vocab_size, hidden_size=64, heads=2)
     save_model_dir(model, ByteTokenizer(), tmp_path / "tiny64")

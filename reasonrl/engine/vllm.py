@@ -35,7 +35,8 @@ from reasonrl.weights import PEFT_PREFIX, WeightUpdate
 
 def model_directory(model_cfg: ModelConfig, tokenizer: Any, scratch: Path) -> Path:
     """A directory vLLM can load: the bundled model's cache, a local path, or (tiny:llama) the tiny model saved."""
-    from reasonrl.model import BUNDLED, TINY, bundled_model_dir, load_base, save_model_dir
+    from reasonrl.model import BUNDLED, TINY, load_base
+    from reasonrl.model_files import bundled_model_dir, save_model_dir
     if model_cfg.path == BUNDLED:
         return bundled_model_dir()
     if model_cfg.path == TINY:

@@ -7,7 +7,7 @@ import pytest
 from safetensors import safe_open
 
 from reasonrl.config import load_config
-from reasonrl.model import bundled_model_dir
+from reasonrl.model_files import bundled_model_dir
 from reasonrl.train import train
 
 

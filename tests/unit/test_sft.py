@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from reasonrl.config import LoraConfig, ModelConfig, TaskConfig
-from reasonrl.model import load_policy, tiny_model
+from reasonrl.model import load_policy
+from reasonrl.model_files import tiny_model
 from reasonrl.sft import completion_loss, rows_logprobs
 from reasonrl.sft_data import Demo, collate_rows, encode_demo, end_of_turn_id, load_demos, pack_rows
 from reasonrl.tasks import Task, load_task, shot_reply
