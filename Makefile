@@ -20,8 +20,9 @@ test: setup lint docs
 test-fast: setup
 	$(PY) -m pytest -q
 
-lint: setup   # ruff (pyproject.toml [tool.ruff]) and mypy on the package
+lint: setup   # ruff lint and format check (pyproject.toml [tool.ruff]) and mypy on the package
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy reasonrl
 
 docs: setup   # the docs site from docs/ into site/; strict: a broken link or a missing page fails

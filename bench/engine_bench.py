@@ -6,6 +6,7 @@ sampler log-probs against the trainer's, generation time and tokens/s, and the c
 
 Runs in .venv-vllm (vLLM's CPU build there); both engines run in this one process, alternating per round.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -68,8 +69,9 @@ def main() -> None:
             for c in group:
                 tokens = torch.tensor([prompt + c.token_ids])
                 with torch.no_grad():
-                    want = policy_logprobs(policy, tokens, torch.ones(1, tokens.shape[1] - 1, dtype=torch.bool),
-                                           None, 1.0)[0, len(prompt) - 1:]
+                    want = policy_logprobs(
+                        policy, tokens, torch.ones(1, tokens.shape[1] - 1, dtype=torch.bool), None, 1.0
+                    )[0, len(prompt) - 1 :]
                 worst.append(float((want - torch.tensor(c.logprobs)).abs().max()))
         gaps[name] = max(worst)
 
@@ -83,8 +85,10 @@ def main() -> None:
             if r:
                 times[name].append(time.time() - t0)
     tokens = len(prompts) * args.samples * args.tokens
-    print(f"{args.model} {args.dtype}, {len(prompts)} prompts x {args.samples} samples x {args.tokens} tokens "
-          f"({tokens} tokens), {torch.get_num_threads()} threads, median of {args.rounds} rounds")
+    print(
+        f"{args.model} {args.dtype}, {len(prompts)} prompts x {args.samples} samples x {args.tokens} tokens "
+        f"({tokens} tokens), {torch.get_num_threads()} threads, median of {args.rounds} rounds"
+    )
     print(f"{'':28}{'hf':>12}{'vllm':>12}")
     print(f"{'build engine s':28}{build['hf']:>12.1f}{build['vllm']:>12.1f}")
     print(f"{'weight update s':28}{statistics.median(sync['hf']):>12.3f}{statistics.median(sync['vllm']):>12.3f}")

@@ -13,6 +13,7 @@ reaches --threshold, and the held-out success rate (eval/accuracy, 12 unseen sta
 temperature 1) before and after, each as mean and standard deviation over the seeds. Measured numbers:
 docs/algorithms.md, "GiGPO in detail".
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,11 +29,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-SETUP = ["model.path=tiny:llama", "model.dtype=float32", "lora.rank=8", "task.name=corridor", "env.name=corridor",
-         "task.eval_size=12", "task.instruction=", "rewards.workers=1", "sampling.max_new_tokens=1",
-         "prompts_per_step=8", "samples_per_prompt=8", "optim.micro_batch_size=64", "optim.lr=0.005",
-         "optim.warmup_steps=0", "eval.samples=8", "eval.temperature=1.0", "save_every=1000",
-         "log_rollouts_every=0", "threads=1", "algo.gamma=0.95", "algo.gigpo_omega=1.0"]
+SETUP = [
+    "model.path=tiny:llama",
+    "model.dtype=float32",
+    "lora.rank=8",
+    "task.name=corridor",
+    "env.name=corridor",
+    "task.eval_size=12",
+    "task.instruction=",
+    "rewards.workers=1",
+    "sampling.max_new_tokens=1",
+    "prompts_per_step=8",
+    "samples_per_prompt=8",
+    "optim.micro_batch_size=64",
+    "optim.lr=0.005",
+    "optim.warmup_steps=0",
+    "eval.samples=8",
+    "eval.temperature=1.0",
+    "save_every=1000",
+    "log_rollouts_every=0",
+    "threads=1",
+    "algo.gamma=0.95",
+    "algo.gigpo_omega=1.0",
+]
 """Overrides shared by every run (algo.gamma and algo.gigpo_omega are read by gigpo only)."""
 
 
@@ -40,21 +59,33 @@ def run(method: str, seed: int, steps: int, out: Path, extra: list[str]) -> dict
     from reasonrl.config import load_config
     from reasonrl.train import train
 
-    cfg = load_config(None, SETUP + [f"algo.advantage={method}", f"seed={seed}", f"steps={steps}",
-                                     f"output_dir={out}", f"name={method}-{seed}", *extra])
+    cfg = load_config(
+        None,
+        SETUP
+        + [
+            f"algo.advantage={method}",
+            f"seed={seed}",
+            f"steps={steps}",
+            f"output_dir={out}",
+            f"name={method}-{seed}",
+            *extra,
+        ],
+    )
     start = time.time()
     with contextlib.redirect_stdout(io.StringIO()):  # the run's own before/after table
         run_dir = train(cfg, quiet=True)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return {"success": [r["rollout/reward"] for r in rows if r["step"] > 0],
-            "eval": {r["step"]: r["eval/accuracy"] for r in rows if "eval/accuracy" in r},
-            "seconds": time.time() - start}
+    return {
+        "success": [r["rollout/reward"] for r in rows if r["step"] > 0],
+        "eval": {r["step"]: r["eval/accuracy"] for r in rows if "eval/accuracy" in r},
+        "seconds": time.time() - start,
+    }
 
 
 def steps_to(success: list[float], threshold: float, window: int = 5) -> int | None:
     """The first step at which the mean success of the last `window` steps reaches threshold (None: never)."""
     for end in range(window, len(success) + 1):
-        if sum(success[end - window:end]) / window >= threshold:
+        if sum(success[end - window : end]) / window >= threshold:
             return end
     return None
 
@@ -76,9 +107,11 @@ def report(results: dict[str, list[dict]], steps: int, threshold: float, block: 
         before = [r["eval"][0] for r in runs]
         after = [r["eval"][steps] for r in runs]
         last = [statistics.mean(r["success"][-5:]) for r in runs]
-        print(f"{method:14} steps {' '.join('-' if s is None else str(s) for s in reached):24} "
-              f"last-5 training {mean_std(last)}   held-out {mean_std(before)} -> {mean_std(after)}   "
-              f"{statistics.mean(r['seconds'] for r in runs):.0f} s/run")
+        print(
+            f"{method:14} steps {' '.join('-' if s is None else str(s) for s in reached):24} "
+            f"last-5 training {mean_std(last)}   held-out {mean_std(before)} -> {mean_std(after)}   "
+            f"{statistics.mean(r['seconds'] for r in runs):.0f} s/run"
+        )
 
 
 def main() -> None:
@@ -96,8 +129,12 @@ def main() -> None:
             for method in args.methods:
                 results[method].append(run(method, seed, args.steps, Path(tmp), args.overrides))
                 r = results[method][-1]
-                print(f"{method} seed {seed}: success " + " ".join(f"{v:.2f}" for v in r["success"])
-                      + f"  ({r['seconds']:.0f} s)", flush=True)
+                print(
+                    f"{method} seed {seed}: success "
+                    + " ".join(f"{v:.2f}" for v in r["success"])
+                    + f"  ({r['seconds']:.0f} s)",
+                    flush=True,
+                )
     report(results, args.steps, args.threshold, args.block)
 
 

@@ -14,6 +14,7 @@
 Each part prints one line and the whole is written as JSON (--out). A part that fails is reported and the next
 still runs; the exit status is the number of failed parts. CPU runs are refused: these paths are no-ops there.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 def used_gb() -> float:
     import torch
+
     free, total = torch.cuda.mem_get_info()
     return (total - free) / 1e9
 
@@ -42,11 +44,13 @@ def sleep_mode() -> dict:
     from reasonrl.config import EngineConfig, LoraConfig, ModelConfig, VLLMConfig
     from reasonrl.engine import ENGINES, SamplingParams
     from reasonrl.model_files import bundled_model_dir
+
     model_cfg = ModelConfig(device="cuda", dtype="bfloat16")
     tok = AutoTokenizer.from_pretrained(bundled_model_dir())
     before = used_gb()
-    engine = ENGINES.get("vllm")(model_cfg, LoraConfig(), EngineConfig(vllm=VLLMConfig(gpu_memory_utilization=0.3)),
-                                 tok)
+    engine = ENGINES.get("vllm")(
+        model_cfg, LoraConfig(), EngineConfig(vllm=VLLMConfig(gpu_memory_utilization=0.3)), tok
+    )
     prompts = [tok.encode(f"What is {i} + {i + 3}?") for i in range(16)]
     greedy = SamplingParams(64, 0.0)
     t = time.time()
@@ -59,9 +63,15 @@ def sleep_mode() -> dict:
     awake = used_gb()
     again = [g[0].token_ids for g in engine.generate(prompts, greedy, 1, 0)]
     engine.close()
-    out = {"gb_before": before, "gb_started": started, "gb_asleep": asleep, "gb_awake": awake,
-           "freed_gb": started - asleep, "greedy_equal_after_wake": first == again,
-           "tok_s_16x64": sum(map(len, first)) / seconds}
+    out = {
+        "gb_before": before,
+        "gb_started": started,
+        "gb_asleep": asleep,
+        "gb_awake": awake,
+        "freed_gb": started - asleep,
+        "greedy_equal_after_wake": first == again,
+        "tok_s_16x64": sum(map(len, first)) / seconds,
+    }
     assert first == again, "greedy completions changed across sleep/wake"
     assert started - asleep > 0.5 * (started - before), "sleep() freed less than half of what vLLM took"
     return out
@@ -74,10 +84,12 @@ def lora_sync() -> dict:
     from reasonrl.roles import Learner, RolloutWorker
     from reasonrl.sync_check import SyncCheck, SyncError
     from reasonrl.tasks import load_task
+
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(ROOT / "recipes/quickstart.yaml", [f"output_dir={tmp}", "engine.name=vllm",
-                                                             "model.device=cuda",
-                                                             "engine.vllm.gpu_memory_utilization=0.3"])
+        cfg = load_config(
+            ROOT / "recipes/quickstart.yaml",
+            [f"output_dir={tmp}", "engine.name=vllm", "model.device=cuda", "engine.vllm.gpu_memory_utilization=0.3"],
+        )
         learner = Learner(cfg)
         worker = RolloutWorker(cfg, learner.tokenizer, load_task(cfg.task).train[:4])
         check = SyncCheck(learner.tokenizer, worker.train, "stop", None, cfg.model.dtype, probes=2, tokens=16)
@@ -102,8 +114,13 @@ def lora_sync() -> dict:
 
 
 def full_weights() -> dict:
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/unit/test_vllm_engine.py"],
-                         check=False, cwd=ROOT, capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "gpu", "tests/unit/test_vllm_engine.py"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     tail = out.stdout.strip().splitlines()[-1:] or [out.stderr[-300:]]
     assert out.returncode == 0, tail[0]
     return {"pytest": tail[0]}
@@ -112,10 +129,21 @@ def full_weights() -> dict:
 def grpo_run(steps: int) -> dict:
     from reasonrl.config import load_config
     from reasonrl.train import train
+
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = load_config(ROOT / "recipes/quickstart.yaml", [
-            f"output_dir={tmp}", "name=gpu", f"steps={steps}", "engine.name=vllm", "model.device=cuda",
-            "engine.vllm.gpu_memory_utilization=0.3", "eval.size=32", "log.report=false"])
+        cfg = load_config(
+            ROOT / "recipes/quickstart.yaml",
+            [
+                f"output_dir={tmp}",
+                "name=gpu",
+                f"steps={steps}",
+                "engine.name=vllm",
+                "model.device=cuda",
+                "engine.vllm.gpu_memory_utilization=0.3",
+                "eval.size=32",
+                "log.report=false",
+            ],
+        )
         run_dir = train(cfg, quiet=True)
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps_ = [r for r in rows if "time/step" in r]
@@ -124,9 +152,14 @@ def grpo_run(steps: int) -> dict:
     def pick(key: str) -> list[float]:
         return [round(r.get(key, float("nan")), 4) for r in steps_]
 
-    return {"time_step": pick("time/step"), "time_generate": pick("time/generate"),
-            "sync_gap": pick("sync/logp_gap"), "time_verify": pick("time/verify"),
-            "eval_first": rows[0].get("eval/accuracy"), "eval_last": last.get("eval/accuracy")}
+    return {
+        "time_step": pick("time/step"),
+        "time_generate": pick("time/generate"),
+        "sync_gap": pick("sync/logp_gap"),
+        "time_verify": pick("time/verify"),
+        "eval_first": rows[0].get("eval/accuracy"),
+        "eval_last": last.get("eval/accuracy"),
+    }
 
 
 def main() -> None:
@@ -135,13 +168,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=10)
     a = p.parse_args()
     import torch
+
     if not torch.cuda.is_available():
         raise SystemExit("bench/gpu_check.py needs a GPU (torch.cuda.is_available() is False)")
     import vllm
+
     report: dict = {"gpu": torch.cuda.get_device_name(), "vllm": vllm.__version__, "torch": torch.__version__}
     failed = 0
-    for name, part in [("sleep_mode", sleep_mode), ("lora_sync", lora_sync), ("full_weights", full_weights),
-                       ("grpo_run", lambda: grpo_run(a.steps))]:
+    for name, part in [
+        ("sleep_mode", sleep_mode),
+        ("lora_sync", lora_sync),
+        ("full_weights", full_weights),
+        ("grpo_run", lambda: grpo_run(a.steps)),
+    ]:
         t = time.time()
         try:
             report[name] = part() | {"seconds": round(time.time() - t, 1)}

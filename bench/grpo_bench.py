@@ -15,6 +15,7 @@ token of the batch, the same count for both), peak RSS, and utilisation: the FLO
 (2N per token forward, 4N per LoRA training token) against a matmul peak measured in the same run, and generation
 speed against the memory-bandwidth bound (weight bytes read per decode step / measured copy bandwidth).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,16 +31,31 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SHAPES = {  # random-weight models with real architectures' shapes (SmolLM2's vocabulary and tokenizer)
-    "qwen2.5-0.5b": dict(model_type="qwen2", hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                         num_attention_heads=14, num_key_value_heads=2, tie_word_embeddings=True),
-    "qwen2.5-1.5b": dict(model_type="qwen2", hidden_size=1536, intermediate_size=8960, num_hidden_layers=28,
-                         num_attention_heads=12, num_key_value_heads=2, tie_word_embeddings=True),
+    "qwen2.5-0.5b": dict(
+        model_type="qwen2",
+        hidden_size=896,
+        intermediate_size=4864,
+        num_hidden_layers=24,
+        num_attention_heads=14,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
+    "qwen2.5-1.5b": dict(
+        model_type="qwen2",
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+    ),
 }
 
 
 def model_dir(name: str) -> Path:
     """bundled -> the converted SmolLM2 directory; shape:<arch> -> a random-weight model saved once."""
     from reasonrl.model_files import bundled_model_dir, cache_dir
+
     if name == "bundled":
         return bundled_model_dir()
     arch = name.removeprefix("shape:")
@@ -47,10 +63,18 @@ def model_dir(name: str) -> Path:
     if not (target / "config.json").exists():
         from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
         import torch
+
         src = bundled_model_dir()
         spec = dict(SHAPES[arch])
-        config = AutoConfig.for_model(spec.pop("model_type"), vocab_size=49152, bos_token_id=1, eos_token_id=2,
-                                      pad_token_id=2, max_position_embeddings=4096, **spec)
+        config = AutoConfig.for_model(
+            spec.pop("model_type"),
+            vocab_size=49152,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=2,
+            max_position_embeddings=4096,
+            **spec,
+        )
         torch.manual_seed(0)
         AutoModelForCausalLM.from_config(config).save_pretrained(target)
         AutoTokenizer.from_pretrained(src).save_pretrained(target)
@@ -60,8 +84,15 @@ def model_dir(name: str) -> Path:
 def examples(n: int):
     from reasonrl.config import TaskConfig
     from reasonrl.tasks import load_task
-    task = load_task(TaskConfig(name="reasoning_gym:basic_arithmetic", train_size=max(n, 16), eval_size=4,
-                                options={"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2}))
+
+    task = load_task(
+        TaskConfig(
+            name="reasoning_gym:basic_arithmetic",
+            train_size=max(n, 16),
+            eval_size=4,
+            options={"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 2},
+        )
+    )
     return task.train[:n]
 
 
@@ -72,35 +103,76 @@ def peak_rss_gb() -> float:
 def peak_device_gb(device: str) -> float:
     """Peak GPU memory allocated by torch in this process (0 on CPU)."""
     import torch
+
     return torch.cuda.max_memory_allocated() / 1e9 if device.startswith("cuda") else 0.0
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The two sides. Each prints one JSON line: per-step timings and token counts.
 
+
 def run_reasonrl(a: argparse.Namespace, overrides: tuple[str, ...] | list[str] = ()) -> dict:
     overrides = [*overrides, f"engine.name={a.engine}"]
     from reasonrl.config import load_config
     from reasonrl.train import train
+
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "prompts.jsonl"
-        data.write_text("".join(json.dumps({"prompt": e.prompt[-1]["content"], "answer": e.answer}) + "\n"
-                                for e in examples(a.prompts * (a.steps + 1) + 8)))
-        cfg = load_config(None, [
-            f"model.path={model_dir(a.model)}", f"model.dtype={a.dtype}", f"model.device={a.device}",
-            "lora.rank=16", "lora.alpha=32",
-            f"output_dir={tmp}", "name=bench", f"steps={a.steps}", f"prompts_per_step={a.prompts}",
-            f"samples_per_prompt={a.group}", f"sampling.max_new_tokens={a.tokens}", "task.name=jsonl",
-            f"task.path={data}", "task.instruction=", "task.eval_size=4", "eval.size=1",
-            "rewards.components={numeric: 1.0}", f"optim.micro_batch_size={a.prompts * a.group}",
-            "optim.lr=2e-4", "optim.warmup_steps=0", "algo.kl.coef=0", "save_every=1000000", "log_rollouts_every=0",
-            f"seed={a.seed}", f"threads={a.threads}", f"sampling.min_new_tokens={a.tokens}", *overrides])
+        data.write_text(
+            "".join(
+                json.dumps({"prompt": e.prompt[-1]["content"], "answer": e.answer}) + "\n"
+                for e in examples(a.prompts * (a.steps + 1) + 8)
+            )
+        )
+        cfg = load_config(
+            None,
+            [
+                f"model.path={model_dir(a.model)}",
+                f"model.dtype={a.dtype}",
+                f"model.device={a.device}",
+                "lora.rank=16",
+                "lora.alpha=32",
+                f"output_dir={tmp}",
+                "name=bench",
+                f"steps={a.steps}",
+                f"prompts_per_step={a.prompts}",
+                f"samples_per_prompt={a.group}",
+                f"sampling.max_new_tokens={a.tokens}",
+                "task.name=jsonl",
+                f"task.path={data}",
+                "task.instruction=",
+                "task.eval_size=4",
+                "eval.size=1",
+                "rewards.components={numeric: 1.0}",
+                f"optim.micro_batch_size={a.prompts * a.group}",
+                "optim.lr=2e-4",
+                "optim.warmup_steps=0",
+                "algo.kl.coef=0",
+                "save_every=1000000",
+                "log_rollouts_every=0",
+                f"seed={a.seed}",
+                f"threads={a.threads}",
+                f"sampling.min_new_tokens={a.tokens}",
+                *overrides,
+            ],
+        )
         run_dir = train(cfg, quiet=True)
         rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()][1:]
-    steps = [{"generate": r["time/generate"], "score": r["time/reward"],
-              "update": r["time/step"] - r["time/generate"] - r["time/reward"], "step": r["time/step"]} for r in rows]
-    return {"steps": steps, "completion_tokens": a.prompts * a.group * a.tokens, "peak_rss_gb": peak_rss_gb(),
-            "peak_gpu_gb": peak_device_gb(a.device)}
+    steps = [
+        {
+            "generate": r["time/generate"],
+            "score": r["time/reward"],
+            "update": r["time/step"] - r["time/generate"] - r["time/reward"],
+            "step": r["time/step"],
+        }
+        for r in rows
+    ]
+    return {
+        "steps": steps,
+        "completion_tokens": a.prompts * a.group * a.tokens,
+        "peak_rss_gb": peak_rss_gb(),
+        "peak_gpu_gb": peak_device_gb(a.device),
+    }
 
 
 def run_trl(a: argparse.Namespace) -> dict:
@@ -122,9 +194,11 @@ def run_trl(a: argparse.Namespace) -> dict:
             return original_generate(self, *args, **kwargs)
         finally:
             timing["generate"] += time.time() - t
+
     transformers.GenerationMixin.generate = timed_generate
     if a.side == "trl-vllm":
         import vllm
+
         original_llm_generate = vllm.LLM.generate
 
         def timed_llm_generate(self, *args, **kwargs):
@@ -133,15 +207,20 @@ def run_trl(a: argparse.Namespace) -> dict:
                 return original_llm_generate(self, *args, **kwargs)
             finally:
                 timing["generate"] += time.time() - t
+
         vllm.LLM.generate = timed_llm_generate
 
     def numeric(completions, answer, **kwargs):
         from reasonrl.rewards.answers import last_number, numbers_equal
-        return [float(bool(numbers_equal(last_number(c[-1]["content"]) or "", ans))) for c, ans in
-                zip(completions, answer)]
 
-    rows = [{"prompt": [{"role": "user", "content": e.prompt[-1]["content"]}], "answer": e.answer}
-            for e in examples(a.prompts * (a.steps + 1) + 8)]
+        return [
+            float(bool(numbers_equal(last_number(c[-1]["content"]) or "", ans))) for c, ans in zip(completions, answer)
+        ]
+
+    rows = [
+        {"prompt": [{"role": "user", "content": e.prompt[-1]["content"]}], "answer": e.answer}
+        for e in examples(a.prompts * (a.steps + 1) + 8)
+    ]
     steps: list[dict] = []
 
     class Clock(TrainerCallback):
@@ -150,27 +229,53 @@ def run_trl(a: argparse.Namespace) -> dict:
 
         def on_step_end(self, args, state, control, **kw):
             total = time.time() - self.start
-            steps.append({"generate": timing["generate"], "score": timing["gas"] - timing["generate"],
-                          "update": total - timing["gas"], "step": total})
+            steps.append(
+                {
+                    "generate": timing["generate"],
+                    "score": timing["gas"] - timing["generate"],
+                    "update": total - timing["gas"],
+                    "step": total,
+                }
+            )
 
     vllm = {}
     if a.side == "trl-vllm":  # TRL's own vLLM integration, in this process (colocate)
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
         os.environ.setdefault("VLLM_CPU_OMP_THREADS_BIND", "nobind")
-        vllm = dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3,
-                    vllm_enable_sleep_mode=False)
+        vllm = dict(use_vllm=True, vllm_mode="colocate", vllm_gpu_memory_utilization=0.3, vllm_enable_sleep_mode=False)
     with tempfile.TemporaryDirectory() as tmp:
-        args = GRPOConfig(output_dir=tmp, per_device_train_batch_size=a.prompts * a.group, num_generations=a.group,
-                          max_completion_length=a.tokens, generation_kwargs={"min_new_tokens": a.tokens},
-                          learning_rate=2e-4, beta=0.0, max_steps=a.steps, logging_steps=1, report_to="none",
-                          save_strategy="no", seed=a.seed, use_cpu=a.device == "cpu", bf16=a.dtype == "bfloat16",
-                          gradient_checkpointing=a.trl_gradient_checkpointing, temperature=1.0,
-                          lr_scheduler_type="constant", warmup_steps=0, dataloader_num_workers=0, **vllm)
+        args = GRPOConfig(
+            output_dir=tmp,
+            per_device_train_batch_size=a.prompts * a.group,
+            num_generations=a.group,
+            max_completion_length=a.tokens,
+            generation_kwargs={"min_new_tokens": a.tokens},
+            learning_rate=2e-4,
+            beta=0.0,
+            max_steps=a.steps,
+            logging_steps=1,
+            report_to="none",
+            save_strategy="no",
+            seed=a.seed,
+            use_cpu=a.device == "cpu",
+            bf16=a.dtype == "bfloat16",
+            gradient_checkpointing=a.trl_gradient_checkpointing,
+            temperature=1.0,
+            lr_scheduler_type="constant",
+            warmup_steps=0,
+            dataloader_num_workers=0,
+            **vllm,
+        )
         model = AutoModelForCausalLM.from_pretrained(path, dtype=getattr(torch, a.dtype))
-        trainer = GRPOTrainer(model=model, reward_funcs=[numeric], args=args, train_dataset=Dataset.from_list(rows),
-                              processing_class=AutoTokenizer.from_pretrained(path),
-                              peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear",
-                                                     task_type="CAUSAL_LM"), callbacks=[Clock()])
+        trainer = GRPOTrainer(
+            model=model,
+            reward_funcs=[numeric],
+            args=args,
+            train_dataset=Dataset.from_list(rows),
+            processing_class=AutoTokenizer.from_pretrained(path),
+            peft_config=LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM"),
+            callbacks=[Clock()],
+        )
         gas = trainer._generate_and_score_completions
 
         def timed_gas(*args, **kwargs):
@@ -179,19 +284,26 @@ def run_trl(a: argparse.Namespace) -> dict:
                 return gas(*args, **kwargs)
             finally:
                 timing["gas"] += time.time() - t
+
         trainer._generate_and_score_completions = timed_gas
         trainer.train()
-    return {"steps": steps, "completion_tokens": a.prompts * a.group * a.tokens, "peak_rss_gb": peak_rss_gb(),
-            "peak_gpu_gb": peak_device_gb(a.device)}
+    return {
+        "steps": steps,
+        "completion_tokens": a.prompts * a.group * a.tokens,
+        "peak_rss_gb": peak_rss_gb(),
+        "peak_gpu_gb": peak_device_gb(a.device),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
 # The driver: hardware peaks, both sides in subprocesses, the table.
 
+
 def hardware_peaks(dtype: str, threads: int, device: str = "cpu") -> dict:
     """Matmul FLOP/s (median of 5; 2048^2 on CPU, 8192^2 on GPU) in the dtype, and memory copy bandwidth
     (bytes read + written / s) on the device."""
     import torch
+
     torch.set_num_threads(threads)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     size = 8192 if device.startswith("cuda") else 2048
@@ -212,8 +324,10 @@ def hardware_peaks(dtype: str, threads: int, device: str = "cpu") -> dict:
         out.copy_(big)
         sync()
         copies.append(time.perf_counter() - t)
-    return {"matmul_flops": 2 * size**3 / statistics.median(times[1:]),
-            "bandwidth": 2 * big.numel() * 4 / statistics.median(copies[1:])}
+    return {
+        "matmul_flops": 2 * size**3 / statistics.median(times[1:]),
+        "bandwidth": 2 * big.numel() * 4 / statistics.median(copies[1:]),
+    }
 
 
 def work(a: argparse.Namespace) -> dict:
@@ -221,16 +335,22 @@ def work(a: argparse.Namespace) -> dict:
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     from reasonrl.tokenizer import encode_chat
+
     path = model_dir(a.model)
     tok = AutoTokenizer.from_pretrained(path)
-    prompts = [len(encode_chat(tok, [{"role": "user", "content": e.prompt[-1]["content"]}]))
-               for e in examples(a.prompts)]
+    prompts = [
+        len(encode_chat(tok, [{"role": "user", "content": e.prompt[-1]["content"]}])) for e in examples(a.prompts)
+    ]
     with torch.device("meta"):
         params = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(path)).parameters())
     completion = a.prompts * a.group * a.tokens
-    return {"params": params, "prompt_tokens": sum(prompts), "completion_tokens": completion,
-            "train_tokens": a.group * sum(prompts) + completion,
-            "weight_bytes": params * (2 if a.dtype == "bfloat16" else 4)}
+    return {
+        "params": params,
+        "prompt_tokens": sum(prompts),
+        "completion_tokens": completion,
+        "train_tokens": a.group * sum(prompts) + completion,
+        "weight_bytes": params * (2 if a.dtype == "bfloat16" else 4),
+    }
 
 
 def summarise(name: str, result: dict, w: dict, peaks: dict, a: argparse.Namespace, skip: int | None = None) -> dict:
@@ -246,22 +366,29 @@ def summarise(name: str, result: dict, w: dict, peaks: dict, a: argparse.Namespa
     executed = w["prompt_tokens"] + w["completion_tokens"] if name == "reasonrl" else w["train_tokens"]
     update_flops = 4 * n * executed  # LoRA: forward 2N + input-gradient backward 2N per token
     decode_bound = a.prompts * a.group * peaks["bandwidth"] / w["weight_bytes"]  # tokens/s if weights stream once
-    return {**{f"s_{k}": v for k, v in med.items()}, "gen_tok_s": w["completion_tokens"] / med["generate"],
-            "train_tok_s": w["train_tokens"] / med["update"], "peak_rss_gb": result["peak_rss_gb"],
-            "peak_gpu_gb": result.get("peak_gpu_gb", 0.0),
-            "mfu_generate": gen_flops / med["generate"] / peaks["matmul_flops"],
-            "mfu_update": update_flops / med["update"] / peaks["matmul_flops"],
-            "gen_vs_bandwidth_bound": w["completion_tokens"] / med["generate"] / decode_bound,
-            "steps_measured": len(steady)}
+    return {
+        **{f"s_{k}": v for k, v in med.items()},
+        "gen_tok_s": w["completion_tokens"] / med["generate"],
+        "train_tok_s": w["train_tokens"] / med["update"],
+        "peak_rss_gb": result["peak_rss_gb"],
+        "peak_gpu_gb": result.get("peak_gpu_gb", 0.0),
+        "mfu_generate": gen_flops / med["generate"] / peaks["matmul_flops"],
+        "mfu_update": update_flops / med["update"] / peaks["matmul_flops"],
+        "gen_vs_bandwidth_bound": w["completion_tokens"] / med["generate"] / decode_bound,
+        "steps_measured": len(steady),
+    }
 
 
 def pooled(results: list[dict], warmup: int) -> dict:
     """One side's runs as one result (to summarise with skip=0): every run's steps after its warm-up, the
     highest peak memory."""
     steady = [s for r in results for s in r["steps"][warmup:] or r["steps"]]
-    return {**results[0], "steps": steady,
-            "peak_rss_gb": max(r["peak_rss_gb"] for r in results),
-            "peak_gpu_gb": max(r.get("peak_gpu_gb", 0.0) for r in results)}
+    return {
+        **results[0],
+        "steps": steady,
+        "peak_rss_gb": max(r["peak_rss_gb"] for r in results),
+        "peak_gpu_gb": max(r.get("peak_gpu_gb", 0.0) for r in results),
+    }
 
 
 def interpreter(name: str, a: argparse.Namespace) -> str:
@@ -280,10 +407,17 @@ def side(name: str, a: argparse.Namespace) -> dict | None:
     flags = {k: v for k, v in vars(a).items() if k not in ("side", "json", "reasonrl_python", "trl_vllm_python")}
     cmd = [interpreter(name, a), __file__, "--side", name] + [
         f"--{k.replace('_', '-')}" if v is True else f"--{k.replace('_', '-')}={v}"
-        for k, v in flags.items() if v is not False]
+        for k, v in flags.items()
+        if v is not False
+    ]
     print(f"running {name} ...", flush=True)
-    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT,
-                         env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    out = subprocess.run(
+        cmd,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"},
+    )
     lines = [line for line in out.stdout.splitlines() if line.startswith("{")]
     if out.returncode != 0 or not lines:
         if name == "trl-vllm":
@@ -295,25 +429,37 @@ def side(name: str, a: argparse.Namespace) -> dict | None:
 
 
 def print_table(rows: dict[str, dict], w: dict, peaks: dict, a: argparse.Namespace) -> None:
-    print(f"\nGRPO step: {a.prompts} prompts x {a.group} samples, {a.tokens} tokens each (fixed), LoRA r16 "
-          f"all-linear, reasonrl engine {a.engine}, {a.dtype}, model {a.model} ({w['params'] / 1e6:.1f}M params), "
-          f"{a.threads} threads; "
-          f"median of {rows[next(iter(rows))]['steps_measured']} steady steps")
-    print(f"measured peaks: matmul {peaks['matmul_flops'] / 1e9:.0f} GFLOP/s ({a.dtype}), copy bandwidth "
-          f"{peaks['bandwidth'] / 1e9:.1f} GB/s")
-    fields = [("s_step", "s/step", "{:.2f}"), ("s_generate", "generate s", "{:.2f}"), ("s_score", "score s", "{:.2f}"),
-              ("s_update", "update s", "{:.2f}"), ("gen_tok_s", "gen tok/s", "{:.0f}"),
-              ("train_tok_s", "train tok/s", "{:.0f}"), ("peak_rss_gb", "peak RSS GB", "{:.2f}"),
-              *([("peak_gpu_gb", "peak GPU GB", "{:.2f}")] if a.device.startswith("cuda") else []),
-              ("mfu_generate", "MFU gen", "{:.1%}"), ("mfu_update", "MFU update", "{:.1%}"),
-              ("gen_vs_bandwidth_bound", "gen / BW bound", "{:.1%}")]
+    print(
+        f"\nGRPO step: {a.prompts} prompts x {a.group} samples, {a.tokens} tokens each (fixed), LoRA r16 "
+        f"all-linear, reasonrl engine {a.engine}, {a.dtype}, model {a.model} ({w['params'] / 1e6:.1f}M params), "
+        f"{a.threads} threads; "
+        f"median of {rows[next(iter(rows))]['steps_measured']} steady steps"
+    )
+    print(
+        f"measured peaks: matmul {peaks['matmul_flops'] / 1e9:.0f} GFLOP/s ({a.dtype}), copy bandwidth "
+        f"{peaks['bandwidth'] / 1e9:.1f} GB/s"
+    )
+    fields = [
+        ("s_step", "s/step", "{:.2f}"),
+        ("s_generate", "generate s", "{:.2f}"),
+        ("s_score", "score s", "{:.2f}"),
+        ("s_update", "update s", "{:.2f}"),
+        ("gen_tok_s", "gen tok/s", "{:.0f}"),
+        ("train_tok_s", "train tok/s", "{:.0f}"),
+        ("peak_rss_gb", "peak RSS GB", "{:.2f}"),
+        *([("peak_gpu_gb", "peak GPU GB", "{:.2f}")] if a.device.startswith("cuda") else []),
+        ("mfu_generate", "MFU gen", "{:.1%}"),
+        ("mfu_update", "MFU update", "{:.1%}"),
+        ("gen_vs_bandwidth_bound", "gen / BW bound", "{:.1%}"),
+    ]
     names = list(rows)
     others = [n for n in names if n != "reasonrl"] if "reasonrl" in names else []
     print(f"{'':16}" + "".join(f"{n:>12}" for n in names) + "".join(f"{'reasonrl/' + o:>18}" for o in others))
     for key, label, fmt in fields:
         cells = "".join(f"{fmt.format(rows[n][key]):>12}" for n in names)
-        ratios = "".join(f"{rows['reasonrl'][key] / rows[o][key]:>18.2f}" if rows[o][key] else f"{'':>18}"
-                         for o in others)
+        ratios = "".join(
+            f"{rows['reasonrl'][key] / rows[o][key]:>18.2f}" if rows[o][key] else f"{'':>18}" for o in others
+        )
         print(f"{label:16}{cells}{ratios}")
     for other in names[1:]:
         print(f"steps per second, reasonrl / {other}: {rows[other]['s_step'] / rows['reasonrl']['s_step']:.2f}x")
@@ -331,17 +477,27 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1)
-    p.add_argument("--which", default="both", help="sides, comma-separated: reasonrl, trl, trl-vllm ('both': "
-                   "reasonrl,trl)")
+    p.add_argument(
+        "--which", default="both", help="sides, comma-separated: reasonrl, trl, trl-vllm ('both': reasonrl,trl)"
+    )
     p.add_argument("--engine", default="hf", choices=["hf", "vllm"], help="reasonrl's rollout engine")
-    p.add_argument("--reasonrl-python", help="interpreter of the reasonrl side (default: this one; with --engine "
-                   "vllm, .venv-vllm's when it exists)")
+    p.add_argument(
+        "--reasonrl-python",
+        help="interpreter of the reasonrl side (default: this one; with --engine vllm, .venv-vllm's when it exists)",
+    )
     p.add_argument("--trl-vllm-python", help="interpreter of the trl-vllm side (default: .venv-vllm's)")
-    p.add_argument("--trl-gradient-checkpointing", action="store_true",
-                   help="TRL's default is on; off by default here so both compute the same thing (see docs)")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="run the sides this many times, alternating which goes first (machine drift cancels); "
-                        "the table pools every round's steady steps")
+    p.add_argument(
+        "--trl-gradient-checkpointing",
+        action="store_true",
+        help="TRL's default is on; off by default here so both compute the same thing (see docs)",
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the sides this many times, alternating which goes first (machine drift cancels); "
+        "the table pools every round's steady steps",
+    )
     p.add_argument("--json", help="also write the results here")
     p.add_argument("--side", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -365,11 +521,16 @@ def main() -> None:
     print_table(rows, w, peaks, a)
     seconds = {n: [summarise(n, run, w, peaks, a)["s_step"] for run in runs[n]] for n in names}
     for other in (n for n in names if n != "reasonrl" and "reasonrl" in names and a.rounds > 1):
-        print(f"per round, reasonrl / {other} steps per second: "
-              + ", ".join(f"{t / r:.2f}x" for r, t in zip(seconds["reasonrl"], seconds[other])))
+        print(
+            f"per round, reasonrl / {other} steps per second: "
+            + ", ".join(f"{t / r:.2f}x" for r, t in zip(seconds["reasonrl"], seconds[other]))
+        )
     if a.json:
-        Path(a.json).write_text(json.dumps({"args": vars(a), "peaks": peaks, "work": w, "results": rows,
-                                             "s_step_per_round": seconds}, indent=1))
+        Path(a.json).write_text(
+            json.dumps(
+                {"args": vars(a), "peaks": peaks, "work": w, "results": rows, "s_step_per_round": seconds}, indent=1
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ the same model, prompts and seeds, alternating the two settings --repeats times;
 turns, sampled tokens, tokens fed to the model (prefill + decode) and the ratio. The trajectories must come out
 the same (tokens compared; a different sample under a tiny numerical difference is reported, not hidden).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,15 +43,19 @@ def main() -> None:
     task, env = load_task(cfg.task), make_environment(cfg)
     policy, tok = load_policy(cfg.model, cfg.lora)
     params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p)
-    examples = task.train[:cfg.prompts_per_step]
+    examples = task.train[: cfg.prompts_per_step]
     times: dict[bool, list[float]] = {True: [], False: []}
     fed = {True: 0, False: 0}
     outs = {}
     for _ in range(args.repeats):
         for enabled in (True, False):
-            engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora,
-                                                 replace(cfg.engine, hf=replace(cfg.engine.hf, prefix_cache=enabled)),
-                                                 tok, shared=policy)
+            engine = ENGINES.get(cfg.engine.name)(
+                cfg.model,
+                cfg.lora,
+                replace(cfg.engine, hf=replace(cfg.engine.hf, prefix_cache=enabled)),
+                tok,
+                shared=policy,
+            )
             forward = engine.model.forward
 
             def counting(*a, _enabled=enabled, _forward=forward, **k):
@@ -67,8 +72,10 @@ def main() -> None:
     turns = sum(t.num_turns for t in outs[True])
     sampled = sum(sum(t.mask) for t in outs[True])
     on, off = statistics.median(times[True]), statistics.median(times[False])
-    print(f"\n{cfg.name}: {len(outs[True])} episodes, {turns} turns, {sampled} sampled tokens, "
-          f"{same}/{len(outs[True])} trajectories identical")
+    print(
+        f"\n{cfg.name}: {len(outs[True])} episodes, {turns} turns, {sampled} sampled tokens, "
+        f"{same}/{len(outs[True])} trajectories identical"
+    )
     print(f"{'':14}{'s/rollout':>10}{'tokens fed':>12}")
     print(f"{'prefix reuse':14}{on:10.1f}{fed[True] // args.repeats:12d}")
     print(f"{'full prefill':14}{off:10.1f}{fed[False] // args.repeats:12d}")

@@ -2,4 +2,5 @@
 
 Kept free of heavy imports: reward worker processes import reasonrl.types and reasonrl.rewards only.
 """
+
 __version__ = "0.1.0"

@@ -10,6 +10,7 @@
 
 Errors come out as in a run: one line, exit 2.
 """
+
 from __future__ import annotations
 
 import resource
@@ -46,20 +47,28 @@ def check_rewards(cfg: RunConfig, examples: list[Example], say: Any) -> None:
         scored = composer.score([c for _, c in pairs], [e for e, _ in pairs])
     for name in cfg.rewards.components:
         if scored and all(s.parts.get(name, 0.0) is None for s in scored):
-            raise ValueError(f"reward {name!r} gives no score (n/a) to any reference answer (e.g. numeric on answers "
-                             f"that are not numbers, such as {pairs[0][0].answer!r}): it would never reward anything; "
-                             "check rewards.components against the task's answers")
+            raise ValueError(
+                f"reward {name!r} gives no score (n/a) to any reference answer (e.g. numeric on answers "
+                f"that are not numbers, such as {pairs[0][0].answer!r}): it would never reward anything; "
+                "check rewards.components against the task's answers"
+            )
     for (example, completion), result in zip(pairs, scored):
-        parts = ", ".join(f"{name} {value:.2f}" if value is not None else f"{name} n/a"
-                          for name, value in result.parts.items())
+        parts = ", ".join(
+            f"{name} {value:.2f}" if value is not None else f"{name} n/a" for name, value in result.parts.items()
+        )
         say(f"  {example.id}: {parts}" + (f"  errors: {'; '.join(result.errors)}" if result.errors else ""))
-        low = [name for name, value in result.parts.items()
-               if value is not None and value < 1.0 and name in ("correct", "numeric", "code_tests", "format")]
+        low = [
+            name
+            for name, value in result.parts.items()
+            if value is not None and value < 1.0 and name in ("correct", "numeric", "code_tests", "format")
+        ]
         if result.errors or low:
             what = f"errors ({'; '.join(result.errors)})" if result.errors else f"{', '.join(low)} below 1"
-            raise ValueError(f"the reference answer of example {example.id!r} scores {what}: the task's answer "
-                             f"format and the rewards disagree (reference: {completion[:80]!r}); check "
-                             "task.instruction, task.answer_field and rewards.components")
+            raise ValueError(
+                f"the reference answer of example {example.id!r} scores {what}: the task's answer "
+                f"format and the rewards disagree (reference: {completion[:80]!r}); check "
+                "task.instruction, task.answer_field and rewards.components"
+            )
 
 
 def estimate(cfg: RunConfig, examples: list[Example], say: Any) -> None:
@@ -75,11 +84,13 @@ def estimate(cfg: RunConfig, examples: list[Example], say: Any) -> None:
     configure_host(cfg.threads, cfg.keep_freed_memory)  # as a run sets it
     started = time.perf_counter()
     policy, tokenizer = load_policy(cfg.model, cfg.lora)
-    say(f"model: {cfg.model.path} loaded in {time.perf_counter() - started:.1f} s, "
+    say(
+        f"model: {cfg.model.path} loaded in {time.perf_counter() - started:.1f} s, "
         f"{sum(p.numel() for p in policy.parameters()) / 1e6:.1f}M parameters, "
-        f"{sum(p.numel() for p in policy.parameters() if p.requires_grad) / 1e6:.2f}M trained")
+        f"{sum(p.numel() for p in policy.parameters() if p.requires_grad) / 1e6:.2f}M trained"
+    )
     prompts = [encode_chat(tokenizer, e.prompt) for e in examples]
-    prompts = (prompts * cfg.prompts_per_step)[:cfg.prompts_per_step]
+    prompts = (prompts * cfg.prompts_per_step)[: cfg.prompts_per_step]
     new_tokens = min(8, cfg.sampling.max_new_tokens)
     engine = HFEngine(policy, tokenizer, cfg.engine)
     params = SamplingParams(max_new_tokens=new_tokens, temperature=cfg.sampling.temperature, min_new_tokens=new_tokens)
@@ -93,8 +104,9 @@ def estimate(cfg: RunConfig, examples: list[Example], say: Any) -> None:
         rows = max(1, min(rows, cfg.optim.micro_batch_tokens // length))
     timings = []
     for size in (2, rows):  # the first pass warms up
-        tokens = torch.randint(0, cast(Callable[[], torch.nn.Embedding], policy.get_input_embeddings)().num_embeddings,
-                               (size, length))
+        tokens = torch.randint(
+            0, cast(Callable[[], torch.nn.Embedding], policy.get_input_embeddings)().num_embeddings, (size, length)
+        )
         started = time.perf_counter()
         policy_logprobs(policy, tokens, torch.ones(size, length - 1, dtype=torch.bool), None, 1.0).sum().backward()
         timings.append(time.perf_counter() - started)
@@ -103,28 +115,41 @@ def estimate(cfg: RunConfig, examples: list[Example], say: Any) -> None:
     micro_batches = -(-cfg.batch_size // rows) * cfg.algo.epochs
     update = fwd_bwd * micro_batches * (1.3 if cfg.algo.kl.coef else 1.0)
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    say(f"estimate per step, every completion at its {cfg.sampling.max_new_tokens}-token limit (an upper bound): "
+    say(
+        f"estimate per step, every completion at its {cfg.sampling.max_new_tokens}-token limit (an upper bound): "
         f"generate ~{generate:.0f} s ({cfg.prompts_per_step} x {cfg.samples_per_prompt} samples), update "
         f"~{update:.0f} s ({micro_batches} micro-batches of {rows} x {length} tokens at {fwd_bwd:.1f} s each); "
-        f"{cfg.steps} steps ~{(generate + update) * cfg.steps / 60:.0f} min plus evaluations")
-    say(f"memory: peak {peak_gb:.1f} GB RSS for one micro-batch's forward and backward (the run adds the "
-        "optimizer's state and the generation's KV cache)")
+        f"{cfg.steps} steps ~{(generate + update) * cfg.steps / 60:.0f} min plus evaluations"
+    )
+    say(
+        f"memory: peak {peak_gb:.1f} GB RSS for one micro-batch's forward and backward (the run adds the "
+        "optimizer's state and the generation's KV cache)"
+    )
 
 
 def check(cfg: RunConfig, say: Any = print, with_estimate: bool = True) -> None:
     """Everything a run checks before its first step (config, task, rewards), then the estimate."""
     from reasonrl.tasks import load_task
 
-    say(f"config: ok ({cfg.name}: {cfg.algo.advantage} + {cfg.algo.loss.name}, task {cfg.task.name}, "
-        f"rewards {', '.join(cfg.rewards.components)})")
+    say(
+        f"config: ok ({cfg.name}: {cfg.algo.advantage} + {cfg.algo.loss.name}, task {cfg.task.name}, "
+        f"rewards {', '.join(cfg.rewards.components)})"
+    )
     task = load_task(cfg.task)
     say(f"task: {len(task.train)} train and {len(task.eval)} held-out problems; {SHOWN} of them:")
     shown = task.train[:SHOWN]
     for example in shown:
         question = example.prompt[-1]["content"] if isinstance(example.prompt, list) else str(example.prompt)
         tests = (example.metadata or {}).get("tests")
-        expected = f"answer {str(example.answer)[:80]!r}" if example.answer is not None else (
-            f"{len(tests) if isinstance(tests, list) else 'its'} unit tests" if tests is not None else "no reference")
+        expected = (
+            f"answer {str(example.answer)[:80]!r}"
+            if example.answer is not None
+            else (
+                f"{len(tests) if isinstance(tests, list) else 'its'} unit tests"
+                if tests is not None
+                else "no reference"
+            )
+        )
         say(f"  {example.id}: {question[:160]!r} -> {expected}")
     if cfg.env.name == "single_turn":
         say("rewards on the reference answers:")

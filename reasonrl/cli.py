@@ -12,6 +12,7 @@ Errors in user input print one line (`error: ...`) and exit with status 2; a fai
 exits 1. The first Ctrl-C (SIGINT) or SIGTERM stops a run after its current step with a checkpoint and exits
 128 + the signal (130, 143); `--resume` continues it. A run's state is in RUN_DIR/state.json.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -45,6 +46,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     cfg = run_config(args, "recipes/quickstart.yaml")
     if args.check:
         from reasonrl.check import check
+
         check(cfg)
         return
     run_dir = train(cfg, resume=bool(args.resume), overwrite=args.overwrite, quiet=args.quiet)
@@ -77,6 +79,7 @@ def split_recipe(first: str | None, rest: list[str]) -> tuple[str | None, list[s
 def cmd_eval(args: argparse.Namespace) -> None:
     from reasonrl.engine import ENGINES
     from reasonrl.envs import make_environment
+    from reasonrl.eval_progress import EvalProgress
     from reasonrl.evaluate import eval_sets, evaluate_run, format_overview, format_result
     from reasonrl.model import load_policy
     from reasonrl.utils.config_io import config_to_dict
@@ -86,18 +89,19 @@ def cmd_eval(args: argparse.Namespace) -> None:
     configure_host(cfg.threads, cfg.keep_freed_memory)
     names = [n.strip() for n in args.tasks.split(",") if n.strip()] if args.tasks is not None else None
     if names is not None and not names:
-        raise ValueError(f"--tasks {args.tasks!r} names no task; give e.g. --tasks reasoning_gym:chain_sum,"
-                         "reasoning_gym:gcd")
+        raise ValueError(
+            f"--tasks {args.tasks!r} names no task; give e.g. --tasks reasoning_gym:chain_sum,reasoning_gym:gcd"
+        )
     sets = eval_sets(cfg, names)  # every task loads (and can fail) before the model does
     policy, tokenizer = load_policy(cfg.model, cfg.lora)
     engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, cfg.engine, tokenizer, shared=policy)
     env = make_environment(cfg)
-    note = (f", temperature {cfg.eval.temperature:g} (model {cfg.model.path}"
-            f"{', adapter ' + adapter if adapter else ''})")
+    note = f", temperature {cfg.eval.temperature:g} (model {cfg.model.path}{', adapter ' + adapter if adapter else ''})"
     results = []
     try:
         for name, examples in sets:
-            results.append(evaluate_run(env, engine, tokenizer, examples, cfg, name))
+            progress = EvalProgress(lambda line: print(line, file=sys.stderr, flush=True), f"evaluating {name}")
+            results.append(evaluate_run(env, engine, tokenizer, examples, cfg, name, progress))
             print(format_result(results[-1], note) + "\n", flush=True)
     finally:
         env.close()
@@ -105,10 +109,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
         print(format_overview(results))
     if cfg.forget.enabled:  # retention and both KLs of this model against the base (adapter disabled)
         from reasonrl.forgetting import eval_report
+
         print(eval_report(cfg, policy, tokenizer, engine, sets[0][1]))
     if args.json:
-        out = {"model": cfg.model.path, "adapter": adapter, "eval": config_to_dict(cfg.eval),
-               "tasks": {r.task: r.to_dict() for r in results}}
+        out = {
+            "model": cfg.model.path,
+            "adapter": adapter,
+            "eval": config_to_dict(cfg.eval),
+            "tasks": {r.task: r.to_dict() for r in results},
+        }
         Path(args.json).write_text(json.dumps(out, indent=1))
         print(f"wrote {args.json}")
 
@@ -155,6 +164,7 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*past_key_values.*")
     try:
         from transformers.utils import logging as hf_logging
+
         hf_logging.disable_progress_bar()
         hf_logging.set_verbosity_error()
     except ImportError:
@@ -165,9 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasonrl", description="RL for reasoning language models")
     sub = parser.add_subparsers(dest="command", required=True)
     for name, func, help_text, example in (
-            ("train", cmd_train, "train a policy with RL (GRPO + LoRA by default)", "algo.kl.coef=0.01 lora.rank=8"),
-            ("sft", cmd_sft, "supervised fine-tuning on demonstrations (sft.data) or the task's solutions",
-             "sft.data=demos.jsonl lora.enabled=false")):
+        ("train", cmd_train, "train a policy with RL (GRPO + LoRA by default)", "algo.kl.coef=0.01 lora.rank=8"),
+        (
+            "sft",
+            cmd_sft,
+            "supervised fine-tuning on demonstrations (sft.data) or the task's solutions",
+            "sft.data=demos.jsonl lora.enabled=false",
+        ),
+    ):
         p = sub.add_parser(name, help=help_text)
         p.add_argument("recipe", nargs="?", help="YAML recipe (see recipes/)")
         p.add_argument("overrides", nargs="*", help=f"dotted overrides, e.g. {example}")
@@ -175,8 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
         p.add_argument("--quiet", action="store_true", help="log lines instead of a progress bar")
         if name == "train":
-            p.add_argument("--check", action="store_true", help="check the config, the task and the rewards on "
-                           "reference answers, estimate a step's time and memory; train nothing")
+            p.add_argument(
+                "--check",
+                action="store_true",
+                help="check the config, the task and the rewards on "
+                "reference answers, estimate a step's time and memory; train nothing",
+            )
         p.set_defaults(func=func)
     p = sub.add_parser("pipeline", help="pretrain a tiny model from scratch, SFT it, then RL it (DeepSeekMath)")
     p.add_argument("recipe", help="YAML recipe (e.g. recipes/pipeline_tiny.yaml)")
@@ -189,8 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*")
     p.add_argument("--adapter", help="a PEFT adapter directory to evaluate")
     p.add_argument("--run", help="a run directory: its config and final adapter")
-    p.add_argument("--tasks", metavar="A,B", help="evaluate exactly these tasks (comma-separated) instead of the "
-                   "run's task and eval.tasks; the run's own task name keeps its task.* settings")
+    p.add_argument(
+        "--tasks",
+        metavar="A,B",
+        help="evaluate exactly these tasks (comma-separated) instead of the "
+        "run's task and eval.tasks; the run's own task name keeps its task.* settings",
+    )
     p.add_argument("--json", help="also write the full results (per task, per problem) as JSON")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("report", help="write a run's self-contained HTML report (curves, evals, traces)")
@@ -199,10 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-samples", type=int, default=2000, help="cap on embedded traces (default 2000)")
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("list", help="list the registered tasks, rewards, algorithms, environments, engines")
-    p.add_argument("kind", nargs="?", choices=["tasks", "rewards", "advantages", "losses", "kl", "environments",
-                                               "engines"], help="one registry, a line per name")
-    p.add_argument("--options", metavar="NAME", help="a name's options with types and defaults (a reward, an "
-                   "environment, or reasoning_gym:<dataset>)")
+    p.add_argument(
+        "kind",
+        nargs="?",
+        choices=["tasks", "rewards", "advantages", "losses", "kl", "environments", "engines"],
+        help="one registry, a line per name",
+    )
+    p.add_argument(
+        "--options",
+        metavar="NAME",
+        help="a name's options with types and defaults (a reward, an environment, or reasoning_gym:<dataset>)",
+    )
     p.set_defaults(func=cmd_list)
     return parser
 
@@ -236,15 +266,17 @@ def main(argv: list[str] | None = None) -> None:
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT) or os.environ.get("REASONRL_DEBUG"):
             raise
-        print(f"error: no space left on the device while writing {e.filename or 'a file'}; the checkpoints "
-              "written before are intact: free some space, then continue with --resume RUN_DIR", file=sys.stderr)
+        print(
+            f"error: no space left on the device while writing {e.filename or 'a file'}; the checkpoints "
+            "written before are intact: free some space, then continue with --resume RUN_DIR",
+            file=sys.stderr,
+        )
         sys.exit(1)
     except RunStopped as e:  # SIGINT/SIGTERM: the step finished and was checkpointed
         print(f"stopped: {e}", file=sys.stderr)
         sys.exit(128 + e.signum)
     except KeyboardInterrupt:
-        print("interrupted; resume with `reasonrl train --resume RUN_DIR` from the last checkpoint",
-              file=sys.stderr)
+        print("interrupted; resume with `reasonrl train --resume RUN_DIR` from the last checkpoint", file=sys.stderr)
         sys.exit(130)
 
 

@@ -13,6 +13,7 @@ second copy costs base-size memory (270 MB for the bf16 bundled model) and its o
 correct by construction. It starts from the policy's base model (without model.adapter), as verl's critic
 starts from the actor's weights.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -35,13 +36,14 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-def value_loss(values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor,
-               clip: float) -> tuple[Tensor, dict[str, float]]:
+def value_loss(
+    values: Tensor, old_values: Tensor, returns: Tensor, mask: Tensor, clip: float
+) -> tuple[Tensor, dict[str, float]]:
     """Clipped value loss per token (B, T): 1/2 max((V - G)^2, (V_clip - G)^2) (verl compute_value_loss)."""
-    clipped = old_values + (values - old_values).clamp(-clip, clip)              # (B, T)
-    unclipped_loss = (values - returns).pow(2)                                   # (B, T)
-    clipped_loss = (clipped - returns).pow(2)                                    # (B, T)
-    loss = 0.5 * torch.maximum(unclipped_loss, clipped_loss)                     # (B, T)
+    clipped = old_values + (values - old_values).clamp(-clip, clip)  # (B, T)
+    unclipped_loss = (values - returns).pow(2)  # (B, T)
+    clipped_loss = (clipped - returns).pow(2)  # (B, T)
+    loss = 0.5 * torch.maximum(unclipped_loss, clipped_loss)  # (B, T)
     return loss * mask, {"clip_frac": masked_mean((clipped_loss > unclipped_loss).float(), mask)}
 
 
@@ -58,20 +60,21 @@ class Critic:
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
         self.params = trainable_parameters(model) + list(self.head.parameters())
-        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.algo.critic.lr, betas=cfg.optim.betas,
-                                           weight_decay=cfg.optim.weight_decay)
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=cfg.algo.critic.lr, betas=cfg.optim.betas, weight_decay=cfg.optim.weight_decay
+        )
         self.cfg = cfg
 
     def forward(self, tokens: Tensor) -> Tensor:
         """(B, T+1) token ids -> (B, T) values of the positions that predict tokens[:, 1:]."""
         hidden = self.backbone(input_ids=tokens[:, :-1], use_cache=False).last_hidden_state  # (B, T, H)
-        return self.head(hidden.float()).squeeze(-1)                             # (B, T)
+        return self.head(hidden.float()).squeeze(-1)  # (B, T)
 
     @torch.no_grad()
     def values(self, batch: Batch) -> Tensor:
         """(B, T) values of the whole batch before any update, micro-batch by micro-batch (0 off the mask)."""
         optim = self.cfg.optim
-        out = batch.sampler_logp.new_zeros(batch.mask.shape)                     # (B, T)
+        out = batch.sampler_logp.new_zeros(batch.mask.shape)  # (B, T)
         for rows in row_slices(batch, optim.micro_batch_size, optim.micro_batch_tokens):
             mb = batch.rows(rows).to(self.head.weight.device)
             out[rows, : mb.mask.shape[1]] = (self.forward(mb.tokens) * mb.mask).to(out.device)
@@ -90,12 +93,15 @@ class Critic:
             for micro in row_slices(mini, optim.micro_batch_size, optim.micro_batch_tokens):
                 mb = mini.rows(micro).to(self.head.weight.device)
                 assert mb.values is not None and mb.returns is not None, "rows() keeps them"
-                values = self.forward(mb.tokens)                                 # (b, T)
+                values = self.forward(mb.tokens)  # (b, T)
                 loss, metrics = value_loss(values, mb.values, mb.returns, mb.mask, algo.critic.value_clip)
-                aggregate(loss, mb.mask, "token-mean", batch_tokens=tokens, batch_seqs=mini.size,
-                          max_len=mb.mask.shape[1]).backward()
-                metrics |= {"value_loss": masked_mean(loss.detach(), mb.mask),
-                            "value_mean": masked_mean(values.detach(), mb.mask)}
+                aggregate(
+                    loss, mb.mask, "token-mean", batch_tokens=tokens, batch_seqs=mini.size, max_len=mb.mask.shape[1]
+                ).backward()
+                metrics |= {
+                    "value_loss": masked_mean(loss.detach(), mb.mask),
+                    "value_mean": masked_mean(values.detach(), mb.mask),
+                }
                 add_weighted(totals, metrics, mb.mask.sum().item() / max(tokens, 1) / len(steps))
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.cfg.optim.grad_clip)
             add_weighted(totals, {"grad_norm": float(grad_norm)}, 1.0 / len(steps))
@@ -110,6 +116,7 @@ class Critic:
 
     def load(self, path: Path) -> None:
         from reasonrl.utils.ckpt import load_weights
+
         load_weights(self.model, path / "critic")
         state = torch.load(path / "critic.pt", weights_only=False)
         self.head.load_state_dict(state["head"])

@@ -1,5 +1,6 @@
 """The errors the command line turns into one line and an exit status (cli.main). This module imports nothing
 heavy, so the CLI can catch them without importing torch (`reasonrl list` and `--help` stay fast)."""
+
 from __future__ import annotations
 
 import signal
@@ -16,5 +17,7 @@ class RunStopped(Exception):
 
     def __init__(self, run_dir: Path, step: int, signum: int) -> None:
         self.run_dir, self.step, self.signum = run_dir, step, signum
-        super().__init__(f"stopped by {signal.Signals(signum).name} after step {step}; its checkpoint is in "
-                         f"{run_dir}/checkpoints; continue with --resume {run_dir}")
+        super().__init__(
+            f"stopped by {signal.Signals(signum).name} after step {step}; its checkpoint is in "
+            f"{run_dir}/checkpoints; continue with --resume {run_dir}"
+        )

@@ -10,6 +10,7 @@ cache, REASONRL_EVAL_CACHE just these files), written atomically. eval.before=au
 (and refreshes the file), skip evaluates nothing at step 0. Runs with forget.enabled are not cached: their
 step-0 measurement includes retention on other tasks and the KL to the base.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -32,22 +33,32 @@ def fingerprint(path: str | None) -> list[Any]:
         return []
     if path.startswith("bundled:"):
         from reasonrl.model_files import bundled_model_dir
+
         root = bundled_model_dir()
     else:
         root = Path(path).expanduser()
     if not root.is_dir():
         return [path]
-    return sorted([str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns]
-                  for f in root.rglob("*") if f.is_file())
+    return sorted(
+        [str(f.relative_to(root)), f.stat().st_size, f.stat().st_mtime_ns] for f in root.rglob("*") if f.is_file()
+    )
 
 
 def key_of(cfg: RunConfig) -> str:
-    parts = {"model": config_to_dict(cfg.model), "files": [fingerprint(cfg.model.path), fingerprint(cfg.model.adapter)],
-             "task": config_to_dict(cfg.task), "eval": config_to_dict(cfg.eval),
-             "max_new_tokens": cfg.sampling.max_new_tokens, "top_p": cfg.sampling.top_p,
-             "rewards": config_to_dict(cfg.rewards), "env": config_to_dict(cfg.env),
-             "engine": config_to_dict(cfg.engine), "seed": cfg.seed, "threads": cfg.threads,
-             "version": reasonrl.__version__}
+    parts = {
+        "model": config_to_dict(cfg.model),
+        "files": [fingerprint(cfg.model.path), fingerprint(cfg.model.adapter)],
+        "task": config_to_dict(cfg.task),
+        "eval": config_to_dict(cfg.eval),
+        "max_new_tokens": cfg.sampling.max_new_tokens,
+        "top_p": cfg.sampling.top_p,
+        "rewards": config_to_dict(cfg.rewards),
+        "env": config_to_dict(cfg.env),
+        "engine": config_to_dict(cfg.engine),
+        "seed": cfg.seed,
+        "threads": cfg.threads,
+        "version": reasonrl.__version__,
+    }
     cast(dict[str, Any], parts["eval"]).pop("before", None)
     blob = json.dumps(parts, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
@@ -55,6 +66,7 @@ def key_of(cfg: RunConfig) -> str:
 
 def path_of(cfg: RunConfig) -> Path:
     from reasonrl.model_files import cache_dir
+
     root = Path(os.environ.get("REASONRL_EVAL_CACHE") or cache_dir() / "evals")
     return root / f"{key_of(cfg)}.json"
 
@@ -76,6 +88,10 @@ def load(cfg: RunConfig) -> tuple[dict[str, Any], dict[str, float], float] | Non
 def store(cfg: RunConfig, result: dict[str, Any], extra: dict[str, float], seconds: float) -> Path:
     path = path_of(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, json.dumps({"result": result, "extra": extra, "seconds": seconds,
-                                        "written": time.strftime("%Y-%m-%d %H:%M:%S")}))
+    atomic_write_text(
+        path,
+        json.dumps(
+            {"result": result, "extra": extra, "seconds": seconds, "written": time.strftime("%Y-%m-%d %H:%M:%S")}
+        ),
+    )
     return path

@@ -8,19 +8,20 @@ and its components, completion length, truncation, and a paired before/after com
 The same code runs inside training (every eval.every steps, logged as eval/pass@k, eval/maj@k, ...) and in
 `reasonrl eval`. Per-problem counts and answers are kept, so both estimators can be recomputed from the JSON.
 """
+
 from __future__ import annotations
 
-import contextlib
 import math
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from reasonrl.config import FILE_TASKS
-from reasonrl.engine import Engine, SamplingParams
+from reasonrl.engine import Completion, Engine, SamplingParams
 from reasonrl.envs import Environment
 from reasonrl.rewards.answers import canonical_answer, final_answer
+from reasonrl.eval_progress import EvalProgress, reporting
+from reasonrl.rewards.builtin import correct as correct_reward
 from reasonrl.rollout import rollout
 from reasonrl.types import Example, Trajectory
 
@@ -45,8 +46,10 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     Product form, no large binomials: 1 when n - c < k, else 1 - prod_{j=n-c+1..n} (1 - k/j).
     """
     if k < 1 or n < k:
-        raise ValueError(f"pass@k needs 1 <= k <= n samples (got n={n}, k={k}); draw at least k samples per "
-                         "problem (eval.samples) or lower k (eval.k)")
+        raise ValueError(
+            f"pass@k needs 1 <= k <= n samples (got n={n}, k={k}); draw at least k samples per "
+            "problem (eval.samples) or lower k (eval.k)"
+        )
     if not 0 <= c <= n:
         raise ValueError(f"pass@k needs 0 <= c <= n correct samples (got n={n}, c={c})")
     if n - c < k:
@@ -58,8 +61,10 @@ def majority_vote(answers: Sequence[str | None], k: int) -> int | None:
     """Index of the winning answer among the first k: the most frequent canonical answer (canonical_answer);
     None answers (unparsable) do not vote. A tie goes to the answer that appears first. None when no answer."""
     if k < 1 or len(answers) < k:
-        raise ValueError(f"maj@k needs 1 <= k <= n answers (got n={len(answers)}, k={k}); draw at least k "
-                         "samples per problem (eval.samples) or lower k (eval.k)")
+        raise ValueError(
+            f"maj@k needs 1 <= k <= n answers (got n={len(answers)}, k={k}); draw at least k "
+            "samples per problem (eval.samples) or lower k (eval.k)"
+        )
     counts: dict[str, int] = {}
     first: dict[str, int] = {}
     for i, answer in enumerate(answers[:k]):
@@ -73,8 +78,9 @@ def majority_vote(answers: Sequence[str | None], k: int) -> int | None:
     return first[best]
 
 
-def maj_at_k(answers: Sequence[str | None], reference: str | None, k: int,
-             correct: Sequence[bool] | None = None) -> float:
+def maj_at_k(
+    answers: Sequence[str | None], reference: str | None, k: int, correct: Sequence[bool] | None = None
+) -> float:
     """1.0 when the majority answer among the first k (majority_vote) is right, else 0.0 (also when no sample
     gave an answer).
 
@@ -115,8 +121,11 @@ class EvalResult:
     """Fraction of samples that gave a final answer (the rest cannot vote in maj@k)."""
 
     def metrics(self, prefix: str) -> dict[str, float]:
-        out = {f"{prefix}/mean_reward": self.mean_reward, f"{prefix}/mean_length": self.mean_length,
-               f"{prefix}/truncation_rate": self.truncation_rate}
+        out = {
+            f"{prefix}/mean_reward": self.mean_reward,
+            f"{prefix}/mean_length": self.mean_length,
+            f"{prefix}/truncation_rate": self.truncation_rate,
+        }
         if self.accuracy is not None:
             out[f"{prefix}/accuracy"] = self.accuracy
         out.update({f"{prefix}/pass@{k}": v for k, v in self.pass_at_k.items()})
@@ -134,10 +143,16 @@ def problem_record(example: Example, group: list[Trajectory], lenient: bool = Tr
     in the mean reward, not here."""
     scores = [t.reward_parts.get("correct") for t in group]
     verdicts = [float(v >= FULL_CREDIT) for v in scores if v is not None]
-    return {"id": example.id, "answer": example.answer,
-            "accuracy": sum(verdicts) / len(verdicts) if verdicts else None,
-            "scored": len(verdicts), "correct": int(sum(verdicts)), "scores": scores,
-            "answers": [final_answer(t.completion, lenient) for t in group], "completion": group[0].completion}
+    return {
+        "id": example.id,
+        "answer": example.answer,
+        "accuracy": sum(verdicts) / len(verdicts) if verdicts else None,
+        "scored": len(verdicts),
+        "correct": int(sum(verdicts)),
+        "scores": scores,
+        "answers": [final_answer(t.completion, lenient) for t in group],
+        "completion": group[0].completion,
+    }
 
 
 def estimates(per_problem: list[dict[str, Any]], ks: Sequence[int]) -> tuple[dict[str, float], dict[str, float]]:
@@ -149,50 +164,37 @@ def estimates(per_problem: list[dict[str, Any]], ks: Sequence[int]) -> tuple[dic
             pass_at[str(k)] = sum(pass_at_k(p["scored"], p["correct"], k) for p in rows) / len(rows)
         rows = [p for p in per_problem if p["scored"] and len(p["answers"]) >= k]
         if rows:
-            maj_at[str(k)] = sum(maj_at_k(p["answers"], p["answer"], k, [s is not None and s >= FULL_CREDIT
-                                                                         for s in p["scores"]])
-                                 for p in rows) / len(rows)
+            maj_at[str(k)] = sum(
+                maj_at_k(p["answers"], p["answer"], k, [s is not None and s >= FULL_CREDIT for s in p["scores"]])
+                for p in rows
+            ) / len(rows)
     return pass_at, maj_at
 
 
-class EvalProgress:
-    """'evaluating: 48/100 problems, 35 s, about 40 s left' at most every `every` seconds, through write; fed
-    by an engine that samples in chunks (the hf engine's `progress`). Only what is sampled is counted: the
-    scores come after."""
-
-    def __init__(self, write: Callable[[str], None], label: str, every: float = 10.0) -> None:
-        self.write, self.label, self.every = write, label, every
-        self.started = self.shown = time.monotonic()
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if now - self.shown < self.every or done >= total:
-            return
-        self.shown = now
-        spent = now - self.started
-        self.write(f"{self.label}: {done}/{total} problems sampled, {spent:.0f} s, about "
-                   f"{spent * (total - done) / max(done, 1):.0f} s left")
-
-
-@contextlib.contextmanager
-def reporting(engine: Engine, report: Callable[[int, int], None] | None) -> Iterator[None]:
-    """Let an engine that can (one with a `progress` attribute) report its chunks while the block runs."""
-    if report is None or not hasattr(engine, "progress"):
-        yield
-        return
-    engine.progress = report
-    try:
-        yield
-    finally:
-        engine.progress = None
-
-
-def evaluate(env: Environment, engine: Engine, tokenizer: Any, examples: list[Example], params: SamplingParams,
-             samples: int, seed: int, task: str = "", ks: Sequence[int] | None = None,
-             lenient: bool = True, report: Callable[[int, int], None] | None = None) -> EvalResult:
+def evaluate(
+    env: Environment,
+    engine: Engine,
+    tokenizer: Any,
+    examples: list[Example],
+    params: SamplingParams,
+    samples: int,
+    seed: int,
+    task: str = "",
+    ks: Sequence[int] | None = None,
+    lenient: bool = True,
+    report: EvalProgress | None = None,
+) -> EvalResult:
     """Sample `samples` completions per example and score them. ks: the k of pass@k and maj@k (None: 1 and
     samples); k > samples is skipped. lenient: how final answers are read (the 'correct' reward's option).
-    report(done, total): sampling progress, for an engine that samples in chunks."""
+    report: sampling progress (and accuracy so far on single-turn tasks), for an engine that samples in chunks."""
+    if report is not None and env.max_turns == 1:
+
+        def score(i: int, completion: Completion) -> bool | None:
+            text = tokenizer.decode(completion.token_ids, skip_special_tokens=True)
+            verdict = correct_reward(text, examples[i], lenient)
+            return verdict >= FULL_CREDIT if isinstance(verdict, int | float) else None
+
+        report.scorer = score
     with reporting(engine, report):
         trajectories = rollout(env, engine, tokenizer, examples, n=samples, params=params, seed=seed)
     parts: dict[str, list[float]] = {}
@@ -201,31 +203,58 @@ def evaluate(env: Environment, engine: Engine, tokenizer: Any, examples: list[Ex
             if value is not None:
                 parts.setdefault(name, []).append(value)
     correct = [float(v >= FULL_CREDIT) for v in parts.get("correct", [])]
-    per_problem = [problem_record(example, trajectories[g * samples:(g + 1) * samples], lenient)
-                   for g, example in enumerate(examples)]
+    per_problem = [
+        problem_record(example, trajectories[g * samples : (g + 1) * samples], lenient)
+        for g, example in enumerate(examples)
+    ]
     pass_at, maj_at = estimates(per_problem, sorted({k for k in (ks or (1, samples)) if k <= samples}))
     n = len(trajectories)
     rewards = [t.reward for t in trajectories if not math.isnan(t.reward)]
     answered = sum(canonical_answer(a) is not None for p in per_problem for a in p["answers"])
     return EvalResult(
-        task=task, problems=len(examples), samples_per_problem=samples,
+        task=task,
+        problems=len(examples),
+        samples_per_problem=samples,
         accuracy=sum(correct) / len(correct) if correct else None,
         accuracy_ci=wilson_interval(sum(correct), len(correct)) if correct else None,
         mean_reward=sum(rewards) / max(len(rewards), 1),
         reward_parts={k: sum(v) / len(v) for k, v in parts.items()},
         mean_length=sum(t.completion_tokens for t in trajectories) / max(n, 1),
         truncation_rate=sum(t.truncated for t in trajectories) / max(n, 1),
-        per_problem=per_problem, pass_at_k=pass_at, maj_at_k=maj_at, answer_rate=answered / max(n, 1))
+        per_problem=per_problem,
+        pass_at_k=pass_at,
+        maj_at_k=maj_at,
+        answer_rate=answered / max(n, 1),
+    )
 
 
-def evaluate_run(env: Environment, engine: Engine, tokenizer: Any, examples: list[Example], cfg: Any,
-                 task: str | None = None, report: Callable[[int, int], None] | None = None) -> EvalResult:
+def evaluate_run(
+    env: Environment,
+    engine: Engine,
+    tokenizer: Any,
+    examples: list[Example],
+    cfg: Any,
+    task: str | None = None,
+    report: EvalProgress | None = None,
+) -> EvalResult:
     """evaluate() with a RunConfig's eval.* settings (the same in training and in `reasonrl eval`)."""
-    params = SamplingParams(cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens, cfg.eval.temperature,
-                            cfg.sampling.top_p)
+    params = SamplingParams(
+        cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens, cfg.eval.temperature, cfg.sampling.top_p
+    )
     lenient = bool(cfg.rewards.options.get("correct", {}).get("lenient", True))
-    return evaluate(env, engine, tokenizer, examples, params, cfg.eval.samples, seed=cfg.seed + 12345,
-                    task=task or cfg.task.name, ks=cfg.eval.k, lenient=lenient, report=report)
+    return evaluate(
+        env,
+        engine,
+        tokenizer,
+        examples,
+        params,
+        cfg.eval.samples,
+        seed=cfg.seed + 12345,
+        task=task or cfg.task.name,
+        ks=cfg.eval.k,
+        lenient=lenient,
+        report=report,
+    )
 
 
 def eval_task_names(cfg: Any, names: Sequence[str] | None = None) -> list[str]:
@@ -244,14 +273,17 @@ def eval_sets(cfg: Any, names: Sequence[str] | None = None) -> list[tuple[str, l
     for name in eval_task_names(cfg, names):
         task_cfg = cfg.task if name == cfg.task.name else replace(cfg.task, name=name, options={}, path=None)
         if task_cfg.name.partition(":")[0] in FILE_TASKS and not task_cfg.path:
-            raise ValueError(f"eval task {name!r} needs a data file; only the run's own task (task.name with "
-                             "task.path) can be a file task: evaluate it with task.name=... task.path=...")
+            raise ValueError(
+                f"eval task {name!r} needs a data file; only the run's own task (task.name with "
+                "task.path) can be a file task: evaluate it with task.name=... task.path=..."
+            )
         out.append((name, load_task(task_cfg).eval[: cfg.eval.size or cfg.task.eval_size]))
     return out
 
 
-def extra_task_metrics(env: Environment, engine: Engine, tokenizer: Any,
-                       sets: list[tuple[str, list[Example]]], cfg: Any) -> dict[str, float]:
+def extra_task_metrics(
+    env: Environment, engine: Engine, tokenizer: Any, sets: list[tuple[str, list[Example]]], cfg: Any
+) -> dict[str, float]:
     """Metrics of the eval.tasks besides the run's task, under eval/<task>/... (training logs them)."""
     out: dict[str, float] = {}
     for name, examples in sets:
@@ -266,16 +298,26 @@ def format_result(result: EvalResult, note: str = "") -> str:
     row = "  {:<20}{:>8}  {}".format
     if result.accuracy is not None:
         ci = result.accuracy_ci or (0.0, 1.0)
-        lines.append(row("pass@1 (accuracy)", f"{result.accuracy:.3f}",
-                         f"95% CI [{ci[0]:.3f}, {ci[1]:.3f}] (Wilson, {n} samples)"))
+        lines.append(
+            row(
+                "pass@1 (accuracy)",
+                f"{result.accuracy:.3f}",
+                f"95% CI [{ci[0]:.3f}, {ci[1]:.3f}] (Wilson, {n} samples)",
+            )
+        )
     else:
         lines.append(row("pass@1 (accuracy)", "-", "no 'correct' reward configured"))
     for k, value in result.pass_at_k.items():
         if k != "1":
             lines.append(row(f"pass@{k}", f"{value:.3f}", "unbiased estimator"))
     for k, value in result.maj_at_k.items():
-        lines.append(row(f"maj@{k}", f"{value:.3f}", f"majority vote of {k} final answers" if k != "1"
-                         else "the first sample's final answer"))
+        lines.append(
+            row(
+                f"maj@{k}",
+                f"{value:.3f}",
+                f"majority vote of {k} final answers" if k != "1" else "the first sample's final answer",
+            )
+        )
     if result.answer_rate is not None:
         lines.append(row("answered", f"{result.answer_rate:.2f}", "samples with a final answer (votes)"))
     lines.append(row("mean reward", f"{result.mean_reward:.3f}", ""))
@@ -294,21 +336,33 @@ def format_overview(results: list[EvalResult]) -> str:
     lines = [f"{'task':<{width}}{head}{'reward':>9}{'length':>9}"]
     for r in results:
         cells = [r.pass_at_k.get(k) for k in ks] + [r.maj_at_k.get(k) for k in majs]
-        lines.append(f"{r.task:<{width}}" + "".join(f"{'-' if v is None else f'{v:.3f}':>9}" for v in cells)
-                     + f"{r.mean_reward:>9.3f}{r.mean_length:>9.1f}")
+        lines.append(
+            f"{r.task:<{width}}"
+            + "".join(f"{'-' if v is None else f'{v:.3f}':>9}" for v in cells)
+            + f"{r.mean_reward:>9.3f}{r.mean_length:>9.1f}"
+        )
     return "\n".join(lines)
 
 
 def paired_comparison(before: EvalResult, after: EvalResult) -> dict[str, float]:
     """Per-problem accuracy change on the same problems: mean difference with a 95% interval (normal
     approximation over problems), and how many problems got better / worse."""
-    pairs = [(b["accuracy"], a["accuracy"]) for b, a in zip(before.per_problem, after.per_problem)
-             if b["id"] == a["id"] and b["accuracy"] is not None and a["accuracy"] is not None]
+    pairs = [
+        (b["accuracy"], a["accuracy"])
+        for b, a in zip(before.per_problem, after.per_problem)
+        if b["id"] == a["id"] and b["accuracy"] is not None and a["accuracy"] is not None
+    ]
     if not pairs:
         return {}
     diffs = [a - b for b, a in pairs]
     mean = sum(diffs) / len(diffs)
     var = sum((d - mean) ** 2 for d in diffs) / max(len(diffs) - 1, 1)
     half = 1.96 * math.sqrt(var / len(diffs))
-    return {"problems": len(diffs), "mean_diff": mean, "ci_low": mean - half, "ci_high": mean + half,
-            "better": sum(d > 0 for d in diffs), "worse": sum(d < 0 for d in diffs)}
+    return {
+        "problems": len(diffs),
+        "mean_diff": mean,
+        "ci_low": mean - half,
+        "ci_high": mean + half,
+        "better": sum(d > 0 for d in diffs),
+        "worse": sum(d < 0 for d in diffs),
+    }

@@ -25,6 +25,7 @@ those within budget (saved to <run>/forget_best when it is the best so far).
     metrics |= monitor.measure(step, evaluation)    # step 0 and every evaluation; evaluation: EvalResult dict
     if monitor.stop: ...                            # past the budget with on_budget=stop
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -42,8 +43,16 @@ from torch import nn
 
 from reasonrl.config import EnvConfig, RewardConfig, RunConfig
 from reasonrl.engine import Completion, SamplingParams
-from reasonrl.forgetting_measures import (Samples, mean_and_se, over_budget, pack, retention_metrics, sequence_kls,
-                                         text_chunks, text_loglik)
+from reasonrl.forgetting_measures import (
+    Samples,
+    mean_and_se,
+    over_budget,
+    pack,
+    retention_metrics,
+    sequence_kls,
+    text_chunks,
+    text_loglik,
+)
 from reasonrl.types import Example
 
 log = logging.getLogger(__name__)
@@ -54,6 +63,7 @@ BEST_DIR = "forget_best"
 
 # ---------------------------------------------------------------------------------------------------------
 # The monitor
+
 
 class NullMonitor:
     """Stands in for the monitor when forget.enabled is false: measures nothing, never stops a run."""
@@ -78,8 +88,15 @@ class ForgettingMonitor:
     then, and a full fine-tune's base copy is taken before any update); the base samples are drawn and the
     step-0 retention scored at the first measure() (or restored from a checkpoint's state)."""
 
-    def __init__(self, cfg: RunConfig, policy: nn.Module, tokenizer: Any, engine: Any, kl_examples: list[Example],
-                 run_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        policy: nn.Module,
+        tokenizer: Any,
+        engine: Any,
+        kl_examples: list[Example],
+        run_dir: Path | None = None,
+    ) -> None:
         from reasonrl.model import is_lora
         from reasonrl.tasks import load_task
         from reasonrl.tokenizer import encode_chat
@@ -127,8 +144,9 @@ class ForgettingMonitor:
     def base_samples(self) -> Samples:
         """kl_prompts x kl_samples completions of the base, drawn once."""
         if self.samples is None:
-            groups = self.base_engine().generate(self.prompts, self.kl_params(), self.cfg.forget.kl_samples,
-                                                 seed=self.cfg.seed + 1_234_567)
+            groups = self.base_engine().generate(
+                self.prompts, self.kl_params(), self.cfg.forget.kl_samples, seed=self.cfg.seed + 1_234_567
+            )
             self.samples = pack(self.prompts, groups, self.pad_id)
         return self.samples
 
@@ -141,14 +159,23 @@ class ForgettingMonitor:
         values: dict[str, float] = {}
         if self.suites:
             cfg = self.cfg
-            params = SamplingParams(cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens, cfg.eval.temperature,
-                                    cfg.sampling.top_p)
+            params = SamplingParams(
+                cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens, cfg.eval.temperature, cfg.sampling.top_p
+            )
             if self.env is None:
                 rewards = RewardConfig(components={"correct": 1.0}, timeout_s=cfg.rewards.timeout_s, workers=1)
                 self.env = make_environment(SimpleNamespace(rewards=rewards, env=EnvConfig()))
             for label, examples in self.suites:
-                result = evaluate(self.env, engine, self.tokenizer, examples, params, cfg.eval.samples,
-                                  seed=cfg.seed + 54_321, task=label)
+                result = evaluate(
+                    self.env,
+                    engine,
+                    self.tokenizer,
+                    examples,
+                    params,
+                    cfg.eval.samples,
+                    seed=cfg.seed + 54_321,
+                    task=label,
+                )
                 values[label] = result.accuracy if result.accuracy is not None else result.mean_reward
         if self.text is not None:
             with model as scored:
@@ -163,15 +190,20 @@ class ForgettingMonitor:
         """forget/kl_forward (on the fixed base samples) and forget/kl_reverse (on fresh policy samples)."""
         temperature, micro = self.cfg.sampling.temperature, self.cfg.optim.micro_batch_size
         forward, forward_k1 = sequence_kls(self.policy, self.base, self.base_samples(), temperature, micro, True)
-        groups = self.engine.generate(self.prompts, self.kl_params(), self.cfg.forget.kl_samples,
-                                      seed=self.cfg.seed + 7_654_321)
+        groups = self.engine.generate(
+            self.prompts, self.kl_params(), self.cfg.forget.kl_samples, seed=self.cfg.seed + 7_654_321
+        )
         own = pack(self.prompts, groups, self.pad_id)
         reverse, reverse_k1 = sequence_kls(self.policy, self.base, own, temperature, micro, False)
         (kl_f, se_f), (kl_r, se_r) = mean_and_se(forward), mean_and_se(reverse)
-        return {"forget/kl_forward": kl_f, "forget/kl_forward_se": se_f,
-                "forget/kl_forward_k1": forward_k1.mean().item(),
-                "forget/kl_reverse": kl_r, "forget/kl_reverse_se": se_r,
-                "forget/kl_reverse_k1": reverse_k1.mean().item()}
+        return {
+            "forget/kl_forward": kl_f,
+            "forget/kl_forward_se": se_f,
+            "forget/kl_forward_k1": forward_k1.mean().item(),
+            "forget/kl_reverse": kl_r,
+            "forget/kl_reverse_se": se_r,
+            "forget/kl_reverse_k1": reverse_k1.mean().item(),
+        }
 
     def measure(self, step: int, evaluation: dict[str, Any] | None = None) -> dict[str, float]:
         """forget/* metrics of the current policy. The first call (step 0) fixes the retention reference.
@@ -191,8 +223,13 @@ class ForgettingMonitor:
         forget = self.cfg.forget
         if over_budget(kl, forget.kl_budget):
             action = "stopping the run" if forget.on_budget == "stop" else "continuing (forget.on_budget=warn)"
-            log.warning("step %d: forward KL to the base %.4g nats/completion is past forget.kl_budget=%g; %s",
-                        step, kl, forget.kl_budget, action)
+            log.warning(
+                "step %d: forward KL to the base %.4g nats/completion is past forget.kl_budget=%g; %s",
+                step,
+                kl,
+                forget.kl_budget,
+                action,
+            )
             self.stop = forget.on_budget == "stop"
             return True
         score = eval_score(evaluation)
@@ -252,13 +289,20 @@ class AdapterOff:
     def __init__(self, engine: Any) -> None:
         self.engine, self.pad_id = engine, engine.pad_id
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
-                 keep: bool = False) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int, keep: bool = False
+    ) -> list[list[Completion]]:
         return self.engine.generate(prompts, params, n, seed, adapter=False)
 
 
-def make_monitor(cfg: RunConfig, policy: nn.Module, tokenizer: Any, engine: Any, kl_examples: list[Example],
-                 run_dir: Path | None = None) -> ForgettingMonitor | NullMonitor:
+def make_monitor(
+    cfg: RunConfig,
+    policy: nn.Module,
+    tokenizer: Any,
+    engine: Any,
+    kl_examples: list[Example],
+    run_dir: Path | None = None,
+) -> ForgettingMonitor | NullMonitor:
     """The run's forgetting monitor, or a NullMonitor when forget.enabled is false."""
     if not cfg.forget.enabled:
         return NullMonitor()
@@ -270,17 +314,21 @@ def format_forget(summary: dict[str, Any], header: str = "forgetting (delta from
     last = summary.get("last") or {}
     if not last:
         return ""
-    suites = [k[len("forget/"):-len("/value")] for k in last if k.endswith("/value")]
+    suites = [k[len("forget/") : -len("/value")] for k in last if k.endswith("/value")]
     lines = [f"{header}:"]
     for suite in suites:
         lines.append(f"  {suite:32}{last[f'forget/{suite}/value']:>10.4f}  delta {last[f'forget/{suite}/delta']:+.4f}")
-    lines.append(f"  KL(base||policy) {last['forget/kl_forward']:.4f} +- {last['forget/kl_forward_se']:.4f} "
-                 f"nats/completion (k1 {last['forget/kl_forward_k1']:.4f}); "
-                 f"KL(policy||base) {last['forget/kl_reverse']:.4f} +- {last['forget/kl_reverse_se']:.4f}")
+    lines.append(
+        f"  KL(base||policy) {last['forget/kl_forward']:.4f} +- {last['forget/kl_forward_se']:.4f} "
+        f"nats/completion (k1 {last['forget/kl_forward_k1']:.4f}); "
+        f"KL(policy||base) {last['forget/kl_reverse']:.4f} +- {last['forget/kl_reverse_se']:.4f}"
+    )
     if summary.get("stopped"):
         kept = summary.get("kept_step")
-        lines.append("  stopped: forward KL passed forget.kl_budget"
-                     + (f"; adapter = step {kept} (best eval within budget)" if kept is not None else ""))
+        lines.append(
+            "  stopped: forward KL passed forget.kl_budget"
+            + (f"; adapter = step {kept} (best eval within budget)" if kept is not None else "")
+        )
     return "\n".join(lines)
 
 

@@ -1,6 +1,7 @@
 """Forgetting measures, pure functions the monitor (forgetting.py) is built from: a mean and its standard error,
 retention against step 0, the KL budget test, per-completion KL on fixed samples (the estimators are kl_terms and
 sequence_sum in algos/kl.py), and the log-likelihood of held-out general text."""
+
 from __future__ import annotations
 
 import math
@@ -42,6 +43,7 @@ def over_budget(kl: float, budget: float | None) -> bool:
 # ---------------------------------------------------------------------------------------------------------
 # Model side
 
+
 @dataclass
 class Samples:
     """Fixed completions for a KL estimate."""
@@ -56,32 +58,33 @@ def pack(prompts: list[list[int]], groups: list[list[Completion]], pad_id: int) 
     """Prompts and their sampled completions (n per prompt) -> right-padded Samples, prompt by prompt."""
     rows = [(p, c.token_ids) for p, group in zip(prompts, groups) for c in group]
     width = max(len(p) + len(c) for p, c in rows)
-    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)               # (N, T+1)
-    mask = torch.zeros(len(rows), width - 1, dtype=torch.bool)                       # (N, T)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (N, T+1)
+    mask = torch.zeros(len(rows), width - 1, dtype=torch.bool)  # (N, T)
     for i, (prompt, completion) in enumerate(rows):
         tokens[i, : len(prompt) + len(completion)] = torch.tensor(prompt + completion)
-        mask[i, len(prompt) - 1: len(prompt) - 1 + len(completion)] = True
+        mask[i, len(prompt) - 1 : len(prompt) - 1 + len(completion)] = True
     return Samples(tokens, mask)
 
 
 @torch.no_grad()
-def sequence_kls(policy: nn.Module, base: Any, samples: Samples, temperature: float, micro: int,
-                 forward: bool) -> tuple[Tensor, Tensor]:
+def sequence_kls(
+    policy: nn.Module, base: Any, samples: Samples, temperature: float, micro: int, forward: bool
+) -> tuple[Tensor, Tensor]:
     """(N,) per-completion KL (chain rule) and (N,) summed log-ratio (k1) on fixed samples: KL(base || policy)
     when forward, else KL(policy || base). base() is a context manager that yields the base model."""
     chain, k1 = [], []
     for start in range(0, samples.tokens.shape[0], micro):
-        mask = samples.mask[start:start + micro]                                     # (b, T)
-        width = int(mask.any(0).nonzero().max()) + 2                                 # trim shared padding
-        tokens, mask = samples.tokens[start:start + micro, :width], mask[:, : width - 1]  # (b, t+1), (b, t)
-        logits_policy = policy(input_ids=tokens[:, :-1], use_cache=False).logits    # (b, t, V)
+        mask = samples.mask[start : start + micro]  # (b, T)
+        width = int(mask.any(0).nonzero().max()) + 2  # trim shared padding
+        tokens, mask = samples.tokens[start : start + micro, :width], mask[:, : width - 1]  # (b, t+1), (b, t)
+        logits_policy = policy(input_ids=tokens[:, :-1], use_cache=False).logits  # (b, t, V)
         with base() as model:
-            logits_base = model(input_ids=tokens[:, :-1], use_cache=False).logits   # (b, t, V)
+            logits_base = model(input_ids=tokens[:, :-1], use_cache=False).logits  # (b, t, V)
         p, q = (logits_base, logits_policy) if forward else (logits_policy, logits_base)
-        token_kl, ratio = kl_terms(p, q, tokens[:, 1:], temperature)                 # (b, t), (b, t)
+        token_kl, ratio = kl_terms(p, q, tokens[:, 1:], temperature)  # (b, t), (b, t)
         chain.append(sequence_sum(token_kl, mask))
         k1.append(sequence_sum(ratio, mask))
-    return torch.cat(chain), torch.cat(k1)                                            # (N,), (N,)
+    return torch.cat(chain), torch.cat(k1)  # (N,), (N,)
 
 
 def encode_text(tokenizer: Any, text: str) -> list[int]:
@@ -100,9 +103,11 @@ def text_chunks(source: str, tokenizer: Any, length: int) -> Tensor:
     ids = encode_text(tokenizer, path.read_text(encoding="utf-8"))
     count = len(ids) // length
     if count == 0:
-        raise ValueError(f"forget.text {str(path)!r} has {len(ids)} tokens, fewer than forget.text_tokens="
-                         f"{length}; lower forget.text_tokens or give more text")
-    return torch.tensor(ids[: count * length]).view(count, length)                   # (C, L)
+        raise ValueError(
+            f"forget.text {str(path)!r} has {len(ids)} tokens, fewer than forget.text_tokens="
+            f"{length}; lower forget.text_tokens or give more text"
+        )
+    return torch.tensor(ids[: count * length]).view(count, length)  # (C, L)
 
 
 @torch.no_grad()
@@ -112,5 +117,5 @@ def text_loglik(model: nn.Module, chunks: Tensor, micro: int) -> float:
 
     total = 0.0
     for start in range(0, chunks.shape[0], micro):
-        total += token_logprobs(model, chunks[start:start + micro]).sum().item()     # (b, L-1) summed
+        total += token_logprobs(model, chunks[start : start + micro]).sum().item()  # (b, L-1) summed
     return total / (chunks.shape[0] * (chunks.shape[1] - 1))

@@ -5,6 +5,7 @@ The reference policy for the KL term is the same model with its LoRA adapter dis
 `token_logprobs` is the only place that turns logits into per-token log-probs:
     logp[:, t] = log_softmax(logits[:, t] / temperature)[tokens[:, t+1]]
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,15 +34,19 @@ def load_base(cfg: ModelConfig) -> tuple[nn.Module, object]:
 
     if cfg.path == TINY:
         from reasonrl.tokenizer import ByteTokenizer
+
         model = tiny_model(vocab_size=ByteTokenizer.vocab_size)
         return model.to(DTYPES[cfg.dtype]), ByteTokenizer()
     path = bundled_model_dir() if cfg.path == BUNDLED else Path(cfg.path).expanduser()
     if not (path / "config.json").is_file():
-        raise ValueError(f"model.path {cfg.path!r}: no config.json in {path}; give a local Hugging Face "
-                         f"model directory, or {BUNDLED!r}")
+        raise ValueError(
+            f"model.path {cfg.path!r}: no config.json in {path}; give a local Hugging Face "
+            f"model directory, or {BUNDLED!r}"
+        )
     model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[cfg.dtype])
     if (path / BYTE_TOKENIZER_FILE).is_file():  # a tiny model saved by reasonrl (e.g. `reasonrl pipeline`)
         from reasonrl.tokenizer import ByteTokenizer
+
         return model, ByteTokenizer()
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token_id is None:
@@ -73,12 +78,19 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig) -> tuple[nn.Module
         model.config.use_cache = False
     if model_cfg.adapter:
         from peft import PeftModel
+
         model = PeftModel.from_pretrained(model, model_cfg.adapter, is_trainable=True)
     elif lora_cfg.enabled:
         from peft import LoraConfig as PeftLoraConfig, get_peft_model
-        peft_cfg = PeftLoraConfig(r=lora_cfg.rank, lora_alpha=lora_cfg.alpha,  # type: ignore[arg-type]  # floats work
-                                  lora_dropout=lora_cfg.dropout,
-                                  target_modules=lora_cfg.target_modules, bias="none", task_type="CAUSAL_LM")
+
+        peft_cfg = PeftLoraConfig(
+            r=lora_cfg.rank,
+            lora_alpha=lora_cfg.alpha,  # type: ignore[arg-type]  # floats work
+            lora_dropout=lora_cfg.dropout,
+            target_modules=lora_cfg.target_modules,
+            bias="none",
+            task_type="CAUSAL_LM",
+        )
         # peft keeps adapter weights in float32 even when the base is bf16 (autocast_adapter_dtype).
         model = get_peft_model(model, peft_cfg)
     else:
@@ -116,34 +128,48 @@ def is_lora(model: nn.Module) -> bool:
 def reference(model: nn.Module) -> Iterator[nn.Module]:
     """The reference policy: the LoRA model with its adapter disabled."""
     if not is_lora(model):
-        raise ValueError("a KL term to the reference needs LoRA (the reference is the adapter-disabled base); "
-                         "set algo.kl.coef=0 for full fine-tuning")
+        raise ValueError(
+            "a KL term to the reference needs LoRA (the reference is the adapter-disabled base); "
+            "set algo.kl.coef=0 for full fine-tuning"
+        )
     with model.disable_adapter():  # type: ignore[operator]
         yield model
 
 
-def token_logprobs(model: nn.Module, tokens: Tensor, temperature: float = 1.0,
-                   attention_mask: Tensor | None = None, position_ids: Tensor | None = None) -> Tensor:
+def token_logprobs(
+    model: nn.Module,
+    tokens: Tensor,
+    temperature: float = 1.0,
+    attention_mask: Tensor | None = None,
+    position_ids: Tensor | None = None,
+) -> Tensor:
     """(B, T+1) token ids -> (B, T) float32 log-probs of tokens[:, 1:] under the model.
 
     attention_mask and position_ids are for the T inputs tokens[:, :-1]: a (B, T) padding mask or a (B, 1, T, T)
     additive mask (packed rows, see sft.py), and (B, T) positions. Works in chunks over time so the full
     (B, T, V) float32 log-softmax is never materialised at once.
     """
-    return _token_forward(model, tokens, temperature, attention_mask, with_entropy=False,
-                          position_ids=position_ids)[0]
+    return _token_forward(model, tokens, temperature, attention_mask, with_entropy=False, position_ids=position_ids)[0]
 
 
-def _token_forward(model: nn.Module, tokens: Tensor, temperature: float, attention_mask: Tensor | None,
-                   with_entropy: bool, position_ids: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-    inputs = tokens[:, :-1]                                                       # (B, T)
-    out = model(input_ids=inputs, attention_mask=attention_mask, position_ids=position_ids, use_cache=False,
-                logits_to_keep=0)
+def _token_forward(
+    model: nn.Module,
+    tokens: Tensor,
+    temperature: float,
+    attention_mask: Tensor | None,
+    with_entropy: bool,
+    position_ids: Tensor | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    inputs = tokens[:, :-1]  # (B, T)
+    out = model(
+        input_ids=inputs, attention_mask=attention_mask, position_ids=position_ids, use_cache=False, logits_to_keep=0
+    )
     return _chunked_logprobs(out.logits, tokens[:, 1:], temperature, with_entropy)  # (B, T), (B, T)
 
 
-def _chunked_logprobs(logits: Tensor, targets: Tensor, temperature: float,
-                      with_entropy: bool = False) -> tuple[Tensor, Tensor | None]:
+def _chunked_logprobs(
+    logits: Tensor, targets: Tensor, temperature: float, with_entropy: bool = False
+) -> tuple[Tensor, Tensor | None]:
     """(B, T, V) logits, (B, T) targets -> (B, T) float32 log-probs and, when asked, (B, T) entropies of the
     tempered distribution, 64 positions at a time. Entropy reuses the chunk's logsumexp:
     H = logsumexp(z) - sum_v softmax(z)_v z_v, so it costs one softmax more and keeps its gradient."""
@@ -151,12 +177,12 @@ def _chunked_logprobs(logits: Tensor, targets: Tensor, temperature: float,
         return TokenLogprobs.apply(logits, targets, temperature), None
     chunks, entropies = [], []
     for start in range(0, logits.shape[1], CHUNK):
-        part = logits[:, start:start + CHUNK].float() / temperature              # (B, t, V)
-        lse = torch.logsumexp(part, dim=-1)                                       # (B, t)
-        picked = part.gather(-1, targets[:, start:start + CHUNK, None]).squeeze(-1)  # (B, t)
+        part = logits[:, start : start + CHUNK].float() / temperature  # (B, t, V)
+        lse = torch.logsumexp(part, dim=-1)  # (B, t)
+        picked = part.gather(-1, targets[:, start : start + CHUNK, None]).squeeze(-1)  # (B, t)
         chunks.append(picked - lse)
-        entropies.append(lse - (part.softmax(-1) * part).sum(-1))                 # (B, t)
-    return torch.cat(chunks, dim=1), torch.cat(entropies, dim=1)                  # (B, T), (B, T)
+        entropies.append(lse - (part.softmax(-1) * part).sum(-1))  # (B, t)
+    return torch.cat(chunks, dim=1), torch.cat(entropies, dim=1)  # (B, T), (B, T)
 
 
 CHUNK = 64  # positions per float32 (B, CHUNK, V) temporary
@@ -173,14 +199,14 @@ class TokenLogprobs(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, logits: Tensor, targets: Tensor, temperature: float) -> Tensor:
-        wide = torch.promote_types(logits.dtype, torch.float32)                  # float32 (float64 stays)
-        out = logits.new_empty(targets.shape, dtype=wide)                         # (B, T)
-        lse = torch.empty_like(out)                                               # (B, T)
+        wide = torch.promote_types(logits.dtype, torch.float32)  # float32 (float64 stays)
+        out = logits.new_empty(targets.shape, dtype=wide)  # (B, T)
+        lse = torch.empty_like(out)  # (B, T)
         for start in range(0, logits.shape[1], CHUNK):
-            part = logits[:, start:start + CHUNK].to(wide)                        # (B, t, V)
+            part = logits[:, start : start + CHUNK].to(wide)  # (B, t, V)
             part = part if temperature == 1.0 else part / temperature
-            lse[:, start:start + CHUNK] = torch.logsumexp(part, dim=-1)
-            out[:, start:start + CHUNK] = part.gather(-1, targets[:, start:start + CHUNK, None]).squeeze(-1)
+            lse[:, start : start + CHUNK] = torch.logsumexp(part, dim=-1)
+            out[:, start : start + CHUNK] = part.gather(-1, targets[:, start : start + CHUNK, None]).squeeze(-1)
         ctx.save_for_backward(logits, targets, lse)
         ctx.temperature = temperature
         return out - lse
@@ -188,16 +214,16 @@ class TokenLogprobs(torch.autograd.Function):
     @staticmethod
     def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, None, None]:
         logits, targets, lse = ctx.saved_tensors
-        scale = grad.to(lse.dtype) / ctx.temperature                              # (B, T) g / T
-        out = torch.empty_like(logits)                                            # (B, T, V)
+        scale = grad.to(lse.dtype) / ctx.temperature  # (B, T) g / T
+        out = torch.empty_like(logits)  # (B, T, V)
         for start in range(0, logits.shape[1], CHUNK):
             span = slice(start, start + CHUNK)
-            part = logits[:, span].to(lse.dtype)                                  # (B, t, V)
+            part = logits[:, span].to(lse.dtype)  # (B, t, V)
             part = part if ctx.temperature == 1.0 else part / ctx.temperature
             work = out[:, span] if out.dtype == lse.dtype else torch.empty_like(part)
             torch.sub(part, lse[:, span, None], out=work)
-            work.exp_().mul_(-scale[:, span, None])                               # -softmax * g / T
-            work.scatter_add_(-1, targets[:, span, None], scale[:, span, None])   # + onehot * g / T
+            work.exp_().mul_(-scale[:, span, None])  # -softmax * g / T
+            work.scatter_add_(-1, targets[:, span, None], scale[:, span, None])  # + onehot * g / T
             if work.dtype != out.dtype:
                 out[:, span] = work
         return out, None, None
@@ -206,17 +232,18 @@ class TokenLogprobs(torch.autograd.Function):
 def completion_spans(mask: Tensor) -> tuple[Tensor, Tensor] | None:
     """(B, T) mask -> (start, length) of each row's trained span, or None when some row's True positions are
     not one contiguous run (multi-turn) or a row has none."""
-    length = mask.sum(-1)                                                         # (B,)
+    length = mask.sum(-1)  # (B,)
     if bool((length == 0).any()):
         return None
-    start = mask.float().argmax(-1)                                               # (B,) first True
+    start = mask.float().argmax(-1)  # (B,) first True
     positions = torch.arange(mask.shape[1], device=mask.device)[None, :]
     span = (positions >= start[:, None]) & (positions < (start + length)[:, None])
     return (start, length) if bool((span == mask).all()) else None
 
 
-def shared_prompt_logprobs(model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: Tensor,
-                           temperature: float = 1.0) -> Tensor:
+def shared_prompt_logprobs(
+    model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: Tensor, temperature: float = 1.0
+) -> Tensor:
     """Same result as token_logprobs on the trained positions, but each group's prompt is run once.
 
     tokens (B, T+1) right-padded [prompt, completion, pad]; mask (B, T) one contiguous span per row; rows
@@ -225,8 +252,9 @@ def shared_prompt_logprobs(model: nn.Module, tokens: Tensor, mask: Tensor, group
     return _shared_forward(model, tokens, mask, group_ids, temperature, with_entropy=False)[0]
 
 
-def _shared_forward(model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: Tensor, temperature: float,
-                    with_entropy: bool) -> tuple[Tensor, Tensor | None]:
+def _shared_forward(
+    model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: Tensor, temperature: float, with_entropy: bool
+) -> tuple[Tensor, Tensor | None]:
     """shared_prompt_logprobs with optional (B, T) entropies. The prompts' KV cache (with gradients) is computed
     once per group and indexed out to its rows, then the completions run on top of it.
     """
@@ -236,47 +264,66 @@ def _shared_forward(model: nn.Module, tokens: Tensor, mask: Tensor, group_ids: T
 
     spans = completion_spans(mask)
     assert spans is not None, "shared_prompt_logprobs needs one contiguous completion per row"
-    start, length = spans                                                         # (B,), (B,)
+    start, length = spans  # (B,), (B,)
     groups, row_to_group = torch.unique_consecutive(group_ids, return_inverse=True)
     first_row = [int((row_to_group == g).nonzero()[0]) for g in range(len(groups))]
-    prompts = [tokens[r, : int(start[r]) + 1].tolist() for r in first_row]        # prompt = tokens[:start+1]
-    ids, attn = (x.to(tokens.device) for x in left_pad(prompts, pad_id=0))        # (U, L)
+    prompts = [tokens[r, : int(start[r]) + 1].tolist() for r in first_row]  # prompt = tokens[:start+1]
+    ids, attn = (x.to(tokens.device) for x in left_pad(prompts, pad_id=0))  # (U, L)
     cache = DynamicCache()
     kwargs = {cache_argument(model): cache}
-    last = model(input_ids=ids, attention_mask=attn, position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
-                 use_cache=True, logits_to_keep=last_position(ids), **kwargs).logits[:, -1]  # (U, V)
+    last = model(
+        input_ids=ids,
+        attention_mask=attn,
+        position_ids=(attn.cumsum(-1) - 1).clamp(min=0),
+        use_cache=True,
+        logits_to_keep=last_position(ids),
+        **kwargs,
+    ).logits[:, -1]  # (U, V)
     cache.batch_select_indices(row_to_group)
     width = int(length.max())
-    offsets = torch.arange(width, device=tokens.device)[None, :]                  # (1, C)
-    index = (start[:, None] + 1 + offsets).clamp(max=tokens.shape[1] - 1)         # (B, C)
-    completion = tokens.gather(1, index)                                          # (B, C)
+    offsets = torch.arange(width, device=tokens.device)[None, :]  # (1, C)
+    index = (start[:, None] + 1 + offsets).clamp(max=tokens.shape[1] - 1)  # (B, C)
+    completion = tokens.gather(1, index)  # (B, C)
     row_attn = torch.cat([attn[row_to_group], torch.ones_like(completion)], dim=1)  # (B, L+C)
-    positions = attn.sum(-1)[row_to_group][:, None] + offsets                     # (B, C)
+    positions = attn.sum(-1)[row_to_group][:, None] + offsets  # (B, C)
     # the first completion token is scored by the prompt's last position, the rest by the completion pass
     # (kept apart: concatenating the two logits tensors copied B x C x V floats forward and backward)
     logp, entropy = _chunked_logprobs(last[row_to_group][:, None], completion[:, :1], temperature, with_entropy)
     if width > 1:
-        rest = model(input_ids=completion[:, :-1], attention_mask=row_attn[:, :-1],
-                     position_ids=positions[:, :-1], use_cache=True, **kwargs).logits  # (B, C-1, V)
+        rest = model(
+            input_ids=completion[:, :-1],
+            attention_mask=row_attn[:, :-1],
+            position_ids=positions[:, :-1],
+            use_cache=True,
+            **kwargs,
+        ).logits  # (B, C-1, V)
         more = _chunked_logprobs(rest, completion[:, 1:], temperature, with_entropy)  # (B, C-1) x 2
-        logp = torch.cat([logp, more[0]], dim=1)                                  # (B, C)
+        logp = torch.cat([logp, more[0]], dim=1)  # (B, C)
         entropy = None if entropy is None else torch.cat([entropy, more[1]], dim=1)  # type: ignore[list-item]
-    inside = offsets < length[:, None]                                            # (B, C) zero past each row's end
+    inside = offsets < length[:, None]  # (B, C) zero past each row's end
 
     def place(x: Tensor) -> Tensor:  # (B, C) completion positions -> (B, T)
         out = x.new_zeros(mask.shape[0], mask.shape[1] + width)
         return out.scatter(1, start[:, None] + offsets, x * inside)[:, : mask.shape[1]]
+
     return place(logp), None if entropy is None else place(entropy)
 
 
-def policy_logprobs(model: nn.Module, tokens: Tensor, mask: Tensor, groups: Tensor | None,
-                    temperature: float = 1.0) -> Tensor:
+def policy_logprobs(
+    model: nn.Module, tokens: Tensor, mask: Tensor, groups: Tensor | None, temperature: float = 1.0
+) -> Tensor:
     """(B, T) log-probs on the trained positions: shared prompts when the layout allows, else a plain pass."""
     return policy_logprobs_entropy(model, tokens, mask, groups, temperature, with_entropy=False)[0]
 
 
-def policy_logprobs_entropy(model: nn.Module, tokens: Tensor, mask: Tensor, groups: Tensor | None,
-                            temperature: float = 1.0, with_entropy: bool = True) -> tuple[Tensor, Tensor | None]:
+def policy_logprobs_entropy(
+    model: nn.Module,
+    tokens: Tensor,
+    mask: Tensor,
+    groups: Tensor | None,
+    temperature: float = 1.0,
+    with_entropy: bool = True,
+) -> tuple[Tensor, Tensor | None]:
     """policy_logprobs and (B, T) token entropies of the tempered policy (None when with_entropy is False)."""
     with half_precision_adapter(model):
         if groups is not None and completion_spans(mask) is not None and not checkpointing(model):
@@ -295,6 +342,7 @@ def half_precision_adapter(model: nn.Module) -> Iterator[None]:
         yield
         return
     from peft.helpers import disable_input_dtype_casting
+
     with torch.autocast(base.device.type, dtype=torch.bfloat16), disable_input_dtype_casting(model):
         yield
 

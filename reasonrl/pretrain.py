@@ -6,6 +6,7 @@ Each row is BOS followed by seq_len - 1 tokens of the text, starting at a random
 task question, only the facts its worked solutions use) or a UTF-8 text file. The model is saved as a
 directory that `model.path` loads (weights, config and a byte-tokenizer marker).
 """
+
 from __future__ import annotations
 
 import random
@@ -32,8 +33,10 @@ def pretraining_lines(cfg: RunConfig) -> list[str]:
     """The lines of the pretraining text (pretrain.text)."""
     if cfg.pretrain.text == "arithmetic":
         if cfg.task.name != "arithmetic":
-            raise ValueError(f"pretrain.text=arithmetic generates the facts of task.name=arithmetic, but "
-                             f"task.name={cfg.task.name!r}; set task.name=arithmetic or pretrain.text=<text file>")
+            raise ValueError(
+                f"pretrain.text=arithmetic generates the facts of task.name=arithmetic, but "
+                f"task.name={cfg.task.name!r}; set task.name=arithmetic or pretrain.text=<text file>"
+            )
         facts = addition_facts(cfg.task.options)
         rng = random.Random(cfg.seed)
         lines: list[str] = []
@@ -43,8 +46,10 @@ def pretraining_lines(cfg: RunConfig) -> list[str]:
         return lines
     path = Path(cfg.pretrain.text).expanduser()
     if not path.is_file():
-        raise ValueError(f"pretrain.text {cfg.pretrain.text!r} is neither 'arithmetic' nor a text file "
-                         f"(resolved to {str(path.resolve())!r})")
+        raise ValueError(
+            f"pretrain.text {cfg.pretrain.text!r} is neither 'arithmetic' nor a text file "
+            f"(resolved to {str(path.resolve())!r})"
+        )
     lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not lines:
         raise ValueError(f"pretrain.text {cfg.pretrain.text!r} is empty")
@@ -59,7 +64,7 @@ def text_rows(ids: list[int], line_starts: list[int], batch: int, seq_len: int, 
         start = rng.choice(line_starts)
         window = [ids[(start + k) % len(ids)] for k in range(seq_len - 1)]
         rows.append([ByteTokenizer.bos_token_id] + window)
-    return torch.tensor(rows, dtype=torch.long)                                   # (B, T+1)
+    return torch.tensor(rows, dtype=torch.long)  # (B, T+1)
 
 
 def pretrain(cfg: RunConfig, run_dir: Path, quiet: bool = False) -> Path:
@@ -73,29 +78,42 @@ def pretrain(cfg: RunConfig, run_dir: Path, quiet: bool = False) -> Path:
     for line in lines:
         line_starts.append(len(ids))
         ids += tokenizer.encode(line + "\n")
-    model = tiny_model(vocab_size=tokenizer.vocab_size, seed=cfg.seed, hidden_size=p.hidden_size, layers=p.layers,
-                       heads=p.heads, initializer_range=0.02)
+    model = tiny_model(
+        vocab_size=tokenizer.vocab_size,
+        seed=cfg.seed,
+        hidden_size=p.hidden_size,
+        layers=p.layers,
+        heads=p.heads,
+        initializer_range=0.02,
+    )
     model.train()
-    schedule = replace(cfg, steps=p.steps, optim=replace(cfg.optim, lr=p.lr, warmup_steps=max(1, p.steps // 20),
-                                                           schedule="cosine"))
+    schedule = replace(
+        cfg, steps=p.steps, optim=replace(cfg.optim, lr=p.lr, warmup_steps=max(1, p.steps // 20), schedule="cosine")
+    )
     optimizer, scheduler = make_optimizer(model, schedule)
     run_dir.mkdir(parents=True, exist_ok=True)
     sink = JsonlSink(run_dir / "metrics.jsonl")
     progress = Progress(p.steps, 0, desc="pretrain", quiet=quiet)
-    progress.write(f"pretraining a random Llama ({sum(x.numel() for x in model.parameters()) / 1e3:.0f}k "
-                   f"parameters) on {len(ids)} characters of text, {p.steps} steps of {p.batch_size}x{p.seq_len}")
+    progress.write(
+        f"pretraining a random Llama ({sum(x.numel() for x in model.parameters()) / 1e3:.0f}k "
+        f"parameters) on {len(ids)} characters of text, {p.steps} steps of {p.batch_size}x{p.seq_len}"
+    )
     rng = random.Random(cfg.seed)
     for step in range(p.steps):
         t0 = time.time()
-        tokens = text_rows(ids, line_starts, p.batch_size, p.seq_len, rng)        # (B, T+1)
+        tokens = text_rows(ids, line_starts, p.batch_size, p.seq_len, rng)  # (B, T+1)
         loss = -token_logprobs(model, tokens).mean()
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
-        metrics = {"pretrain/loss": loss.item(), "optim/grad_norm": float(grad_norm),
-                   "optim/lr": scheduler.get_last_lr()[0], "time/step": time.time() - t0}
+        metrics = {
+            "pretrain/loss": loss.item(),
+            "optim/grad_norm": float(grad_norm),
+            "optim/lr": scheduler.get_last_lr()[0],
+            "time/step": time.time() - t0,
+        }
         sink.log(step + 1, metrics)
         if not progress.quiet or (step + 1) % 50 == 0 or step + 1 == p.steps:  # piped: a line per 50 steps
             progress.update(step, {"loss": metrics["pretrain/loss"]})

@@ -1,10 +1,11 @@
 """A name -> object registry. Every pluggable part (advantages, losses, rewards, envs, engines) is one.
 
-    ADVANTAGES = Registry("advantage estimator")
-    @ADVANTAGES.register("grpo")
-    def grpo(batch, cfg): ...
-    ADVANTAGES.get("grpo")
+ADVANTAGES = Registry("advantage estimator")
+@ADVANTAGES.register("grpo")
+def grpo(batch, cfg): ...
+ADVANTAGES.get("grpo")
 """
+
 from __future__ import annotations
 
 import difflib
@@ -25,6 +26,7 @@ class Registry(Generic[T]):
                 raise ValueError(f"{self.kind} {name!r} is already registered; pick another name")
             self._entries[name] = obj
             return obj
+
         return add
 
     def get(self, name: str) -> T:

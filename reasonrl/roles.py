@@ -8,6 +8,7 @@ either can live in this process or in another one.
     metrics = learner.step(batch)                               one policy update (version + 1)
     worker.update_weights(learner.weights())                    the engine serves the new version
 """
+
 from __future__ import annotations
 
 import random
@@ -27,6 +28,7 @@ from reasonrl.config import RunConfig
 from reasonrl.critic import Critic
 from reasonrl.engine import ENGINES, SamplingParams
 from reasonrl.envs import make_environment
+from reasonrl.eval_progress import EvalProgress
 from reasonrl.evaluate import EvalResult, evaluate_run
 from reasonrl.model import load_policy, policy_logprobs
 from reasonrl.rollout import rollout
@@ -69,8 +71,9 @@ class RolloutWorker:
         self.env = make_environment(cfg)
         self.engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, cfg.engine, tokenizer, shared=shared)
         self.pad_id: int = self.engine.pad_id
-        self.params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p,
-                                     cfg.sampling.min_new_tokens)
+        self.params = SamplingParams(
+            cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p, cfg.sampling.min_new_tokens
+        )
 
     @property
     def version(self) -> int | None:
@@ -85,21 +88,29 @@ class RolloutWorker:
 
         def sample_round(attempt: int, n: int) -> list[Trajectory]:
             spent: dict[str, float] = {}
-            trajectories = rollout(self.env, self.engine, self.tokenizer,
-                                   step_prompts(self.train, cfg, step, attempt, n), n=cfg.samples_per_prompt,
-                                   params=self.params, seed=cfg.seed * 1_000_003 + step + attempt * 7_777_777,
-                                   timings=spent)
+            trajectories = rollout(
+                self.env,
+                self.engine,
+                self.tokenizer,
+                step_prompts(self.train, cfg, step, attempt, n),
+                n=cfg.samples_per_prompt,
+                params=self.params,
+                seed=cfg.seed * 1_000_003 + step + attempt * 7_777_777,
+                timings=spent,
+            )
             for key, value in spent.items():
                 timings[key] = timings.get(key, 0.0) + value
             shape_overlong(trajectories, cfg.sampling.max_new_tokens, cfg.algo.overlong)
             return trajectories
 
-        collected = collect_groups(sample_round, cfg.prompts_per_step, cfg.samples_per_prompt,
-                                   cfg.algo.dynamic_sampling)
+        collected = collect_groups(
+            sample_round, cfg.prompts_per_step, cfg.samples_per_prompt, cfg.algo.dynamic_sampling
+        )
         return collected, timings
 
-    def evaluate(self, examples: list[Example], task: str | None = None,
-                 report: Callable[[int, int], None] | None = None) -> EvalResult:
+    def evaluate(
+        self, examples: list[Example], task: str | None = None, report: EvalProgress | None = None
+    ) -> EvalResult:
         """Held-out accuracy, pass@k, maj@k and reward parts on examples (eval.* settings; evaluate.py)."""
         return evaluate_run(self.env, self.engine, self.tokenizer, examples, self.cfg, task, report)
 
@@ -151,7 +162,7 @@ class Learner:
         cfg = self.cfg
         if batch is not None:
             metrics |= prepare(self.policy, self.critic, batch, cfg, self.kl)  # ref/old logp, values, KL in reward
-            batch.adv = self.advantage_fn(batch, cfg.algo)                           # (B, T)
+            batch.adv = self.advantage_fn(batch, cfg.algo)  # (B, T)
             if cfg.algo.overlong.mask_truncated:
                 batch = drop_truncated(batch)
             metrics |= update(self.policy, self.optimizer, batch, self.loss_fn, cfg, self.kl)
@@ -171,12 +182,14 @@ class Learner:
         self.nonfinite_in_row = self.nonfinite_in_row + 1 if all_skipped else 0
         limit = self.cfg.optim.max_nonfinite_steps
         if limit and self.nonfinite_in_row >= limit:
-            raise Diverged(f"the loss or its gradient was NaN/inf on {limit} steps in a row "
-                           f"(optim.max_nonfinite_steps={limit}); none of them changed the weights. Likely causes: "
-                           f"a learning rate too high (optim.lr={self.cfg.optim.lr}), rewards on a huge scale, or "
-                           f"an overflow in "
-                           f"model.dtype={self.cfg.model.dtype}; lower optim.lr or check the rewards, then "
-                           "--resume from the last checkpoint")
+            raise Diverged(
+                f"the loss or its gradient was NaN/inf on {limit} steps in a row "
+                f"(optim.max_nonfinite_steps={limit}); none of them changed the weights. Likely causes: "
+                f"a learning rate too high (optim.lr={self.cfg.optim.lr}), rewards on a huge scale, or "
+                f"an overflow in "
+                f"model.dtype={self.cfg.model.dtype}; lower optim.lr or check the rewards, then "
+                "--resume from the last checkpoint"
+            )
 
     def weights(self, device: str | torch.device | None = "cpu") -> WeightUpdate:
         """The current policy as a value (device None: leave the tensors where they are, for a local engine)."""
@@ -189,11 +202,11 @@ class Learner:
         tokens = torch.zeros(len(sequences), width, dtype=torch.long)
         mask = torch.zeros(len(sequences), width - 1, dtype=torch.bool)
         for i, (seq, start) in enumerate(zip(sequences, starts)):
-            tokens[i, :len(seq)] = torch.tensor(seq)
-            mask[i, start - 1:len(seq) - 1] = True
+            tokens[i, : len(seq)] = torch.tensor(seq)
+            mask[i, start - 1 : len(seq) - 1] = True
         device = next(self.policy.parameters()).device
         logp = policy_logprobs(self.policy, tokens.to(device), mask.to(device), None, 1.0).float().cpu()  # (B, W-1)
-        return [logp[i, start - 1:len(seq) - 1].tolist() for i, (seq, start) in enumerate(zip(sequences, starts))]
+        return [logp[i, start - 1 : len(seq) - 1].tolist() for i, (seq, start) in enumerate(zip(sequences, starts))]
 
     def state_dict(self) -> dict[str, Any]:
         """The small state, for trainer_state.json (the tensors are written by save())."""
@@ -206,8 +219,9 @@ class Learner:
     def save(self, path: Path) -> None:
         """The tensors of a checkpoint: adapter (or model), optimizer and schedule, critic."""
         cast(Callable[[Path], None], self.policy.save_pretrained)(path / "adapter")
-        torch.save({"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()},
-                   path / "optim.pt")
+        torch.save(
+            {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict()}, path / "optim.pt"
+        )
         if self.critic is not None:
             self.critic.save(path)
 

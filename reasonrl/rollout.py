@@ -9,6 +9,7 @@ Turn 0 samples the n completions of each example from one shared prompt prefill;
 continuation per still-running episode, and the engine (engine.hf.prefix_cache) prefills only the tokens that
 are new since the episode's previous turn.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,16 @@ class Running:
     done: bool = False
 
 
-def rollout(env: Environment, engine: Engine, tokenizer: Any, examples: list[Example], n: int,
-            params: SamplingParams, seed: int, timings: dict[str, float] | None = None) -> list[Trajectory]:
+def rollout(
+    env: Environment,
+    engine: Engine,
+    tokenizer: Any,
+    examples: list[Example],
+    n: int,
+    params: SamplingParams,
+    seed: int,
+    timings: dict[str, float] | None = None,
+) -> list[Trajectory]:
     """n trajectories per example, grouped contiguously (group g = rows g*n .. g*n+n-1).
 
     timings, when given, receives the seconds spent in generation ("generate") and in the environment
@@ -63,14 +72,17 @@ def rollout(env: Environment, engine: Engine, tokenizer: Any, examples: list[Exa
             if not live:
                 break
             t0 = time.time()
-            more = turn + 1 < env.max_turns   # the engine keeps this turn's KV for the next one
+            more = turn + 1 < env.max_turns  # the engine keeps this turn's KV for the next one
             if turn == 0:  # the n samples of an example share one prompt: prefill it once
-                groups = engine.generate([episodes[g * n].tokens for g in range(len(examples))], params, n=n,
-                                         seed=seed, keep=more)
+                groups = engine.generate(
+                    [episodes[g * n].tokens for g in range(len(examples))], params, n=n, seed=seed, keep=more
+                )
                 completions = [c for group in groups for c in group]
             else:
-                completions = [g[0] for g in engine.generate([e.tokens for e in live], params, n=1,
-                                                             seed=seed + 7919 * turn, keep=more)]
+                completions = [
+                    g[0]
+                    for g in engine.generate([e.tokens for e in live], params, n=1, seed=seed + 7919 * turn, keep=more)
+                ]
             t1 = time.time()
             texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
             for e, c, text in zip(live, completions, texts):
@@ -85,8 +97,14 @@ def rollout(env: Environment, engine: Engine, tokenizer: Any, examples: list[Exa
             timings["generate"] += t1 - t0
             timings["reward"] += time.time() - t1
             for e, c, result in zip(live, completions, results):
-                record_step(e, result, tokenizer, c.finished, turn + 1 == env.max_turns,
-                            room(env.max_context_tokens, params.max_new_tokens))
+                record_step(
+                    e,
+                    result,
+                    tokenizer,
+                    c.finished,
+                    turn + 1 == env.max_turns,
+                    room(env.max_context_tokens, params.max_new_tokens),
+                )
     finally:
         for e in episodes:
             e.env.close()
@@ -109,8 +127,10 @@ def start_episodes(make_env: Callable[[], Env], tokenizer: Any, examples: list[E
                 episodes.append(episode)
                 prompt = encode_chat(tokenizer, episode.env.reset(example))
                 if first is not None and prompt != first:
-                    raise ValueError(f"environment {type(episode.env).__name__}: reset({example.id}) gave different "
-                                     "first observations; the samples of a group must start from the same prompt")
+                    raise ValueError(
+                        f"environment {type(episode.env).__name__}: reset({example.id}) gave different "
+                        "first observations; the samples of a group must start from the same prompt"
+                    )
                 first = prompt
                 episode.tokens, episode.mask, episode.logp = list(prompt), [False] * len(prompt), [0.0] * len(prompt)
                 episode.observed = digest(prompt)
@@ -126,8 +146,9 @@ def room(max_context: int | None, max_new_tokens: int) -> int | None:
     return None if max_context is None else max_context - max_new_tokens
 
 
-def record_step(e: Running, result: Any, tokenizer: Any, finished: bool, last_turn: bool,
-                max_context: int | None) -> None:
+def record_step(
+    e: Running, result: Any, tokenizer: Any, finished: bool, last_turn: bool, max_context: int | None
+) -> None:
     """Book one step's reward and, if the episode goes on, append the observation as untrained tokens."""
     e.rewards.append(result.reward)
     for name, value in result.reward_parts.items():
@@ -142,22 +163,33 @@ def record_step(e: Running, result: Any, tokenizer: Any, finished: bool, last_tu
         e.done = True
         e.info.setdefault("turn_limit", not result.done)
         return
-    extra = [] if finished else [turn_end_token(tokenizer)]   # close a turn cut at the token limit
+    extra = [] if finished else [turn_end_token(tokenizer)]  # close a turn cut at the token limit
     obs = extra + observation_tokens(tokenizer, result.observation or [])
     if max_context is not None and len(e.tokens) + len(obs) > max_context:
         e.done, e.truncated = True, True
         e.info["context_limit"] = True
         return
     e.tokens += obs
-    e.observed = digest(obs[len(extra):])   # a cut turn does not make the same state look new
+    e.observed = digest(obs[len(extra) :])  # a cut turn does not make the same state look new
     e.mask += [False] * len(obs)
     e.logp += [0.0] * len(obs)
 
 
 def finish(e: Running, tokenizer: Any) -> Trajectory:
-    t = Trajectory(example=e.example, group=e.group, tokens=e.tokens, mask=e.mask, sampler_logp=e.logp,
-                   completion="\n".join(e.texts), truncated=e.truncated, num_turns=len(e.texts),
-                   reward=sum(e.rewards), reward_parts=e.parts, step_rewards=list(e.rewards), info=e.info)
+    t = Trajectory(
+        example=e.example,
+        group=e.group,
+        tokens=e.tokens,
+        mask=e.mask,
+        sampler_logp=e.logp,
+        completion="\n".join(e.texts),
+        truncated=e.truncated,
+        num_turns=len(e.texts),
+        reward=sum(e.rewards),
+        reward_parts=e.parts,
+        step_rewards=list(e.rewards),
+        info=e.info,
+    )
     if len(e.texts) > 1:
         t.step_token_ends, t.step_states = list(e.ends), list(e.states)
     elif e.reward_steps and not math.isnan(t.reward) and any(t.mask):

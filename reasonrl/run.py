@@ -15,6 +15,7 @@ atomically; read_state() tells a run killed with SIGKILL (state running, its pro
 first SIGINT or SIGTERM lets the current step finish, writes a checkpoint, records "stopped" and raises RunStopped
 (`--resume` continues); a second one aborts at once.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,6 +31,7 @@ from typing import Any
 
 from reasonrl.config import RunConfig
 from reasonrl.errors import RunStopped
+from reasonrl.eval_progress import EvalProgress
 from reasonrl.evaluate import EvalResult
 from reasonrl.utils.ckpt import latest_checkpoint, restore_checkpoint, save_checkpoint
 from reasonrl.utils.files import atomic_write_text
@@ -69,8 +71,11 @@ def describe_state(run_dir: Path) -> str:
         return f"state: finished ({steps} steps)"
     if state == "running":
         return f"state: running{where} (pid {record.get('pid')})"
-    detail = {"stopped": record.get("signal"), "failed": record.get("error"),
-              "killed": f"process {record.get('pid')} ended without recording why"}[state]
+    detail = {
+        "stopped": record.get("signal"),
+        "failed": record.get("error"),
+        "killed": f"process {record.get('pid')} ended without recording why",
+    }[state]
     command = record.get("command", "train")
     return f"state: {state}{where} ({detail}); continue with `reasonrl {command} --resume {run_dir}`"
 
@@ -96,8 +101,11 @@ class _StopRequest:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint (send it again to "
-              "abort now)", file=sys.stderr, flush=True)
+        print(
+            f"\n{signal.Signals(signum).name}: stopping after this step with a checkpoint (send it again to abort now)",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 _stop = _StopRequest()
@@ -125,8 +133,17 @@ def catch_stop_signals() -> Iterator[None]:
 
 
 class Run:
-    def __init__(self, cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, steps: int, forget: Any,
-                 evaluate: Evaluate, command: str = "train") -> None:
+    def __init__(
+        self,
+        cfg: RunConfig,
+        run_dir: Path,
+        resume: bool,
+        quiet: bool,
+        steps: int,
+        forget: Any,
+        evaluate: Evaluate,
+        command: str = "train",
+    ) -> None:
         self.cfg, self.run_dir, self.resume, self.quiet, self.steps = cfg, run_dir, resume, quiet, steps
         self.command = command  # train | sft: what --resume continues it with
         self.forget, self.evaluate = forget, evaluate
@@ -134,11 +151,13 @@ class Run:
         self.sink: MetricSinks | None = None
         self.progress: Progress | None = None
 
-    def begin(self, load: Callable[[Path, dict[str, Any]], object],
-              intro: str = "evaluating the start model ...") -> int:
+    def begin(
+        self, load: Callable[[Path, dict[str, Any]], object], intro: str = "evaluating the start model ..."
+    ) -> int:
         """Create (or, resuming, reopen) the run directory; restore the last checkpoint through load(dir,
         state); on a fresh run print intro and evaluate the start model. Returns the first step to run."""
         from reasonrl.train import prepare_run_dir
+
         prepare_run_dir(self.run_dir, self.cfg, self.resume)
         self._state("running", step=None)
         start = 0
@@ -159,6 +178,7 @@ class Run:
     def _evaluate_start(self, intro: str) -> None:
         """Step 0: the start model's evaluation, reused from the cache when eval.before=auto has one."""
         from reasonrl import eval_cache
+
         assert self.progress is not None and self.sink is not None, "begin() made them"
         before = self.cfg.eval.before
         if before == "skip":
@@ -167,8 +187,10 @@ class Run:
         cached = eval_cache.load(self.cfg) if before == "auto" and eval_cache.cacheable(self.cfg) else None
         if cached is not None:
             result, extra, seconds = cached
-            self.progress.write(f"start model: reusing its evaluation from {eval_cache.path_of(self.cfg)} "
-                                f"(saves {seconds:.0f} s; eval.before=always recomputes it)")
+            self.progress.write(
+                f"start model: reusing its evaluation from {eval_cache.path_of(self.cfg)} "
+                f"(saves {seconds:.0f} s; eval.before=always recomputes it)"
+            )
             self.evals["0"] = result
             self.sink.log(0, EvalResult(**result).metrics("eval") | extra)
             return
@@ -180,9 +202,8 @@ class Run:
         if eval_cache.cacheable(self.cfg):
             eval_cache.store(self.cfg, result, extra, time.time() - started)
 
-    def eval_progress(self) -> Callable[[int, int], None] | None:
+    def eval_progress(self) -> EvalProgress | None:
         """A progress reporter for an evaluation, written above the bar (or as log lines with --quiet)."""
-        from reasonrl.evaluate import EvalProgress
         return EvalProgress(self.progress.write, "evaluating") if self.progress is not None else None
 
     def _state(self, state: str, **fields: Any) -> None:
@@ -193,8 +214,14 @@ class Run:
         self.evals[str(step)] = result
         return EvalResult(**result).metrics("eval") | extra | self.forget.measure(step, result)
 
-    def end_step(self, step: int, metrics: dict[str, float], shown: dict[str, float], state: dict[str, Any],
-                 write: Callable[[Path], None]) -> bool:
+    def end_step(
+        self,
+        step: int,
+        metrics: dict[str, float],
+        shown: dict[str, float],
+        state: dict[str, Any],
+        write: Callable[[Path], None],
+    ) -> bool:
         """After step `step` (0-based): evaluate when due, log, checkpoint when due (state for trainer_state.json,
         write(dir) for the tensors). Returns True when the run must stop early (forget.on_budget=stop)."""
         assert self.sink is not None and self.progress is not None, "begin() first"
@@ -219,11 +246,16 @@ class Run:
     def finish(self, save: Callable[[Path], Any], summary: dict[str, Any] | None = None) -> Path:
         """Close the logs, save the result (save(run_dir)), write summary.json, the table and the report."""
         from reasonrl.train import finish_run, summarize
+
         assert self.sink is not None and self.progress is not None, "begin() first"
         self.progress.close()
         self.sink.close()
         save(self.run_dir)
-        finish_run(self.run_dir, summarize(self.evals, self.cfg) | (summary or {}) | self.forget.finish(), self.cfg,
-                   self.progress)
+        finish_run(
+            self.run_dir,
+            summarize(self.evals, self.cfg) | (summary or {}) | self.forget.finish(),
+            self.cfg,
+            self.progress,
+        )
         self._state("finished", step=max(map(int, self.evals), default=0))
         return self.run_dir

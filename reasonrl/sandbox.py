@@ -19,6 +19,7 @@ Both modes: RLIMIT_CPU, RLIMIT_AS (memory), RLIMIT_FSIZE (file size, stdout/stde
 and output capped at Limits.output_bytes. "{python}" in argv is the interpreter inside the sandbox
 (standard library only in the namespaces mode).
 """
+
 from __future__ import annotations
 
 import functools
@@ -71,8 +72,14 @@ class Limits:
 
     def rlimits(self) -> dict[str, int]:
         cpu = self.cpu_s if self.cpu_s is not None else math.ceil(self.timeout_s) + 1
-        return {"cpu_s": cpu, "memory_mb": self.memory_mb, "file_size_mb": self.file_size_mb,
-                "max_processes": self.max_processes, "open_files": self.open_files, "disk_mb": self.disk_mb}
+        return {
+            "cpu_s": cpu,
+            "memory_mb": self.memory_mb,
+            "file_size_mb": self.file_size_mb,
+            "max_processes": self.max_processes,
+            "open_files": self.open_files,
+            "disk_mb": self.disk_mb,
+        }
 
 
 @dataclass(frozen=True)
@@ -139,12 +146,23 @@ def _spec(mode: str, root: str, argv: list[str], files: dict[str, str], limits: 
         if os.path.isabs(name) or ".." in Path(name).parts:
             raise ValueError(f"sandbox file name {name!r} must be a relative path inside the working directory")
     low, high = sandbox_uids()
-    return {"mode": mode, "root": root, "argv": argv, "files": files, "limits": limits.rlimits(),
-            "uid": low + secrets.randbelow(high - low)}
+    return {
+        "mode": mode,
+        "root": root,
+        "argv": argv,
+        "files": files,
+        "limits": limits.rlimits(),
+        "uid": low + secrets.randbelow(high - low),
+    }
 
 
-def run(argv: list[str], files: dict[str, str] | None = None, limits: Limits = Limits(), stdin: bytes = b"",
-        mode: str | None = None) -> SandboxResult:
+def run(
+    argv: list[str],
+    files: dict[str, str] | None = None,
+    limits: Limits = Limits(),
+    stdin: bytes = b"",
+    mode: str | None = None,
+) -> SandboxResult:
     """Run argv (e.g. ["{python}", "main.py"]) in a fresh sandbox holding `files`; see the module docstring.
 
     Returns after the program ends or its timeout passes; nothing it started is left running (namespaces
@@ -169,9 +187,15 @@ def _run_boot(spec_path: str, stdin: bytes, limits: Limits, mode: str) -> Sandbo
         inp.seek(0)
         start = time.monotonic()
         try:
-            proc = subprocess.Popen([sys.executable, "-I", "-S", _BOOT, spec_path, str(write_fd)], stdin=inp,
-                                    stdout=out, stderr=err, pass_fds=(write_fd,), start_new_session=True,
-                                    env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+            proc = subprocess.Popen(
+                [sys.executable, "-I", "-S", _BOOT, spec_path, str(write_fd)],
+                stdin=inp,
+                stdout=out,
+                stderr=err,
+                pass_fds=(write_fd,),
+                start_new_session=True,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            )
         finally:
             os.close(write_fd)
         try:
@@ -183,9 +207,14 @@ def _run_boot(spec_path: str, stdin: bytes, limits: Limits, mode: str) -> Sandbo
             setup_error = errors.read().decode(errors="replace")
         if setup_error:
             raise SandboxError(setup_error)
-        return SandboxResult(returncode=proc.returncode, stdout=_read(out, limits.output_bytes),
-                             stderr=_read(err, limits.output_bytes), timed_out=timed_out, seconds=seconds,
-                             mode=mode)
+        return SandboxResult(
+            returncode=proc.returncode,
+            stdout=_read(out, limits.output_bytes),
+            stderr=_read(err, limits.output_bytes),
+            timed_out=timed_out,
+            seconds=seconds,
+            mode=mode,
+        )
 
 
 @functools.cache
@@ -206,8 +235,11 @@ def isolation_mode() -> str:
         logger.warning("sandbox: namespaces unavailable (%s); using rlimits only", e)
         return "rlimits"
     if probe.returncode != 0:
-        logger.warning("sandbox: namespaced probe exited %d (%s); using rlimits only", probe.returncode,
-                       probe.stderr.strip()[-300:])
+        logger.warning(
+            "sandbox: namespaced probe exited %d (%s); using rlimits only",
+            probe.returncode,
+            probe.stderr.strip()[-300:],
+        )
         return "rlimits"
     return "namespaces"
 

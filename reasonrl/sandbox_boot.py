@@ -13,6 +13,7 @@ When pid 1 exits, or boot dies (PR_SET_PDEATHSIG), the kernel kills every proces
 The "rlimits" mode skips the namespaces and the uid change: rlimits, a fresh directory and a process group.
 A setup failure is written to the error fd (closed on a successful exec) and the boot exits 125.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -41,6 +42,7 @@ def _check(result: int, what: str) -> None:
 def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
     def enc(s: str | None) -> bytes | None:
         return None if s is None else s.encode()
+
     _check(_libc.mount(enc(source), enc(target), enc(fstype), flags, enc(data)), f"mount {target}")
 
 
@@ -69,8 +71,7 @@ def _setup_namespaces(spec: dict) -> tuple[str, str]:
     os.mkdir(work)
     os.mkdir(prefix)
     uid = spec["uid"]
-    _mount("tmpfs", work, "tmpfs", _MS_NOSUID | _MS_NODEV,
-           f"size={limits['disk_mb']}m,mode=0700,uid={uid},gid={uid}")
+    _mount("tmpfs", work, "tmpfs", _MS_NOSUID | _MS_NODEV, f"size={limits['disk_mb']}m,mode=0700,uid={uid},gid={uid}")
     _mount(sys.base_prefix, prefix, None, _MS_BIND | _MS_REC)
     _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC)
     for point in _mount_points():
@@ -96,10 +97,14 @@ def _write_files(work: str, files: dict[str, str], uid: int | None) -> None:
 
 def _set_limits(limits: dict) -> None:
     mb = 1 << 20
-    for which, value in ((resource.RLIMIT_CPU, limits["cpu_s"]), (resource.RLIMIT_AS, limits["memory_mb"] * mb),
-                         (resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb),
-                         (resource.RLIMIT_NPROC, limits["max_processes"]),
-                         (resource.RLIMIT_NOFILE, limits["open_files"]), (resource.RLIMIT_CORE, 0)):
+    for which, value in (
+        (resource.RLIMIT_CPU, limits["cpu_s"]),
+        (resource.RLIMIT_AS, limits["memory_mb"] * mb),
+        (resource.RLIMIT_FSIZE, limits["file_size_mb"] * mb),
+        (resource.RLIMIT_NPROC, limits["max_processes"]),
+        (resource.RLIMIT_NOFILE, limits["open_files"]),
+        (resource.RLIMIT_CORE, 0),
+    ):
         try:
             resource.setrlimit(which, (value, value))
         except (ValueError, OSError):
@@ -119,8 +124,14 @@ def _child(spec: dict, error_fd: int) -> None:
         os.mkdir(work, 0o700)
     _write_files(work, spec["files"], spec["uid"] if namespaces else None)
     argv = [python if a == "{python}" else a for a in spec["argv"]]
-    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": work, "TMPDIR": work, "LANG": "C.UTF-8",
-           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0"}
+    env = {
+        "PATH": "/usr/local/bin:/usr/bin:/bin",
+        "HOME": work,
+        "TMPDIR": work,
+        "LANG": "C.UTF-8",
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "PYTHONHASHSEED": "0",
+    }
     if namespaces:
         env["LD_LIBRARY_PATH"] = os.path.join(os.path.dirname(os.path.dirname(python)), "lib")
     _set_limits(spec["limits"])
@@ -152,8 +163,9 @@ def main(spec_path: str, error_fd: int) -> int:
             spec = json.load(f)
         _die_with_parent()
         if spec["mode"] == "namespaces":
-            _check(_libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWUTS),
-                   "unshare")
+            _check(
+                _libc.unshare(_CLONE_NEWNS | _CLONE_NEWNET | _CLONE_NEWPID | _CLONE_NEWIPC | _CLONE_NEWUTS), "unshare"
+            )
         pid = os.fork()
     except BaseException as e:
         os.write(error_fd, f"sandbox setup failed: {type(e).__name__}: {e}".encode())

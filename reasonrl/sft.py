@@ -11,6 +11,7 @@ demonstrations of an optimizer step; prompt and padding tokens get no loss:
 Demonstrations are packed into rows of sft.seq_len tokens with per-demonstration attention (sft_data.py).
 Evaluation (eval.every and the end), checkpoints, the run directory and summary.json are those of `train`.
 """
+
 from __future__ import annotations
 
 import math
@@ -25,13 +26,14 @@ from torch import Tensor, nn
 
 from reasonrl.config import RunConfig
 from reasonrl.engine import ENGINES
+from reasonrl.evaluate import evaluate_run
 from reasonrl.envs import make_environment
 from reasonrl.model import is_lora, load_policy, token_logprobs, trainable_parameters
 from reasonrl.model_files import save_model_dir
 from reasonrl.sft_data import Sequence, collate_rows, encode_demo, end_of_turn_id, epoch_order, load_demos, pack_rows
 from reasonrl.run import Run
 from reasonrl.tasks import load_task
-from reasonrl.train import claim_run_dir, run_eval
+from reasonrl.train import claim_run_dir
 from reasonrl.update import make_optimizer
 from reasonrl.utils.ckpt import load_checkpoint, model_parts
 from reasonrl.forgetting import make_monitor
@@ -51,19 +53,21 @@ def rows_logprobs(model: nn.Module, rows: list[list[Sequence]], pad_id: int) -> 
     attending only to itself."""
     batch = collate_rows(rows, pad_id)
     dtype = cast(Callable[[], nn.Embedding], model.get_input_embeddings)().weight.dtype
-    logp = token_logprobs(model, batch.tokens, attention_mask=batch.attention_mask(dtype),
-                          position_ids=batch.position_ids)                        # (B, T)
+    logp = token_logprobs(
+        model, batch.tokens, attention_mask=batch.attention_mask(dtype), position_ids=batch.position_ids
+    )  # (B, T)
     return logp, batch.mask
 
 
-def sft_step(policy: nn.Module, optimizer: torch.optim.Optimizer, rows: list[list[Sequence]], pad_id: int,
-             cfg: RunConfig) -> dict[str, float]:
+def sft_step(
+    policy: nn.Module, optimizer: torch.optim.Optimizer, rows: list[list[Sequence]], pad_id: int, cfg: RunConfig
+) -> dict[str, float]:
     """One optimizer step on `rows` (micro-batches of optim.micro_batch_size rows, gradients accumulated)."""
     count = sum(sum(s.mask) for row in rows for s in row)
     size = cfg.optim.micro_batch_size
     total = 0.0
     for start in range(0, len(rows), size):
-        logp, mask = rows_logprobs(policy, rows[start:start + size], pad_id)      # (b, T), (b, T)
+        logp, mask = rows_logprobs(policy, rows[start : start + size], pad_id)  # (b, T), (b, T)
         loss = completion_loss(logp, mask, count)
         loss.backward()
         total += loss.item()
@@ -71,8 +75,13 @@ def sft_step(policy: nn.Module, optimizer: torch.optim.Optimizer, rows: list[lis
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     tokens = sum(len(s.tokens) for row in rows for s in row)
-    return {"sft/loss": total, "sft/completion_tokens": float(count), "sft/rows": float(len(rows)),
-            "sft/fill": tokens / (len(rows) * cfg.sft.seq_len), "optim/grad_norm": float(grad_norm)}
+    return {
+        "sft/loss": total,
+        "sft/completion_tokens": float(count),
+        "sft/rows": float(len(rows)),
+        "sft/fill": tokens / (len(rows) * cfg.sft.seq_len),
+        "optim/grad_norm": float(grad_norm),
+    }
 
 
 @dataclass
@@ -85,7 +94,7 @@ class Plan:
     stream: list[list[int]]
 
     def rows(self, step: int) -> list[list[int]]:
-        return self.stream[step * self.rows_per_step:(step + 1) * self.rows_per_step]
+        return self.stream[step * self.rows_per_step : (step + 1) * self.rows_per_step]
 
 
 def make_plan(lengths: list[int], cfg: RunConfig) -> Plan:
@@ -132,8 +141,10 @@ def run_sft(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
         sequences = [encode_demo(tokenizer, d, stop_id) for d in demos]
         long = [s for s in sequences if len(s.tokens) > cfg.sft.seq_len]
         if long:
-            raise ValueError(f"{long[0].source}: demonstration has {len(long[0].tokens)} tokens > sft.seq_len="
-                             f"{cfg.sft.seq_len} ({len(long)} such); raise sft.seq_len")
+            raise ValueError(
+                f"{long[0].source}: demonstration has {len(long[0].tokens)} tokens > sft.seq_len="
+                f"{cfg.sft.seq_len} ({len(long)} such); raise sft.seq_len"
+            )
         plan = make_plan([len(s.tokens) for s in sequences], cfg)
         engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, cfg.engine, tokenizer, shared=policy)
         forget = make_monitor(cfg, policy, tokenizer, engine, task.eval, run_dir)  # forget.*, as in train
@@ -141,20 +152,27 @@ def run_sft(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
 
         def evaluate() -> tuple[dict[str, Any], dict[str, float]]:
             engine.update_weights(weights_of(policy, scheduler.last_epoch, device=None))  # version: steps taken
-            return run_eval(env, engine, tokenizer, eval_examples, cfg).to_dict(), {}
+            return evaluate_run(env, engine, tokenizer, eval_examples, cfg, report=run.eval_progress()).to_dict(), {}
 
         run = Run(cfg, run_dir, resume, quiet, plan.steps, forget, evaluate, command="sft")
-        start = run.begin(lambda ckpt, state: load_checkpoint(ckpt, policy, optimizer, scheduler),
-                          f"{len(sequences)} demonstrations, {plan.steps} steps of {plan.rows_per_step} rows; "
-                          f"evaluating the start model on {len(eval_examples)} held-out problems ...")
+        start = run.begin(
+            lambda ckpt, state: load_checkpoint(ckpt, policy, optimizer, scheduler),
+            f"{len(sequences)} demonstrations, {plan.steps} steps of {plan.rows_per_step} rows; "
+            f"evaluating the start model on {len(eval_examples)} held-out problems ...",
+        )
         for step in range(start, plan.steps):
             t0 = time.time()
             rows = [[sequences[i] for i in row] for row in plan.rows(step)]
             metrics = sft_step(policy, optimizer, rows, engine.pad_id, cfg)
             scheduler.step()
             metrics |= {"optim/lr": scheduler.get_last_lr()[0], "time/step": time.time() - t0}
-            if run.end_step(step, metrics, {"loss": metrics["sft/loss"], "s/step": metrics["time/step"]}, {},
-                            model_parts(policy, optimizer, scheduler)):
+            if run.end_step(
+                step,
+                metrics,
+                {"loss": metrics["sft/loss"], "s/step": metrics["time/step"]},
+                {},
+                model_parts(policy, optimizer, scheduler),
+            ):
                 break
         saved = run_dir / ("adapter" if is_lora(policy) else "model")  # where save_result writes
         return run.finish(lambda d: save_result(policy, tokenizer, d), {"stage": "sft", "saved": str(saved)})

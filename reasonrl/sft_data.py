@@ -9,6 +9,7 @@ A packed row holds several demonstrations back to back. Each one attends only to
 causal mask (B, 1, T, T)) and its positions restart at 0, so every token sees exactly the context it
 would see alone: the packed loss equals the unpacked one (tests/unit/test_sft.py checks this).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -79,8 +80,9 @@ def check_demo_record(where: str, record: Any, cfg: RunConfig) -> None:
             raise ValueError(f"{where}: missing field {key!r} (fields: {fields}); set sft.{name}")
     completion = record[cfg.sft.completion_field]
     if not isinstance(completion, str) or not completion.strip():
-        raise ValueError(f"{where}: field {cfg.sft.completion_field!r} must be a non-empty string, got "
-                         f"{str(completion)[:80]!r}")
+        raise ValueError(
+            f"{where}: field {cfg.sft.completion_field!r} must be a non-empty string, got {str(completion)[:80]!r}"
+        )
 
 
 def load_demos(cfg: RunConfig, task: Task) -> list[Demo]:
@@ -89,16 +91,23 @@ def load_demos(cfg: RunConfig, task: Task) -> list[Demo]:
     if cfg.sft.data:
         demos = read_demos(cfg)
     else:
-        demos = [Demo(prompt=e.prompt, completion=reply, source=e.id)
-                 for e in task.train if (reply := shot_reply(e)) is not None]
+        demos = [
+            Demo(prompt=e.prompt, completion=reply, source=e.id)
+            for e in task.train
+            if (reply := shot_reply(e)) is not None
+        ]
         if not demos:
-            raise ValueError(f"task {task.name!r} has no reference solutions or answers in train; give "
-                             "demonstrations with sft.data=<file>")
+            raise ValueError(
+                f"task {task.name!r} has no reference solutions or answers in train; give "
+                "demonstrations with sft.data=<file>"
+            )
     held_out = {prompt_key(e.prompt) for e in task.eval}
     leaked = [d.source for d in demos if prompt_key(d.prompt) in held_out]
     if leaked:
-        raise ValueError(f"{len(leaked)} demonstrations are held-out eval problems of task {task.name!r} (first: "
-                         f"{leaked[0]}); remove them or change task.seed / task.eval_size")
+        raise ValueError(
+            f"{len(leaked)} demonstrations are held-out eval problems of task {task.name!r} (first: "
+            f"{leaked[0]}); remove them or change task.seed / task.eval_size"
+        )
     return demos
 
 
@@ -110,7 +119,7 @@ def end_of_turn_id(tokenizer: Any) -> int:
     if not isinstance(tokenizer, ByteTokenizer):
         mark = "zqxj-reply"
         text = render(tokenizer, [{"role": "user", "content": "q"}, {"role": "assistant", "content": mark}], False)
-        tail = text[text.rindex(mark) + len(mark):]
+        tail = text[text.rindex(mark) + len(mark) :]
         for token_id in stops:
             if tail.startswith(tokenizer.convert_ids_to_tokens(token_id)):
                 return token_id
@@ -166,6 +175,7 @@ class RowBatch:
         """The additive (B, 1, T, T) mask transformers takes as a custom 4D mask: 0 where allowed, the dtype's
         minimum elsewhere (additive works with both eager and sdpa attention)."""
         import torch
+
         return torch.zeros(self.allowed.shape, dtype=dtype).masked_fill(~self.allowed, torch.finfo(dtype).min)[:, None]
 
 
@@ -175,10 +185,10 @@ def collate_rows(rows: list[list[Sequence]], pad_id: int) -> RowBatch:
     import torch
 
     width = max(sum(len(s.tokens) for s in row) for row in rows)
-    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)             # (B, T+1)
-    trained = torch.zeros(len(rows), width, dtype=torch.bool)                     # (B, T+1)
-    segment = torch.zeros(len(rows), width, dtype=torch.long)                     # (B, T+1) 0 = padding
-    positions = torch.zeros(len(rows), width, dtype=torch.long)                   # (B, T+1)
+    tokens = torch.full((len(rows), width), pad_id, dtype=torch.long)  # (B, T+1)
+    trained = torch.zeros(len(rows), width, dtype=torch.bool)  # (B, T+1)
+    segment = torch.zeros(len(rows), width, dtype=torch.long)  # (B, T+1) 0 = padding
+    positions = torch.zeros(len(rows), width, dtype=torch.long)  # (B, T+1)
     for r, row in enumerate(rows):
         start = 0
         for k, seq in enumerate(row, start=1):
@@ -190,7 +200,7 @@ def collate_rows(rows: list[list[Sequence]], pad_id: int) -> RowBatch:
             start = end
         positions[r, start:] = torch.arange(width - start)  # padding: its own causal block
     assert not bool((trained & (positions == 0)).any()), "a sequence must start with a prompt token"
-    seg = segment[:, :-1]                                                         # (B, T)
-    causal = torch.ones(width - 1, width - 1, dtype=torch.bool).tril()           # (T, T)
-    allowed = (seg[:, :, None] == seg[:, None, :]) & causal                       # (B, T, T)
+    seg = segment[:, :-1]  # (B, T)
+    causal = torch.ones(width - 1, width - 1, dtype=torch.bool).tril()  # (T, T)
+    allowed = (seg[:, :, None] == seg[:, None, :]) & causal  # (B, T, T)
     return RowBatch(tokens=tokens, mask=trained[:, 1:], position_ids=positions[:, :-1], allowed=allowed)

@@ -9,6 +9,7 @@ must stay within engine.verify_tolerance, and the engine must report the version
 On a mismatch the run stops (engine.verify=stop, default), warns (warn) or the check is skipped (off). It needs
 nothing from an engine but generate(), so every engine is checked the same way.
 """
+
 from __future__ import annotations
 
 import logging
@@ -38,8 +39,17 @@ class SyncError(RunFailure):
 
 
 class SyncCheck:
-    def __init__(self, tokenizer: Any, examples: list[Example], mode: str, tolerance: float | None, dtype: str,
-                 probes: int = 1, prompt_tokens: int = 16, tokens: int = 2) -> None:
+    def __init__(
+        self,
+        tokenizer: Any,
+        examples: list[Example],
+        mode: str,
+        tolerance: float | None,
+        dtype: str,
+        probes: int = 1,
+        prompt_tokens: int = 16,
+        tokens: int = 2,
+    ) -> None:
         self.mode = mode
         self.tolerance = TOLERANCE.get(dtype, 0.5) if tolerance is None else tolerance
         # Short probes keep the check cheap (it runs after every update): the last prompt_tokens of the chat
@@ -53,19 +63,25 @@ class SyncCheck:
             return {}
         sampled = [group[0] for group in worker.probe(self.prompts, self.params, seed=PROBE_SEED)]
         engine = [c.logprobs for c in sampled]
-        trainer = learner.score([p + c.token_ids for p, c in zip(self.prompts, sampled)],
-                                [len(p) for p in self.prompts])
+        trainer = learner.score(
+            [p + c.token_ids for p, c in zip(self.prompts, sampled)], [len(p) for p in self.prompts]
+        )
         gap = max(abs(a - b) for e, t in zip(engine, trainer) for a, b in zip(e, t))
         problems = []
         if worker.version != learner.version:
             problems.append(f"the engine serves version {worker.version}, the learner handed out {learner.version}")
         if gap > self.tolerance:
-            problems.append(f"its log-probs differ from the learner's by up to {gap:.4g} per token "
-                            f"(engine.verify_tolerance={self.tolerance:g})")
+            problems.append(
+                f"its log-probs differ from the learner's by up to {gap:.4g} per token "
+                f"(engine.verify_tolerance={self.tolerance:g})"
+            )
         if problems:
-            message = (f"weight sync failed after step {step} (policy version {learner.version}): "
-                       + "; ".join(problems) + ". The engine is not sampling the policy being trained; "
-                       "engine.verify=warn continues anyway")
+            message = (
+                f"weight sync failed after step {step} (policy version {learner.version}): "
+                + "; ".join(problems)
+                + ". The engine is not sampling the policy being trained; "
+                "engine.verify=warn continues anyway"
+            )
             if self.mode == "stop":
                 raise SyncError(message)
             log.warning(message)

@@ -1,4 +1,5 @@
 """Tokenizer helpers: chat-template encoding for any HF tokenizer, and a byte-level stub for tiny test models."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -31,14 +32,16 @@ def observation_tokens(tokenizer: Any, messages: list[Message]) -> list[int]:
     before = render(tokenizer, base, add_generation_prompt=False)
     after = render(tokenizer, base + list(messages), add_generation_prompt=True)
     if not after.startswith(before):
-        raise ValueError(f"the chat template of {type(tokenizer).__name__} rewrites earlier turns when a message "
-                         "is appended, so multi-turn token-in/token-out rollouts cannot use it")
+        raise ValueError(
+            f"the chat template of {type(tokenizer).__name__} rewrites earlier turns when a message "
+            "is appended, so multi-turn token-in/token-out rollouts cannot use it"
+        )
     tail = assistant_tail(tokenizer)
     for marker in stop_texts(tokenizer):
         if tail.startswith(marker):
-            tail = tail[len(marker):]
+            tail = tail[len(marker) :]
             break
-    text = tail + after[len(before):]
+    text = tail + after[len(before) :]
     if isinstance(tokenizer, ByteTokenizer):
         return tokenizer.encode(text)
     return list(tokenizer.encode(text, add_special_tokens=False))
@@ -48,7 +51,7 @@ def assistant_tail(tokenizer: Any) -> str:
     """What the chat template writes after an assistant message's text (e.g. '<|im_end|>\\n')."""
     base: list[Message] = [{"role": "user", "content": "q"}, {"role": "assistant", "content": _MARK}]
     before = render(tokenizer, base, add_generation_prompt=False)
-    return before[before.rindex(_MARK) + len(_MARK):]
+    return before[before.rindex(_MARK) + len(_MARK) :]
 
 
 def turn_end_token(tokenizer: Any) -> int:
@@ -97,8 +100,9 @@ class ByteTokenizer:
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
         return "".join(self.chars[i - self.offset] for i in ids if i >= self.offset)
 
-    def apply_chat_template(self, messages: list[Message], add_generation_prompt: bool = True,
-                            tokenize: bool = True) -> list[int] | str:
+    def apply_chat_template(
+        self, messages: list[Message], add_generation_prompt: bool = True, tokenize: bool = True
+    ) -> list[int] | str:
         text = "".join(f"{m['role'][0]}:{m['content']}\n" for m in messages) + ("a:" if add_generation_prompt else "")
         return [self.bos_token_id] + self.encode(text) if tokenize else text
 

@@ -10,6 +10,7 @@ The algorithm is the config's choice of registered functions (docs/algorithms.md
 DAPO's shaping and dynamic sampling. The loop never branches on a name; an estimator that needs values (gae)
 gets a critic, trained after the policy in the same step.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from reasonrl.config import RunConfig, load_config, save_config
-from reasonrl.evaluate import EvalResult, eval_sets, evaluate_run, paired_comparison
+from reasonrl.evaluate import EvalResult, eval_sets, paired_comparison
 from reasonrl.forgetting import format_forget, make_monitor
 from reasonrl.report import write_report_safely
 from reasonrl.roles import Learner, RolloutWorker
@@ -37,16 +38,20 @@ from reasonrl.utils.log import Progress
 
 def rollout_stats(trajectories: list[Trajectory], group_size: int) -> dict[str, float]:
     rewards = [t.reward for t in trajectories if not math.isnan(t.reward)]
-    stats = {"rollout/reward": sum(rewards) / max(len(rewards), 1),
-             "rollout/completion_tokens": sum(t.completion_tokens for t in trajectories) / len(trajectories),
-             "rollout/truncation_rate": sum(t.truncated for t in trajectories) / len(trajectories),
-             "rollout/reward_errors": float(sum(bool(t.info.get("errors")) for t in trajectories))}
+    stats = {
+        "rollout/reward": sum(rewards) / max(len(rewards), 1),
+        "rollout/completion_tokens": sum(t.completion_tokens for t in trajectories) / len(trajectories),
+        "rollout/truncation_rate": sum(t.truncated for t in trajectories) / len(trajectories),
+        "rollout/reward_errors": float(sum(bool(t.info.get("errors")) for t in trajectories)),
+    }
     if any(t.num_turns > 1 for t in trajectories):
         n = len(trajectories)
-        stats |= {"rollout/turns": sum(t.num_turns for t in trajectories) / n,
-                  "rollout/turn_limit_rate": sum(bool(t.info.get("turn_limit")) for t in trajectories) / n,
-                  "rollout/context_limit_rate": sum(bool(t.info.get("context_limit")) for t in trajectories) / n}
-    groups = [rewards[i:i + group_size] for i in range(0, len(rewards), group_size)]
+        stats |= {
+            "rollout/turns": sum(t.num_turns for t in trajectories) / n,
+            "rollout/turn_limit_rate": sum(bool(t.info.get("turn_limit")) for t in trajectories) / n,
+            "rollout/context_limit_rate": sum(bool(t.info.get("context_limit")) for t in trajectories) / n,
+        }
+    groups = [rewards[i : i + group_size] for i in range(0, len(rewards), group_size)]
     stats["rollout/degenerate_groups"] = sum(max(g) == min(g) for g in groups if g) / max(len(groups), 1)
     names = {name for t in trajectories for name in t.reward_parts}
     for name in sorted(names):
@@ -60,11 +65,25 @@ def write_rollouts(path: Path, step: int, trajectories: list[Trajectory], tokeni
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w") as f:
         for t in trajectories:
-            f.write(json.dumps({"step": step, "group": t.group, "id": t.example.id,
-                                "prompt": t.example.prompt[-1]["content"], "answer": t.example.answer,
-                                "completion": t.completion, "reward": t.reward, "reward_parts": t.reward_parts,
-                                "completion_tokens": t.completion_tokens, "truncated": t.truncated,
-                                "turns": t.num_turns, "errors": t.info.get("errors", [])}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "step": step,
+                        "group": t.group,
+                        "id": t.example.id,
+                        "prompt": t.example.prompt[-1]["content"],
+                        "answer": t.example.answer,
+                        "completion": t.completion,
+                        "reward": t.reward,
+                        "reward_parts": t.reward_parts,
+                        "completion_tokens": t.completion_tokens,
+                        "truncated": t.truncated,
+                        "turns": t.num_turns,
+                        "errors": t.info.get("errors", []),
+                    }
+                )
+                + "\n"
+            )
 
 
 @contextlib.contextmanager
@@ -82,12 +101,16 @@ def claim_run_dir(cfg: RunConfig, resume: bool, overwrite: bool, command: str = 
         try:
             stack.enter_context(file_lock(run_dir.parent / f".{run_dir.name}.lock", wait=False, remove=True))
         except Busy as e:
-            raise ValueError(f"run directory {run_dir} is in use by process {e.pid or '?'} (another reasonrl run); "
-                             f"wait for it to end or stop it, or pick another name (name=...)") from None
+            raise ValueError(
+                f"run directory {run_dir} is in use by process {e.pid or '?'} (another reasonrl run); "
+                f"wait for it to end or stop it, or pick another name (name=...)"
+            ) from None
         if run_dir.exists() and not resume and not overwrite:
             resume_hint = "" if command == "pipeline" else f"continue it with `reasonrl {command} --resume {run_dir}`, "
-            raise ValueError(f"run directory {run_dir} already exists; {resume_hint}pick another name (name=...), "
-                             "or pass --overwrite")
+            raise ValueError(
+                f"run directory {run_dir} already exists; {resume_hint}pick another name (name=...), "
+                "or pass --overwrite"
+            )
         stack.enter_context(catch_stop_signals())
         try:
             yield run_dir
@@ -116,11 +139,6 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool) -> None:
         save_config(cfg, run_dir / "config.yaml")
 
 
-def run_eval(env: Any, engine: Any, tokenizer: Any, examples: list[Example], cfg: RunConfig) -> EvalResult:
-    """The run's task on its held-out examples: accuracy, pass@k, maj@k, reward parts (evaluate.py)."""
-    return evaluate_run(env, engine, tokenizer, examples, cfg)
-
-
 def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
     """Train with cfg; returns the run directory. resume=True continues runs/<name> from its last checkpoint."""
     configure_host(cfg.threads, cfg.keep_freed_memory)
@@ -137,12 +155,20 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
     learner = Learner(cfg)
     worker = RolloutWorker(cfg, learner.tokenizer, task.train, shared=learner.policy)
     try:
-        sync = SyncCheck(learner.tokenizer, task.train, cfg.engine.verify, cfg.engine.verify_tolerance,
-                         cfg.model.dtype)
+        sync = SyncCheck(learner.tokenizer, task.train, cfg.engine.verify, cfg.engine.verify_tolerance, cfg.model.dtype)
         forget = make_monitor(cfg, learner.policy, learner.tokenizer, worker.engine, task.eval, run_dir)
-        run = Run(cfg, run_dir, resume, quiet, cfg.steps, forget,
-                  lambda: (worker.evaluate(eval_examples, report=run.eval_progress()).to_dict(),
-                           extra_eval_metrics(worker, extra_sets)))
+        run = Run(
+            cfg,
+            run_dir,
+            resume,
+            quiet,
+            cfg.steps,
+            forget,
+            lambda: (
+                worker.evaluate(eval_examples, report=run.eval_progress()).to_dict(),
+                extra_eval_metrics(worker, extra_sets),
+            ),
+        )
 
         def load(ckpt: Path, state: dict[str, Any]) -> None:
             learner.load(ckpt)
@@ -156,10 +182,14 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
             t0 = time.time()
             collected, timings = worker.sample(step)
             t1 = time.time()
-            metrics = (rollout_stats(collected.sampled, cfg.samples_per_prompt)
-                       | collected.metrics(cfg.algo.dynamic_sampling.enabled))
-            batch = (collate([t for g in collected.groups for t in g], worker.pad_id, cfg.samples_per_prompt)
-                     if collected.groups else None)
+            metrics = rollout_stats(collected.sampled, cfg.samples_per_prompt) | collected.metrics(
+                cfg.algo.dynamic_sampling.enabled
+            )
+            batch = (
+                collate([t for g in collected.groups for t in g], worker.pad_id, cfg.samples_per_prompt)
+                if collected.groups
+                else None
+            )
             worker.sleep()  # colocated vLLM on a GPU frees its memory for the update
             metrics |= learner.step(batch)
             worker.wake()
@@ -167,17 +197,28 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
                 worker.update_weights(learner.weights(device=None))
                 t2 = time.time()
                 metrics |= sync.check(step + 1, worker, learner) | {"time/verify": time.time() - t2}
-            metrics |= {"time/generate": timings["generate"], "time/reward": timings["reward"],
-                        "time/update": time.time() - t1, "time/step": time.time() - t0}
+            metrics |= {
+                "time/generate": timings["generate"],
+                "time/reward": timings["reward"],
+                "time/update": time.time() - t1,
+                "time/step": time.time() - t0,
+            }
             if cfg.log_rollouts_every and (step + 1) % cfg.log_rollouts_every == 0:
-                write_rollouts(run_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", step + 1, collected.sampled,
-                               learner.tokenizer)
+                write_rollouts(
+                    run_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", step + 1, collected.sampled, learner.tokenizer
+                )
             state = {"data_position": (step + 1) * cfg.prompts_per_step} | learner.state_dict()
-            if run.end_step(step, metrics, {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]},
-                            state, learner.save):
+            if run.end_step(
+                step,
+                metrics,
+                {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]},
+                state,
+                learner.save,
+            ):
                 break
-        return run.finish(lambda d: write_dir_atomically(d / "adapter",
-                                                         cast(Callable[[Path], None], learner.policy.save_pretrained)))
+        return run.finish(
+            lambda d: write_dir_atomically(d / "adapter", cast(Callable[[Path], None], learner.policy.save_pretrained))
+        )
     finally:
         worker.close()
 
@@ -203,26 +244,36 @@ def summarize(evals: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
     steps = sorted(evals, key=int)
     after = EvalResult(**evals[steps[-1]])
     before = EvalResult(**evals["0"]) if "0" in evals and steps[-1] != "0" else None
-    return {"task": cfg.task.name, "steps": int(steps[-1]), "after": after.to_dict() | {"per_problem": None},
-            "before": before.to_dict() | {"per_problem": None} if before else None,
-            "paired": paired_comparison(before, after) if before else None}
+    return {
+        "task": cfg.task.name,
+        "steps": int(steps[-1]),
+        "after": after.to_dict() | {"per_problem": None},
+        "before": before.to_dict() | {"per_problem": None} if before else None,
+        "paired": paired_comparison(before, after) if before else None,
+    }
 
 
 def format_summary(summary: dict[str, Any]) -> str:
     """The before/after table printed at the end of a run."""
     b, a = summary["before"], summary["after"]
-    lines = [f"\nheld-out {summary['task']}: {a['problems']} problems x {a['samples_per_problem']} samples",
-             f"{'':8}{'accuracy':>10}{'95% CI':>18}{'n':>6}{'reward':>9}{'length':>8}{'truncated':>11}"]
+    lines = [
+        f"\nheld-out {summary['task']}: {a['problems']} problems x {a['samples_per_problem']} samples",
+        f"{'':8}{'accuracy':>10}{'95% CI':>18}{'n':>6}{'reward':>9}{'length':>8}{'truncated':>11}",
+    ]
     for label, r in [("before", b)] * (b is not None) + [(f"after {summary['steps']}", a)]:
         acc = f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "-"
         ci = f"[{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]" if r["accuracy_ci"] else "-"
         n = r["problems"] * r["samples_per_problem"]
-        lines.append(f"{label:8}{acc:>10}{ci:>18}{n:>6}{r['mean_reward']:>9.3f}{r['mean_length']:>8.1f}"
-                     f"{r['truncation_rate']:>11.2f}")
+        lines.append(
+            f"{label:8}{acc:>10}{ci:>18}{n:>6}{r['mean_reward']:>9.3f}{r['mean_length']:>8.1f}"
+            f"{r['truncation_rate']:>11.2f}"
+        )
     p = summary.get("paired") or {}
     if p:
-        lines.append(f"paired on the same {p['problems']} problems: accuracy change {p['mean_diff']:+.3f} "
-                     f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}], {p['better']} better, {p['worse']} worse")
+        lines.append(
+            f"paired on the same {p['problems']} problems: accuracy change {p['mean_diff']:+.3f} "
+            f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}], {p['better']} better, {p['worse']} worse"
+        )
     if summary.get("forget"):
         lines.append(format_forget(summary["forget"]))
     return "\n".join(lines)
@@ -235,5 +286,6 @@ def resume_config(run_dir: Path) -> RunConfig:
     cfg = load_config(path)
     if cfg.output_dir != str(Path(run_dir).parent) or cfg.name != Path(run_dir).name:
         from dataclasses import replace
+
         cfg = replace(cfg, output_dir=str(Path(run_dir).parent), name=Path(run_dir).name)
     return cfg

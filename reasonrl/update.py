@@ -10,6 +10,7 @@ update: algo.epochs passes, each split into algo.mini_batches optimizer steps; e
 With epochs = mini_batches = 1 the update is on-policy: old_logp = logp.detach() (ratio 1), no extra forward
 pass. With kl.coef = 0 the reference is never run. Normalisers of the aggregation are those of the mini-batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -34,13 +35,12 @@ def row_slices(batch: Batch, size: int, max_tokens: int | None = None) -> list[s
     length (each micro-batch is trimmed to its longest row), so long multi-turn rows go fewer at a time."""
     if max_tokens is None:
         return [slice(start, min(start + size, batch.size)) for start in range(0, batch.size, size)]
-    used = batch.mask.flip(1).int().argmax(1)                                    # (B,) untrained tail length
-    lengths = (batch.mask.shape[1] - used).where(batch.mask.any(1), 1).tolist()   # (B,) trimmed length per row
+    used = batch.mask.flip(1).int().argmax(1)  # (B,) untrained tail length
+    lengths = (batch.mask.shape[1] - used).where(batch.mask.any(1), 1).tolist()  # (B,) trimmed length per row
     out, start = [], 0
     while start < batch.size:
         end, longest = start + 1, lengths[start]
-        while (end < batch.size and end - start < size
-               and (end - start + 1) * max(longest, lengths[end]) <= max_tokens):
+        while end < batch.size and end - start < size and (end - start + 1) * max(longest, lengths[end]) <= max_tokens:
             longest = max(longest, lengths[end])
             end += 1
         out.append(slice(start, end))
@@ -71,14 +71,16 @@ def add_weighted(totals: dict[str, float], metrics: dict[str, float], weight: fl
 
 
 @torch.no_grad()
-def batch_logprobs(model: nn.Module, batch: Batch, size: int, temperature: float,
-                   max_tokens: int | None = None) -> Tensor:
+def batch_logprobs(
+    model: nn.Module, batch: Batch, size: int, temperature: float, max_tokens: int | None = None
+) -> Tensor:
     """(B, T) log-probs of the whole batch without gradients, computed micro-batch by micro-batch."""
-    out = torch.zeros_like(batch.sampler_logp)                                   # (B, T)
+    out = torch.zeros_like(batch.sampler_logp)  # (B, T)
     for rows in row_slices(batch, size, max_tokens):
         mb = batch.rows(rows).to(model_device(model))
-        out[rows, : mb.mask.shape[1]] = policy_logprobs(model, mb.tokens, mb.mask, mb.groups,
-                                                        temperature).to(out.device)
+        out[rows, : mb.mask.shape[1]] = policy_logprobs(model, mb.tokens, mb.mask, mb.groups, temperature).to(
+            out.device
+        )
     return out
 
 
@@ -111,23 +113,25 @@ def drop_truncated(batch: Batch) -> Batch:
     return batch.rows(~batch.truncated)
 
 
-def micro_batch_loss(policy: nn.Module, mb: Batch, loss_fn: Callable[..., Any], cfg: RunConfig, kl: KLController,
-                     norms: dict[str, int]) -> tuple[Tensor, dict[str, float]]:
+def micro_batch_loss(
+    policy: nn.Module, mb: Batch, loss_fn: Callable[..., Any], cfg: RunConfig, kl: KLController, norms: dict[str, int]
+) -> tuple[Tensor, dict[str, float]]:
     """This micro-batch's share of the mini-batch loss, and its per-token metrics."""
     algo = cfg.algo
-    logp, entropy = policy_logprobs_entropy(policy, mb.tokens, mb.mask, mb.groups, cfg.sampling.temperature,
-                                            with_entropy=algo.entropy_coef > 0)  # (b, T), (b, T) | None
-    old_logp = mb.old_logp if mb.old_logp is not None else logp.detach()        # (b, T)
-    per_token, metrics = loss_fn(logp, old_logp, mb.adv, mb.mask, algo.loss)    # (b, T)
+    logp, entropy = policy_logprobs_entropy(
+        policy, mb.tokens, mb.mask, mb.groups, cfg.sampling.temperature, with_entropy=algo.entropy_coef > 0
+    )  # (b, T), (b, T) | None
+    old_logp = mb.old_logp if mb.old_logp is not None else logp.detach()  # (b, T)
+    per_token, metrics = loss_fn(logp, old_logp, mb.adv, mb.mask, algo.loss)  # (b, T)
     if algo.tis_cap is not None:
-        weights = tis_weights(old_logp, mb.sampler_logp, algo.tis_cap)          # (b, T)
+        weights = tis_weights(old_logp, mb.sampler_logp, algo.tis_cap)  # (b, T)
         per_token = per_token * weights
         metrics["tis_weight"] = masked_mean(weights, mb.mask)
     pg_loss = aggregate(per_token, mb.mask, algo.aggregation, **norms)
     loss = pg_loss
     if kl.in_loss():
         assert mb.ref_logp is not None, "prepare() computes ref_logp when the KL is active"
-        kl_t = kl_estimate(logp, mb.ref_logp, kl.estimator)                      # (b, T)
+        kl_t = kl_estimate(logp, mb.ref_logp, kl.estimator)  # (b, T)
         loss = loss + kl.coef * aggregate(kl_t, mb.mask, algo.aggregation, **norms)
         metrics["kl"] = masked_mean(kl_t.detach(), mb.mask)
     if entropy is not None:
@@ -137,8 +141,14 @@ def micro_batch_loss(policy: nn.Module, mb: Batch, loss_fn: Callable[..., Any], 
     return loss, metrics | {"pg": pg_loss.item()}
 
 
-def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, loss_fn: Callable[..., Any],
-           cfg: RunConfig, kl: KLController | None = None) -> dict[str, float]:
+def update(
+    policy: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: Batch,
+    loss_fn: Callable[..., Any],
+    cfg: RunConfig,
+    kl: KLController | None = None,
+) -> dict[str, float]:
     """Run algo.epochs x algo.mini_batches optimizer steps on the batch; return loss/* and optim/* metrics.
     An optimizer step whose gradient norm is not finite (a NaN/inf loss) is skipped and counted in
     optim/skipped (of optim/steps); the Learner stops the run after optim.max_nonfinite_steps such batches."""
@@ -159,7 +169,7 @@ def update(policy: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, lo
             loss.backward()
             fault_point("update")
             add_weighted(totals, {"loss/pg": metrics.pop("pg")}, 1.0 / len(steps))  # already this share
-            share = mb.mask.sum().item() / max(tokens, 1)                           # token-weighted means
+            share = mb.mask.sum().item() / max(tokens, 1)  # token-weighted means
             add_weighted(totals, {f"loss/{k}": v for k, v in metrics.items()}, share / len(steps))
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         if torch.isfinite(grad_norm):
@@ -183,8 +193,9 @@ class Diverged(RunFailure):
 def make_optimizer(policy: nn.Module, cfg: RunConfig) -> tuple[torch.optim.Optimizer, Any]:
     """AdamW on the trainable parameters with linear warmup then a constant, cosine or linear schedule."""
     opt = cfg.optim
-    optimizer = torch.optim.AdamW(trainable_parameters(policy), lr=opt.lr, betas=opt.betas,
-                                  weight_decay=opt.weight_decay)
+    optimizer = torch.optim.AdamW(
+        trainable_parameters(policy), lr=opt.lr, betas=opt.betas, weight_decay=opt.weight_decay
+    )
 
     def factor(step: int) -> float:
         if step < opt.warmup_steps:

@@ -6,6 +6,7 @@ a policy version and plain CPU tensors, so it can be pickled, put in Ray's objec
 
 The engine reports the version it serves, and the run checks it (engine.verify).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -60,8 +61,11 @@ PEFT_PREFIX = "base_model.model."
 
 def lora_layers(model: nn.Module) -> dict[str, nn.Module]:
     """The peft LoRA layers of a model, by their name in the plain base model."""
-    return {name.removeprefix(PEFT_PREFIX): m for name, m in model.named_modules()
-            if hasattr(m, "get_delta_weight") and hasattr(m, "base_layer")}
+    return {
+        name.removeprefix(PEFT_PREFIX): m
+        for name, m in model.named_modules()
+        if hasattr(m, "get_delta_weight") and hasattr(m, "base_layer")
+    }
 
 
 def active_lora(m: nn.Module) -> tuple[str, Tensor, Tensor]:
@@ -75,6 +79,7 @@ def active_lora(m: nn.Module) -> tuple[str, Tensor, Tensor]:
 def weights_of(policy: nn.Module, version: int, device: str | torch.device | None = "cpu") -> WeightUpdate:
     """The policy's trainable weights as a WeightUpdate: detached copies, on `device` (None: where they are,
     for an engine in the same process)."""
+
     def copy(t: Tensor) -> Tensor:
         return t.detach().to(t.device if device is None else device, copy=True)
 
@@ -83,8 +88,12 @@ def weights_of(policy: nn.Module, version: int, device: str | torch.device | Non
         lora = {}
         for name, m in layers.items():
             adapter, a, b = active_lora(m)
-            lora[name] = LoraDelta(copy(a), copy(b), float(cast("dict[str, float]", m.scaling)[adapter]),
-                                   bool(getattr(m, "fan_in_fan_out", False)))
+            lora[name] = LoraDelta(
+                copy(a),
+                copy(b),
+                float(cast("dict[str, float]", m.scaling)[adapter]),
+                bool(getattr(m, "fan_in_fan_out", False)),
+            )
         config = next(iter(cast("dict[str, PeftConfig]", policy.peft_config).values())).to_dict()
         return WeightUpdate(version, lora=lora, lora_config=config)
     return WeightUpdate(version, full={n: copy(p) for n, p in policy.named_parameters() if p.requires_grad})

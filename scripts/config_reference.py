@@ -4,26 +4,12 @@
 
 A section that is a union of variants chosen by `name` (algo.loss) lists the fields of every variant.
 """
-import ast
+
 import dataclasses
 import typing
-from pathlib import Path
 
 import reasonrl.config as config
-
-
-def field_docs() -> dict[tuple[str, str], str]:
-    """(class name, field name) -> the string literal written under the field in reasonrl/config/*.py."""
-    docs = {}
-    classes = [n for path in sorted(Path(config.__file__).parent.glob("*.py")) for n in ast.parse(path.read_text()).body
-               if isinstance(n, ast.ClassDef)]
-    for cls in classes:
-        body = cls.body
-        for node, after in zip(body, body[1:]):
-            if (isinstance(node, ast.AnnAssign) and isinstance(after, ast.Expr)
-                    and isinstance(after.value, ast.Constant)):
-                docs[(cls.name, node.target.id)] = " ".join(str(after.value.value).split())
-    return docs
+from reasonrl.listing import field_docs
 
 
 def variants(cls: type, name: str) -> list[type]:

@@ -8,6 +8,7 @@ reruns them and compares exactly.
 Exact equality holds on one machine and thread count; another CPU gives other (equally valid) numbers, so
 record and check on the same machine.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,16 +23,22 @@ sys.path.insert(0, str(ROOT))
 
 ALGORITHMS = {
     "grpo": [],
-    "gae": ["algo.advantage=gae", "algo.kl.coef=0.05", "algo.kl.target=0.01", "algo.epochs=2",
-            "algo.mini_batches=2"],
-    "dapo": ["algo.loss.clip_high=0.28", "algo.aggregation=token-mean", "algo.overlong.buffer=4",
-             "algo.overlong.mask_truncated=true", "algo.dynamic_sampling.enabled=true", "algo.mini_batches=2"],
+    "gae": ["algo.advantage=gae", "algo.kl.coef=0.05", "algo.kl.target=0.01", "algo.epochs=2", "algo.mini_batches=2"],
+    "dapo": [
+        "algo.loss.clip_high=0.28",
+        "algo.aggregation=token-mean",
+        "algo.overlong.buffer=4",
+        "algo.overlong.mask_truncated=true",
+        "algo.dynamic_sampling.enabled=true",
+        "algo.mini_batches=2",
+    ],
     "grpo_kl_resume": ["algo.kl.coef=0.02", "save_every=2"],
 }
 
 
 def adapter_checksum(path: Path) -> str:
     from safetensors.torch import load_file
+
     h = hashlib.sha256()
     for name, tensor in sorted(load_file(str(path)).items()):
         h.update(name.encode())
@@ -42,9 +49,11 @@ def adapter_checksum(path: Path) -> str:
 def golden(name: str, overrides: list[str], tmp: Path) -> dict:
     from reasonrl.train import train
     from tests.helpers import tiny_config
+
     cfg = tiny_config(tmp, f"name={name}", "steps=5", "seed=3", "log_rollouts_every=0", *overrides)
     if name.endswith("_resume"):  # 3 steps, then a resumed run to 5
         from dataclasses import replace
+
         train(replace(cfg, steps=3), quiet=True)
         run_dir = train(cfg, resume=True, quiet=True)
     else:
@@ -66,8 +75,10 @@ def main() -> None:
         Path(args.record).write_text(json.dumps(got, indent=1))
         for name, g in got.items():
             last = g["steps"][max(g["steps"], key=int)]
-            print(f"{name:16} adapter {g['adapter']}  step 5: reward {last['rollout/reward']:.6f} "
-                  f"loss/pg {last.get('loss/pg', float('nan')):.6f} grad_norm {last.get('optim/grad_norm', 0):.6f}")
+            print(
+                f"{name:16} adapter {g['adapter']}  step 5: reward {last['rollout/reward']:.6f} "
+                f"loss/pg {last.get('loss/pg', float('nan')):.6f} grad_norm {last.get('optim/grad_norm', 0):.6f}"
+            )
         return
     want = json.loads(Path(args.check).read_text())
     bad = 0

@@ -8,6 +8,7 @@ threshold is set from this table (run it on each kind of CPU you have), not from
 Each training runs in its own process (two at a time), and every result is appended to --out as it arrives, so
 an interrupted sweep continues where it stopped when started again with the same --out.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 def run_one(name: str, seed: int, threads: int) -> dict:
     from tests.learning import SCENARIOS
+
     with tempfile.TemporaryDirectory() as tmp:
         return SCENARIOS[name].measure(Path(tmp), f"seed={seed}", f"threads={threads}")
 
@@ -32,6 +34,7 @@ def run_one(name: str, seed: int, threads: int) -> dict:
 def job_key(name: str) -> str:
     """Scenarios that train the same thing (the pipeline's two checks) share one training."""
     from tests.learning import SCENARIOS
+
     s = SCENARIOS[name]
     return f"{s.run.__name__}{list(s.overrides)}"
 
@@ -51,6 +54,7 @@ def main() -> None:
         return
 
     from tests.learning import SCENARIOS
+
     wanted = [n for n in SCENARIOS if not args.only or any(s in n for s in args.only.split(","))]
     seeds = [int(s) for s in args.seeds.split(",")]
     threads = [int(t) for t in args.threads.split(",")]
@@ -63,16 +67,23 @@ def main() -> None:
     jobs = {}
     for name in wanted:
         jobs.setdefault(job_key(name), name)
-    todo = [(key, name, s, t) for key, name in jobs.items() for s in seeds for t in threads
-            if (key, s, t) not in done]
-    print(f"{len(wanted)} scenarios, {len(jobs)} trainings x {len(seeds)} seeds x {len(threads)} thread counts; "
-          f"{len(todo)} to run", flush=True)
+    todo = [(key, name, s, t) for key, name in jobs.items() for s in seeds for t in threads if (key, s, t) not in done]
+    print(
+        f"{len(wanted)} scenarios, {len(jobs)} trainings x {len(seeds)} seeds x {len(threads)} thread counts; "
+        f"{len(todo)} to run",
+        flush=True,
+    )
 
     def run(job: tuple[str, str, int, int]) -> None:
         key, name, seed, nthreads = job
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
-        proc = subprocess.run([sys.executable, __file__, "--one", name, str(seed), str(nthreads)], cwd=ROOT,
-                              env=env, capture_output=True, text=True)
+        proc = subprocess.run(
+            [sys.executable, __file__, "--one", name, str(seed), str(nthreads)],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
             print(f"{name} seed {seed} threads {nthreads}: failed\n{proc.stderr[-2000:]}", flush=True)
             return
@@ -80,8 +91,10 @@ def main() -> None:
         done[(key, seed, nthreads)] = measured
         with out.open("a") as f:
             f.write(json.dumps({"job": key, "seed": seed, "threads": nthreads, "measured": measured}) + "\n")
-        print(f"{name:28} seed {seed} threads {nthreads}: "
-              + ", ".join(f"{k} {v:.3f}" for k, v in measured.items()), flush=True)
+        print(
+            f"{name:28} seed {seed} threads {nthreads}: " + ", ".join(f"{k} {v:.3f}" for k, v in measured.items()),
+            flush=True,
+        )
 
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(run, todo))
@@ -89,13 +102,14 @@ def main() -> None:
     print(f"\n{'scenario':28}{'asserts':>22}{'n':>4}{'min':>8}{'mean':>8}{'max':>8}{'min margin':>12}")
     for name in wanted:
         s = SCENARIOS[name]
-        rows = [done[(job_key(name), seed, t)] for seed in seeds for t in threads
-                if (job_key(name), seed, t) in done]
+        rows = [done[(job_key(name), seed, t)] for seed in seeds for t in threads if (job_key(name), seed, t) in done]
         if not rows:
             continue
         values = [r[s.key] for r in rows]
-        print(f"{name:28}{s.key + ' > ' + format(s.above, 'g'):>22}{len(values):>4}{min(values):>8.3f}"
-              f"{sum(values) / len(values):>8.3f}{max(values):>8.3f}{min(values) - s.above:>+12.3f}")
+        print(
+            f"{name:28}{s.key + ' > ' + format(s.above, 'g'):>22}{len(values):>4}{min(values):>8.3f}"
+            f"{sum(values) / len(values):>8.3f}{max(values):>8.3f}{min(values) - s.above:>+12.3f}"
+        )
 
 
 if __name__ == "__main__":

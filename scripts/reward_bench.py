@@ -1,7 +1,8 @@
 """Reward throughput and sandbox overhead on this machine (numbers for the README).
 
-    .venv/bin/python scripts/reward_bench.py
+.venv/bin/python scripts/reward_bench.py
 """
+
 import statistics
 import time
 
@@ -33,10 +34,12 @@ def main() -> None:
     code_example = Example(id="c", prompt=[], metadata={"tests": tests})
     text = "First 7 + 6 = 13. Then 3x = 12 so x = 4, and 2(x + 1) = 2x + 2.\nAnswer: 13"
     code = "```python\ndef add(a, b):\n    return a + b\n```"
-    for components, completion, ex in ((({"correct": 1.0, "format": 0.1}), text, example),
-                                       ({"steps": 1.0}, text, example),
-                                       ({"correct": 1.0, "format": 0.1, "steps": 0.5}, text, example),
-                                       ({"code_tests": 1.0}, code, code_example)):
+    for components, completion, ex in (
+        (({"correct": 1.0, "format": 0.1}), text, example),
+        ({"steps": 1.0}, text, example),
+        ({"correct": 1.0, "format": 0.1, "steps": 0.5}, text, example),
+        ({"code_tests": 1.0}, code, code_example),
+    ):
         with RewardComposer(RewardConfig(components=components, workers=2, timeout_s=30)) as composer:
             composer.score([completion] * 4, [ex] * 4)  # warm-up: imports in the workers
             n = 64

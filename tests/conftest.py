@@ -19,4 +19,5 @@ def tiny():
     """A tiny random LoRA policy with the byte tokenizer."""
     from reasonrl.config import LoraConfig, ModelConfig
     from reasonrl.model import load_policy
+
     return load_policy(ModelConfig(path="tiny:llama", dtype="float32"), LoraConfig(rank=4))

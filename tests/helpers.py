@@ -1,4 +1,5 @@
 """Shared helpers for tests: a toy JSONL task and a tiny-model run config."""
+
 import json
 from pathlib import Path
 
@@ -20,9 +21,25 @@ def tiny_config(tmp_path: Path, *overrides: str):
 def tiny_overrides(tmp_path: Path, *overrides: str) -> list[str]:
     """CLI overrides for a tiny-model run on the toy task (a few seconds for tens of steps)."""
     return [
-        "model.path=tiny:llama", "model.dtype=float32", "lora.rank=8", f"output_dir={tmp_path / 'runs'}",
-        "name=tiny", "task.name=jsonl", f"task.path={toy_task(tmp_path)}", "task.eval_size=8",
-        "task.instruction=", f"rewards.components={{{TOY_REWARD}: 1.0}}", "rewards.workers=1",
-        "sampling.max_new_tokens=8", "prompts_per_step=4", "samples_per_prompt=4", "optim.micro_batch_size=8",
-        "optim.lr=0.01", "optim.warmup_steps=0", "eval.temperature=1.0", "eval.samples=2", "threads=1",
-        *overrides]
+        "model.path=tiny:llama",
+        "model.dtype=float32",
+        "lora.rank=8",
+        f"output_dir={tmp_path / 'runs'}",
+        "name=tiny",
+        "task.name=jsonl",
+        f"task.path={toy_task(tmp_path)}",
+        "task.eval_size=8",
+        "task.instruction=",
+        f"rewards.components={{{TOY_REWARD}: 1.0}}",
+        "rewards.workers=1",
+        "sampling.max_new_tokens=8",
+        "prompts_per_step=4",
+        "samples_per_prompt=4",
+        "optim.micro_batch_size=8",
+        "optim.lr=0.01",
+        "optim.warmup_steps=0",
+        "eval.temperature=1.0",
+        "eval.samples=2",
+        "threads=1",
+        *overrides,
+    ]

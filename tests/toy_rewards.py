@@ -16,6 +16,7 @@ def flaky(completion: str, example) -> float:
 def digit_steps(completion: str, example):
     """`digits` with process detail: every digit is a step worth 1/len, ending at that character (grpo_process)."""
     from reasonrl.rewards import StepScores
+
     n = max(len(completion), 1)
     steps = tuple((i + 1, 1.0 / n) for i, c in enumerate(completion) if c.isdigit())
     return StepScores(total=sum(v for _, v in steps), steps=steps)

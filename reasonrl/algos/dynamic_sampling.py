@@ -8,6 +8,7 @@ divided by the keep rate seen so far (at most prompts_per_step prompts). Groups 
 rewards.on_error=skip_group) are always dropped. Metrics: sampling/tries, sampling/prompts,
 sampling/degenerate_groups (dropped), sampling/partial (1 when the batch is short).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,9 +42,12 @@ class Collected:
     def metrics(self, dynamic: bool) -> dict[str, float]:
         out = {"rollout/dropped_groups": float(self.failed)}
         if dynamic:
-            out |= {"sampling/tries": float(self.tries), "sampling/prompts": float(self.prompt_count),
-                    "sampling/degenerate_groups": float(self.degenerate),
-                    "sampling/partial": float(self.warning is not None)}
+            out |= {
+                "sampling/tries": float(self.tries),
+                "sampling/prompts": float(self.prompt_count),
+                "sampling/degenerate_groups": float(self.degenerate),
+                "sampling/partial": float(self.warning is not None),
+            }
         return out
 
 
@@ -53,11 +57,12 @@ def is_degenerate(group: list[Trajectory]) -> bool:
 
 
 def split_groups(trajectories: list[Trajectory], group_size: int) -> list[list[Trajectory]]:
-    return [trajectories[i:i + group_size] for i in range(0, len(trajectories), group_size)]
+    return [trajectories[i : i + group_size] for i in range(0, len(trajectories), group_size)]
 
 
-def collect_groups(sample: Callable[[int, int], list[Trajectory]], prompts: int, group_size: int,
-                   cfg: DynamicSamplingConfig) -> Collected:
+def collect_groups(
+    sample: Callable[[int, int], list[Trajectory]], prompts: int, group_size: int, cfg: DynamicSamplingConfig
+) -> Collected:
     """Roll out with sample(round, n_prompts) -> n_prompts * group_size trajectories until `prompts` usable groups
     are found (dynamic sampling) or after one round (disabled: every group without a failed reward is kept)."""
     out = Collected(groups=[])
@@ -78,11 +83,13 @@ def collect_groups(sample: Callable[[int, int], list[Trajectory]], prompts: int,
                 out.groups.append(group)
     out.groups = [[dataclasses.replace(t, group=g) for t in group] for g, group in enumerate(out.groups[:prompts])]
     if cfg.enabled and len(out.groups) < prompts:
-        out.warning = (f"dynamic sampling: only {len(out.groups)} of {prompts} groups have differing rewards after "
-                       f"{out.tries} rollout rounds ({out.prompt_count} prompts, {out.degenerate} groups with equal "
-                       f"rewards dropped); training on the partial batch"
-                       f"{'' if out.groups else ' (none: the update is skipped)'}. Raise "
-                       f"algo.dynamic_sampling.max_tries (now {cfg.max_tries}) or use prompts the policy solves "
-                       f"only sometimes.")
+        out.warning = (
+            f"dynamic sampling: only {len(out.groups)} of {prompts} groups have differing rewards after "
+            f"{out.tries} rollout rounds ({out.prompt_count} prompts, {out.degenerate} groups with equal "
+            f"rewards dropped); training on the partial batch"
+            f"{'' if out.groups else ' (none: the update is skipped)'}. Raise "
+            f"algo.dynamic_sampling.max_tries (now {cfg.max_tries}) or use prompts the policy solves "
+            f"only sometimes."
+        )
         log.warning(out.warning)
     return out

@@ -10,6 +10,7 @@ Sequence KL between two models on fixed samples y ~ p (the forgetting monitor, r
     KL(p || q) = E_y sum_t log p(y_t|y<t) - log q(y_t|y<t)   (k1, summed)   = E_y sum_t KL(p(.|y<t) || q(.|y<t))
 the second form (chain rule) uses the exact next-token KLs: never negative, lower variance.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,20 +28,20 @@ KL_ESTIMATORS: Registry = Registry("KL estimator")
 @KL_ESTIMATORS.register("k1")
 def k1(logp: Tensor, ref_logp: Tensor) -> Tensor:
     """log(pi/ref): unbiased, can be negative per token."""
-    return logp - ref_logp                                                       # (B, T)
+    return logp - ref_logp  # (B, T)
 
 
 @KL_ESTIMATORS.register("k2")
 def k2(logp: Tensor, ref_logp: Tensor) -> Tensor:
     """0.5 log(ref/pi)^2: biased, non-negative; its gradient is the true KL gradient's on-policy."""
-    return 0.5 * (ref_logp - logp).pow(2)                                        # (B, T)
+    return 0.5 * (ref_logp - logp).pow(2)  # (B, T)
 
 
 @KL_ESTIMATORS.register("k3")
 def k3(logp: Tensor, ref_logp: Tensor) -> Tensor:
     """ref/pi - 1 - log(ref/pi): unbiased and non-negative (Schulman); clamped at 10 as verl does."""
-    d = (ref_logp - logp).clamp(-20.0, 20.0)                                     # (B, T)
-    return (torch.exp(d) - 1.0 - d).clamp(max=10.0)                              # (B, T), as verl clamps
+    d = (ref_logp - logp).clamp(-20.0, 20.0)  # (B, T)
+    return (torch.exp(d) - 1.0 - d).clamp(max=10.0)  # (B, T), as verl clamps
 
 
 def kl_estimate(logp: Tensor, ref_logp: Tensor, estimator: str) -> Tensor:
@@ -52,9 +53,9 @@ def fold_kl_into_rewards(batch: Batch, coef: float, estimator: str) -> float:
     """KL in the reward: token_rewards -= coef * KL_t and rewards -= coef * sum_t KL_t (the sequence form, RLOO),
     with KL_t = k(old_logp, ref_logp) on the rollout policy's log-probs. Returns the token-mean KL."""
     assert batch.old_logp is not None and batch.ref_logp is not None and batch.token_rewards is not None
-    kl = kl_estimate(batch.old_logp, batch.ref_logp, estimator) * batch.mask    # (B, T)
-    batch.token_rewards = batch.token_rewards - coef * kl                        # (B, T)
-    batch.rewards = batch.rewards - coef * kl.sum(-1)                            # (B,)
+    kl = kl_estimate(batch.old_logp, batch.ref_logp, estimator) * batch.mask  # (B, T)
+    batch.token_rewards = batch.token_rewards - coef * kl  # (B, T)
+    batch.rewards = batch.rewards - coef * kl.sum(-1)  # (B,)
     return float(kl.sum() / batch.mask.sum().clamp(min=1))
 
 
@@ -64,17 +65,17 @@ def kl_terms(logits_p: Tensor, logits_q: Tensor, targets: Tensor, temperature: f
     Works 64 positions at a time; logits must be finite."""
     kls, ratios = [], []
     for start in range(0, targets.shape[1], 64):
-        logp = (logits_p[:, start:start + 64].float() / temperature).log_softmax(-1)  # (B, t, V)
-        logq = (logits_q[:, start:start + 64].float() / temperature).log_softmax(-1)  # (B, t, V)
-        kls.append((logp.exp() * (logp - logq)).sum(-1).clamp(min=0.0))             # (B, t) rounding can dip < 0
-        picked = targets[:, start:start + 64, None]                                  # (B, t, 1)
+        logp = (logits_p[:, start : start + 64].float() / temperature).log_softmax(-1)  # (B, t, V)
+        logq = (logits_q[:, start : start + 64].float() / temperature).log_softmax(-1)  # (B, t, V)
+        kls.append((logp.exp() * (logp - logq)).sum(-1).clamp(min=0.0))  # (B, t) rounding can dip < 0
+        picked = targets[:, start : start + 64, None]  # (B, t, 1)
         ratios.append((logp.gather(-1, picked) - logq.gather(-1, picked)).squeeze(-1))  # (B, t)
-    return torch.cat(kls, dim=1), torch.cat(ratios, dim=1)                          # (B, T), (B, T)
+    return torch.cat(kls, dim=1), torch.cat(ratios, dim=1)  # (B, T), (B, T)
 
 
 def sequence_sum(values: Tensor, mask: Tensor) -> Tensor:
     """(B, T) per-token values, (B, T) bool mask -> (B,) sum over each completion's tokens."""
-    return (values * mask).sum(-1)                                                   # (B,)
+    return (values * mask).sum(-1)  # (B,)
 
 
 @dataclass

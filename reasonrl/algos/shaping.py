@@ -6,6 +6,7 @@
 L_max = sampling.max_new_tokens, L_cache = algo.overlong.buffer, scaled by algo.overlong.penalty. It is added to
 the reward and logged as reward/overlong.
 """
+
 from __future__ import annotations
 
 from reasonrl.config import OverlongConfig

@@ -3,6 +3,7 @@
 
 Part of RunConfig (reasonrl/config/run.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -39,8 +40,10 @@ class PPOClipLoss:
     def __post_init__(self) -> None:
         _check_clip("algo.loss", self.clip_low, self.clip_high)
         if self.clip_ratio_c is not None and self.clip_ratio_c <= 1:
-            raise ValueError(f"algo.loss.clip_ratio_c must be > 1 (the dual-clip floor -c*A sits below the clipped "
-                             f"loss), got {self.clip_ratio_c}; use 3.0 or null to turn it off")
+            raise ValueError(
+                f"algo.loss.clip_ratio_c must be > 1 (the dual-clip floor -c*A sits below the clipped "
+                f"loss), got {self.clip_ratio_c}; use 3.0 or null to turn it off"
+            )
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,10 @@ class CISPOLoss:
 
     def __post_init__(self) -> None:
         if self.clip_high < 1:
-            raise ValueError(f"algo.loss.clip_high must be >= 1 for cispo (a cap below 1 down-weights every "
-                             f"on-policy token), got {self.clip_high}; use 5.0")
+            raise ValueError(
+                f"algo.loss.clip_high must be >= 1 for cispo (a cap below 1 down-weights every "
+                f"on-policy token), got {self.clip_high}; use 5.0"
+            )
 
 
 @dataclass(frozen=True)
@@ -80,8 +85,10 @@ PolicyLossConfig = PPOClipLoss | GSPOLoss | CISPOLoss | ReinforceLoss
 
 def _check_clip(where: str, low: float, high: float) -> None:
     if not 0 <= low < 1 or high < 0:
-        raise ValueError(f"{where}: clip_low must be in [0, 1) and clip_high >= 0 (the ratio is clipped to "
-                         f"[1 - clip_low, 1 + clip_high]), got clip_low={low}, clip_high={high}")
+        raise ValueError(
+            f"{where}: clip_low must be in [0, 1) and clip_high >= 0 (the ratio is clipped to "
+            f"[1 - clip_low, 1 + clip_high]), got clip_low={low}, clip_high={high}"
+        )
 
 
 @dataclass(frozen=True)
@@ -133,8 +140,9 @@ class AlgoConfig:
     """GiGPO (gigpo only): weight omega of the step-level (anchor-state) advantage added to the episode-level
     one; 1.0 as in the paper, 0 gives grpo."""
     loss: PolicyLossConfig = field(default_factory=PPOClipLoss)
-    aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
-                         "seq-mean-token-sum-norm"] = "token-mean"
+    aggregation: Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"] = (
+        "token-mean"
+    )
     """How per-token losses become one number: token-mean (DAPO), seq-mean-token-mean (GRPO paper, GSPO),
     seq-mean-token-sum, seq-mean-token-sum-norm (Dr.GRPO's constant)."""
     token_normalizer: Literal["mini_batch", "batch_average"] = "mini_batch"
@@ -170,22 +178,34 @@ def _check_algo(algo: AlgoConfig) -> None:
     if algo.tis_cap is not None and algo.tis_cap <= 0:
         raise ValueError(f"algo.tis_cap must be > 0 (2.0 is common) or null to turn it off, got {algo.tis_cap}")
     if algo.loss.name == "gspo" and algo.aggregation != "seq-mean-token-mean":
-        raise ValueError(f"algo.loss.name=gspo needs algo.aggregation=seq-mean-token-mean (its sequence ratio is "
-                         f"a per-sequence objective), got {algo.aggregation!r}; "
-                         "set algo.aggregation=seq-mean-token-mean")
+        raise ValueError(
+            f"algo.loss.name=gspo needs algo.aggregation=seq-mean-token-mean (its sequence ratio is "
+            f"a per-sequence objective), got {algo.aggregation!r}; "
+            "set algo.aggregation=seq-mean-token-mean"
+        )
     if algo.kl.placement == "reward" and algo.advantage in ("grpo_process", "gigpo") and algo.kl.coef > 0:
-        raise ValueError(f"algo.kl.placement=reward is not defined for algo.advantage={algo.advantage} (it reads the "
-                         "per-step rewards, which carry no KL); use algo.kl.placement=loss, as DeepSeekMath and "
-                         "GiGPO do")
+        raise ValueError(
+            f"algo.kl.placement=reward is not defined for algo.advantage={algo.advantage} (it reads the "
+            "per-step rewards, which carry no KL); use algo.kl.placement=loss, as DeepSeekMath and "
+            "GiGPO do"
+        )
     if algo.gigpo_omega < 0:
-        raise ValueError(f"algo.gigpo_omega must be >= 0 (the weight of GiGPO's step-level advantage), got "
-                         f"{algo.gigpo_omega}; use 1.0 (the paper's) or 0 for grpo")
+        raise ValueError(
+            f"algo.gigpo_omega must be >= 0 (the weight of GiGPO's step-level advantage), got "
+            f"{algo.gigpo_omega}; use 1.0 (the paper's) or 0 for grpo"
+        )
     if algo.kl.target is not None and (algo.kl.target <= 0 or algo.kl.coef <= 0):
-        raise ValueError(f"algo.kl.target ({algo.kl.target}) must be > 0 and needs algo.kl.coef > 0 as the "
-                         f"controller's starting value (got {algo.kl.coef}); e.g. algo.kl.coef=0.05")
+        raise ValueError(
+            f"algo.kl.target ({algo.kl.target}) must be > 0 and needs algo.kl.coef > 0 as the "
+            f"controller's starting value (got {algo.kl.coef}); e.g. algo.kl.coef=0.05"
+        )
     if algo.kl.horizon < 1 or algo.critic.value_clip <= 0 or algo.critic.lr <= 0:
-        raise ValueError(f"algo.kl.horizon must be >= 1 and algo.critic.value_clip, algo.critic.lr > 0, got "
-                         f"{algo.kl.horizon}, {algo.critic.value_clip}, {algo.critic.lr}")
+        raise ValueError(
+            f"algo.kl.horizon must be >= 1 and algo.critic.value_clip, algo.critic.lr > 0, got "
+            f"{algo.kl.horizon}, {algo.critic.value_clip}, {algo.critic.lr}"
+        )
     if algo.overlong.buffer < 0 or algo.overlong.penalty < 0 or algo.dynamic_sampling.max_tries < 1:
-        raise ValueError(f"algo.overlong.buffer and .penalty must be >= 0 and algo.dynamic_sampling.max_tries >= 1, "
-                         f"got {algo.overlong.buffer}, {algo.overlong.penalty}, {algo.dynamic_sampling.max_tries}")
+        raise ValueError(
+            f"algo.overlong.buffer and .penalty must be >= 0 and algo.dynamic_sampling.max_tries >= 1, "
+            f"got {algo.overlong.buffer}, {algo.overlong.penalty}, {algo.dynamic_sampling.max_tries}"
+        )

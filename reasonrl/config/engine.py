@@ -1,5 +1,6 @@
 """Config sections of sampling: sampling.* (what a rollout samples) and engine.* (which engine samples it, with
 one subsection per engine: engine.hf.*, engine.vllm.*)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,4 +1,5 @@
 """Config sections of the model: model.* (which weights, dtype, device) and lora.* (the adapter)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

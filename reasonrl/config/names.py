@@ -5,6 +5,7 @@ closest name and the known ones before a model is loaded or a directory written.
 Imports the registries (torch with them), so load_config(check_names=False) skips it where only the values
 are needed.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -28,8 +29,10 @@ def check_task_name(name: str, options: dict[str, Any], key: str) -> None:
 
     kind, _, dataset = name.partition(":")
     if kind not in TASKS:
-        raise ValueError(f"{key}: unknown task kind {kind!r} in {name!r}; known: {', '.join(TASKS.names())} "
-                         "(e.g. 'reasoning_gym:basic_arithmetic' or 'jsonl')")
+        raise ValueError(
+            f"{key}: unknown task kind {kind!r} in {name!r}; known: {', '.join(TASKS.names())} "
+            "(e.g. 'reasoning_gym:basic_arithmetic' or 'jsonl')"
+        )
     if kind == "reasoning_gym":
         try:
             check_rg_options(dataset, options)
@@ -56,4 +59,3 @@ def resolve_names(cfg: RunConfig) -> None:
     for i, (_, task) in enumerate(cfg.forget.task_configs()):
         check_task_name(task.name, task.options, f"forget.tasks[{i}]")
     validate_reward_config(cfg.rewards)
-

@@ -1,4 +1,5 @@
 """Config sections of the update and its evaluation: optim.* (optimizer, schedule, micro-batches) and eval.*."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -1,5 +1,6 @@
 """RunConfig, the whole run's configuration (one field per section), the rules between sections, and loading:
 defaults < YAML recipe < dotted CLI overrides, validated once."""
+
 from __future__ import annotations
 
 import logging
@@ -59,32 +60,47 @@ class RunConfig:
     the OS, which makes the next tensor of that size page-fault in again (reasonrl/utils/host.py)."""
 
     def __post_init__(self) -> None:
-        positive = {"steps": self.steps, "prompts_per_step": self.prompts_per_step,
-                    "samples_per_prompt": self.samples_per_prompt, "save_every": self.save_every,
-                    "optim.micro_batch_size": self.optim.micro_batch_size,
-                    "sampling.max_new_tokens": self.sampling.max_new_tokens, "lora.rank": self.lora.rank,
-                    "algo.epochs": self.algo.epochs, "algo.mini_batches": self.algo.mini_batches,
-                    "task.eval_size": self.task.eval_size,
-                    "rewards.workers": self.rewards.workers, "eval.samples": self.eval.samples}
+        positive = {
+            "steps": self.steps,
+            "prompts_per_step": self.prompts_per_step,
+            "samples_per_prompt": self.samples_per_prompt,
+            "save_every": self.save_every,
+            "optim.micro_batch_size": self.optim.micro_batch_size,
+            "sampling.max_new_tokens": self.sampling.max_new_tokens,
+            "lora.rank": self.lora.rank,
+            "algo.epochs": self.algo.epochs,
+            "algo.mini_batches": self.algo.mini_batches,
+            "task.eval_size": self.task.eval_size,
+            "rewards.workers": self.rewards.workers,
+            "eval.samples": self.eval.samples,
+        }
         if self.optim.micro_batch_tokens is not None:
             positive["optim.micro_batch_tokens"] = self.optim.micro_batch_tokens
         for key, value in positive.items():
             if value < 1:
                 raise ValueError(f"{key} must be >= 1, got {value}")
         if self.sampling.temperature <= 0:
-            raise ValueError(f"sampling.temperature must be > 0 for RL (got {self.sampling.temperature}); "
-                             "greedy samples give a group no variance")
+            raise ValueError(
+                f"sampling.temperature must be > 0 for RL (got {self.sampling.temperature}); "
+                "greedy samples give a group no variance"
+            )
         if self.algo.kl.coef < 0:
             raise ValueError(f"algo.kl.coef must be >= 0, got {self.algo.kl.coef}")
         if self.batch_size % self.algo.mini_batches:
-            raise ValueError(f"prompts_per_step*samples_per_prompt ({self.prompts_per_step}*{self.samples_per_prompt}"
-                             f"={self.batch_size}) must be divisible by algo.mini_batches ({self.algo.mini_batches})")
+            raise ValueError(
+                f"prompts_per_step*samples_per_prompt ({self.prompts_per_step}*{self.samples_per_prompt}"
+                f"={self.batch_size}) must be divisible by algo.mini_batches ({self.algo.mini_batches})"
+            )
         if self.algo.overlong.buffer > self.sampling.max_new_tokens:
-            raise ValueError(f"algo.overlong.buffer ({self.algo.overlong.buffer}) must be <= sampling.max_new_tokens "
-                             f"({self.sampling.max_new_tokens}): the penalty zone is the last `buffer` tokens")
+            raise ValueError(
+                f"algo.overlong.buffer ({self.algo.overlong.buffer}) must be <= sampling.max_new_tokens "
+                f"({self.sampling.max_new_tokens}): the penalty zone is the last `buffer` tokens"
+            )
         if self.algo.dynamic_sampling.enabled and self.samples_per_prompt < 2:
-            raise ValueError("algo.dynamic_sampling.enabled needs samples_per_prompt >= 2: a group of one sample "
-                             "always has equal rewards")
+            raise ValueError(
+                "algo.dynamic_sampling.enabled needs samples_per_prompt >= 2: a group of one sample "
+                "always has equal rewards"
+            )
         if not self.rewards.components:
             raise ValueError("rewards.components is empty; give at least one, e.g. {correct: 1.0}")
         if self.task.name in FILE_TASKS and not self.task.path:
@@ -93,8 +109,10 @@ class RunConfig:
             raise ValueError(f"eval.k must hold values >= 1 (the k of pass@k), got {self.eval.k}")
         for name in self.eval.tasks:
             if name.partition(":")[0] in FILE_TASKS and name != self.task.name:
-                raise ValueError(f"eval.tasks entry {name!r} needs a data file; only the run's own task can be a "
-                                 "file task (task.name=... task.path=...)")
+                raise ValueError(
+                    f"eval.tasks entry {name!r} needs a data file; only the run's own task can be a "
+                    "file task (task.name=... task.path=...)"
+                )
         if self.task.few_shot < 0:
             raise ValueError(f"task.few_shot must be >= 0, got {self.task.few_shot}")
 
@@ -123,11 +141,14 @@ def read_recipe(path: str | Path) -> dict[str, Any]:
         mark = getattr(e, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ValueError(f"{where}: YAML syntax error: {problem}; fix the recipe (indentation, colons, quotes)") \
-            from None
+        raise ValueError(
+            f"{where}: YAML syntax error: {problem}; fix the recipe (indentation, colons, quotes)"
+        ) from None
     if loaded is None:
-        raise ValueError(f"{path}: the recipe is empty; give the settings to change (e.g. `steps: 20`), or leave "
-                         "the recipe out to use the defaults")
+        raise ValueError(
+            f"{path}: the recipe is empty; give the settings to change (e.g. `steps: 20`), or leave "
+            "the recipe out to use the defaults"
+        )
     if not isinstance(loaded, dict):
         raise ValueError(f"{path}: a recipe must be a YAML mapping, got {type(loaded).__name__}")
     return loaded
@@ -154,8 +175,9 @@ def migrate(data: dict[str, Any]) -> dict[str, Any]:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
-                check_names: bool = True) -> RunConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (), check_names: bool = True
+) -> RunConfig:
     """Defaults < YAML file < overrides. Raises ValueError with the offending key on any problem. check_names:
     also look up every registry name now (imports the registries; reasonrl/config/names.py)."""
     data = read_recipe(path) if path is not None else {}
@@ -169,17 +191,23 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
         cfg = build(RunConfig, migrate(data))
         if check_names:
             from reasonrl.config.names import resolve_names
+
             resolve_names(cfg)
     except ValueError as e:  # a value from the recipe: its file and line in front
         if path is None:
             raise
-        raise ValueError(blame_recipe(Path(path), Path(path).read_text(encoding="utf-8"), str(e), from_overrides)) \
-            from None
+        raise ValueError(
+            blame_recipe(Path(path), Path(path).read_text(encoding="utf-8"), str(e), from_overrides)
+        ) from None
     return cfg
 
 
-NAMED_OPTIONS = {"task.name": "task.options", "env.name": "env.options", "algo.loss.name": "algo.loss",
-                 "algo.loss": "algo.loss"}
+NAMED_OPTIONS = {
+    "task.name": "task.options",
+    "env.name": "env.options",
+    "algo.loss.name": "algo.loss",
+    "algo.loss": "algo.loss",
+}
 """Overrides that pick another task, environment or loss, and where the old one's options live."""
 
 
@@ -205,8 +233,15 @@ def reset_options(data: dict[str, Any], key: str, value: Any) -> None:
         return
     old_name = parent.get("name")
     if old_name is not None and old_name != value and parent.get(leaf):
-        logger.warning("%s changed from %s to %s: dropped %s %s (they belonged to %s)", key, old_name, value,
-                       NAMED_OPTIONS[key], parent[leaf], old_name)
+        logger.warning(
+            "%s changed from %s to %s: dropped %s %s (they belonged to %s)",
+            key,
+            old_name,
+            value,
+            NAMED_OPTIONS[key],
+            parent[leaf],
+            old_name,
+        )
         parent[leaf] = {}
 
 
@@ -221,4 +256,5 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
 
 def save_config(cfg: RunConfig, path: str | Path) -> None:
     from reasonrl.utils.files import atomic_write_text
+
     atomic_write_text(Path(path), yaml.safe_dump(config_to_dict(cfg), sort_keys=False))

@@ -3,6 +3,7 @@ supervised fine-tuning (sft.*) and the from-scratch pipeline's pretraining (pret
 
 Part of RunConfig (reasonrl/config/run.py).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -47,8 +48,9 @@ class ForgetConfig:
             if getattr(self, key) < 1:
                 raise ValueError(f"forget.{key} must be >= 1, got {getattr(self, key)}")
         if self.text_tokens < 2:
-            raise ValueError(f"forget.text_tokens must be >= 2 (a chunk scores its tokens after the first), "
-                             f"got {self.text_tokens}")
+            raise ValueError(
+                f"forget.text_tokens must be >= 2 (a chunk scores its tokens after the first), got {self.text_tokens}"
+            )
         if self.kl_budget is not None and not self.kl_budget > 0:
             raise ValueError(f"forget.kl_budget must be > 0 nats (or null for no budget), got {self.kl_budget}")
         labels = [label for label, _ in self.task_configs()]
@@ -86,8 +88,9 @@ class LogConfig:
     def __post_init__(self) -> None:
         for sink in self.sinks:
             if sink not in SINKS:
-                raise ValueError(f"log.sinks: unknown sink {sink!r}; known: {', '.join(SINKS)} (metrics.jsonl "
-                                 "is always written)")
+                raise ValueError(
+                    f"log.sinks: unknown sink {sink!r}; known: {', '.join(SINKS)} (metrics.jsonl is always written)"
+                )
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,10 @@ class SFTConfig:
         if self.epochs < 1 or (self.steps is not None and self.steps < 1):
             raise ValueError(f"sft.epochs ({self.epochs}) and sft.steps ({self.steps}) must be >= 1")
         if self.seq_len < 2 or self.batch_tokens < self.seq_len:
-            raise ValueError(f"sft.batch_tokens ({self.batch_tokens}) must be >= sft.seq_len ({self.seq_len}) >= 2: "
-                             "a step holds at least one row")
+            raise ValueError(
+                f"sft.batch_tokens ({self.batch_tokens}) must be >= sft.seq_len ({self.seq_len}) >= 2: "
+                "a step holds at least one row"
+            )
 
 
 @dataclass(frozen=True)
@@ -143,12 +148,21 @@ class PretrainConfig:
     """Attention heads of the random Llama (hidden_size must divide by it)."""
 
     def __post_init__(self) -> None:
-        sizes = {"steps": self.steps, "batch_size": self.batch_size, "hidden_size": self.hidden_size,
-                 "layers": self.layers, "heads": self.heads, "seq_len": self.seq_len - 1}
+        sizes = {
+            "steps": self.steps,
+            "batch_size": self.batch_size,
+            "hidden_size": self.hidden_size,
+            "layers": self.layers,
+            "heads": self.heads,
+            "seq_len": self.seq_len - 1,
+        }
         for key, value in sizes.items():
             if value < 1:
-                raise ValueError(f"pretrain.{key} must be >= {2 if key == 'seq_len' else 1}, got "
-                                 f"{value + 1 if key == 'seq_len' else value}")
+                raise ValueError(
+                    f"pretrain.{key} must be >= {2 if key == 'seq_len' else 1}, got "
+                    f"{value + 1 if key == 'seq_len' else value}"
+                )
         if self.hidden_size % self.heads:
-            raise ValueError(f"pretrain.hidden_size ({self.hidden_size}) must be divisible by pretrain.heads "
-                             f"({self.heads})")
+            raise ValueError(
+                f"pretrain.hidden_size ({self.hidden_size}) must be divisible by pretrain.heads ({self.heads})"
+            )

@@ -1,5 +1,6 @@
 """Config sections of what the policy is trained on: task.* (the problems), rewards.* (how answers are scored)
 and env.* (single-turn or multi-turn episodes)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -70,9 +71,11 @@ class RewardConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.max_failure_share <= 1 or self.max_timeouts_in_row < 0 or self.memory_mb < 0:
-            raise ValueError(f"rewards.max_failure_share must be in (0, 1] and rewards.max_timeouts_in_row, "
-                             f"rewards.memory_mb >= 0, got {self.max_failure_share}, {self.max_timeouts_in_row}, "
-                             f"{self.memory_mb}")
+            raise ValueError(
+                f"rewards.max_failure_share must be in (0, 1] and rewards.max_timeouts_in_row, "
+                f"rewards.memory_mb >= 0, got {self.max_failure_share}, {self.max_timeouts_in_row}, "
+                f"{self.memory_mb}"
+            )
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,10 @@ holds its own model (`shared`: a policy in the same process whose frozen weights
     close()                            -> free what the engine holds outside Python objects
     pad_id                             -> the tokenizer's padding id
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,13 +46,22 @@ class Completion:
     """True when a stop token ended it, False when it hit max_new_tokens."""
 
 
-class Engine(Protocol):
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
-                 keep: bool = False, adapter: bool = True) -> list[list[Completion]]:
-        ...
+Progress = Callable[[int, int, list[list[Completion]]], None]
+"""Called by an engine that samples in chunks with (prompts done, prompts, the completions so far, per prompt)."""
 
-    def update_weights(self, update: Any) -> None:
-        ...
+
+class Engine(Protocol):
+    def generate(
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        n: int,
+        seed: int,
+        keep: bool = False,
+        adapter: bool = True,
+    ) -> list[list[Completion]]: ...
+
+    def update_weights(self, update: Any) -> None: ...
 
 
 ENGINES: Registry[Any] = Registry("engine")

@@ -1,5 +1,6 @@
 """Decoding parts of the HF engine: sampling the next token, left padding, a KV cache with room reserved for the
 whole completion, and the merged (W0 + scale * B A) copy of a LoRA policy that the engine decodes from."""
+
 from __future__ import annotations
 
 import inspect
@@ -15,8 +16,9 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
 
-def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generator,
-                blocked: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def sample_next(
+    logits: Tensor, params: SamplingParams, generator: torch.Generator, blocked: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """(B, V) logits -> sampled token (B,) and its log-prob (B,) under softmax(logits / T).
 
     top_p and blocked tokens restrict where samples come from, but the reported log-prob stays that of the
@@ -25,23 +27,23 @@ def sample_next(logits: Tensor, params: SamplingParams, generator: torch.Generat
     logits = logits.float()
     if params.temperature == 0:
         choice = logits if blocked is None else logits.index_fill(-1, blocked, float("-inf"))
-        token = choice.argmax(-1)                                                # (B,)
+        token = choice.argmax(-1)  # (B,)
         return token, logits.log_softmax(-1).gather(-1, token[:, None]).squeeze(-1)
     scaled = logits if params.temperature == 1.0 else logits / params.temperature  # (B, V)
-    lse = torch.logsumexp(scaled, dim=-1, keepdim=True)                          # (B, 1)
-    probs = (scaled - lse).exp_()                                                # (B, V)
+    lse = torch.logsumexp(scaled, dim=-1, keepdim=True)  # (B, 1)
+    probs = (scaled - lse).exp_()  # (B, V)
     if blocked is not None:
         probs.index_fill_(-1, blocked, 0.0)
     if params.top_p < 1.0:
-        sorted_p, order = probs.sort(-1, descending=True)                        # (B, V)
-        outside = sorted_p.cumsum(-1) - sorted_p > params.top_p                  # (B, V)
+        sorted_p, order = probs.sort(-1, descending=True)  # (B, V)
+        outside = sorted_p.cumsum(-1) - sorted_p > params.top_p  # (B, V)
         sorted_p = sorted_p.masked_fill(outside, 0.0)
         probs = torch.zeros_like(probs).scatter(-1, order, sorted_p)
     # Inverse-CDF sampling: one uniform per row (torch.multinomial draws one exponential per vocabulary entry,
     # which was 17% of decode time for a 49k vocabulary on CPU).
-    cdf = probs.cumsum(-1)                                                       # (B, V)
+    cdf = probs.cumsum(-1)  # (B, V)
     u = torch.rand(cdf.shape[0], 1, generator=generator).to(cdf.device) * cdf[:, -1:]  # (B, 1)
-    token = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=cdf.shape[1] - 1)   # (B,)
+    token = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=cdf.shape[1] - 1)  # (B,)
     return token, (scaled.gather(-1, token[:, None]) - lse).squeeze(-1)
 
 
@@ -81,8 +83,12 @@ def transpose_linears(model: nn.Module) -> nn.Module:
     head = cast("PreTrainedModel", model).get_output_embeddings()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if (type(child) is nn.Linear and child is not head and child.weight.dtype == torch.float32
-                    and child.weight.device.type == "cpu"):
+            if (
+                type(child) is nn.Linear
+                and child is not head
+                and child.weight.dtype == torch.float32
+                and child.weight.device.type == "cpu"
+            ):
                 setattr(parent, name, TransposedLinear(child))
     return model
 
@@ -121,11 +127,11 @@ def last_position(ids: Tensor) -> Tensor:
 def left_pad(prompts: list[list[int]], pad_id: int) -> tuple[Tensor, Tensor]:
     """Left-pad prompts -> ids (P, L) and attention mask (P, L)."""
     width = max(len(p) for p in prompts)
-    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)            # (P, L)
-    attn = torch.zeros(len(prompts), width, dtype=torch.long)                    # (P, L)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)  # (P, L)
+    attn = torch.zeros(len(prompts), width, dtype=torch.long)  # (P, L)
     for i, p in enumerate(prompts):
-        ids[i, width - len(p):] = torch.tensor(p)
-        attn[i, width - len(p):] = 1
+        ids[i, width - len(p) :] = torch.tensor(p)
+        attn[i, width - len(p) :] = 1
     return ids, attn
 
 
@@ -152,18 +158,18 @@ def reserved_cache(capacity: int) -> Any:
                 self.capacity = 2 * (self.length + n)
                 self.k_buf = self._resized(self.k_buf)
                 self.v_buf = self._resized(self.v_buf)
-            self.k_buf[:, :, self.length:self.length + n] = key_states
-            self.v_buf[:, :, self.length:self.length + n] = value_states
+            self.k_buf[:, :, self.length : self.length + n] = key_states
+            self.v_buf[:, :, self.length : self.length + n] = value_states
             self.length += n
             return self._views()
 
         def _resized(self, buf: Tensor) -> Tensor:
             out = buf.new_empty(*buf.shape[:2], self.capacity, buf.shape[-1])
-            out[:, :, :self.length] = buf[:, :, :self.length]
+            out[:, :, : self.length] = buf[:, :, : self.length]
             return out
 
         def _views(self) -> tuple[Tensor, Tensor]:
-            self.keys, self.values = self.k_buf[:, :, :self.length], self.v_buf[:, :, :self.length]
+            self.keys, self.values = self.k_buf[:, :, : self.length], self.v_buf[:, :, : self.length]
             return self.keys, self.values
 
         def get_seq_length(self) -> int:

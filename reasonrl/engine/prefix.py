@@ -12,6 +12,7 @@ part of any prompt, row p feeds its last min(len(p), W) tokens and takes the pos
 entry; a row whose new part is shorter than W re-feeds a few cached tokens, which keeps every row contiguous
 (no holes in the attention mask).
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -44,7 +45,7 @@ class PrefixStore:
         for prompt in prompts:
             best: tuple[int, LayerKV | None] = (0, None)
             for key, kv in self.entries.items():
-                if best[0] < len(key) < len(prompt) and tuple(prompt[:len(key)]) == key:
+                if best[0] < len(key) < len(prompt) and tuple(prompt[: len(key)]) == key:
                     best = (len(key), kv)
             hits.append(best)
         self.clear()
@@ -58,30 +59,31 @@ def reuse_layout(prompts: list[list[int]], cached: list[int]) -> tuple[list[int]
     return [max(0, len(p) - window) for p in prompts], window
 
 
-def cached_prefill(prompts: list[list[int]], hits: list[tuple[int, LayerKV | None]], pad_id: int,
-                   left_pad: Any) -> tuple[Tensor, Tensor, Iterator[tuple[Tensor, Tensor]]]:
+def cached_prefill(
+    prompts: list[list[int]], hits: list[tuple[int, LayerKV | None]], pad_id: int, left_pad: Any
+) -> tuple[Tensor, Tensor, Iterator[tuple[Tensor, Tensor]]]:
     """ids (P, W) to feed, attention mask (P, A + W), and an iterator over the layers' (keys, values)
     (P, heads, A, head_dim) to put in the cache first, where A is the most cached positions any row reuses
     (empty when A = 0). The iterator builds one layer at a time, so only one padded layer exists at once."""
     reuse, _ = reuse_layout(prompts, [c for c, _ in hits])
-    ids, attn_new = left_pad([p[r:] for p, r in zip(prompts, reuse)], pad_id)   # (P, W), (P, W)
+    ids, attn_new = left_pad([p[r:] for p, r in zip(prompts, reuse)], pad_id)  # (P, W), (P, W)
     width = max(reuse)
-    attn_old = torch.zeros(len(prompts), width, dtype=attn_new.dtype)             # (P, A)
+    attn_old = torch.zeros(len(prompts), width, dtype=attn_new.dtype)  # (P, A)
     for row, r in enumerate(reuse):
-        attn_old[row, width - r:] = 1
+        attn_old[row, width - r :] = 1
 
     def layers() -> Iterator[tuple[Tensor, Tensor]]:
         if width == 0:
             return
         sample = next(kv for _, kv in hits if kv is not None)
         for layer, (k0, v0) in enumerate(sample):
-            keys = k0.new_zeros(len(prompts), k0.shape[0], width, k0.shape[-1])   # (P, heads, A, head_dim)
+            keys = k0.new_zeros(len(prompts), k0.shape[0], width, k0.shape[-1])  # (P, heads, A, head_dim)
             values = v0.new_zeros(len(prompts), v0.shape[0], width, v0.shape[-1])
             for row, ((_, kv), r) in enumerate(zip(hits, reuse)):
                 if r:
                     assert kv is not None
-                    keys[row, :, width - r:] = kv[layer][0][:, :r]
-                    values[row, :, width - r:] = kv[layer][1][:, :r]
+                    keys[row, :, width - r :] = kv[layer][0][:, :r]
+                    values[row, :, width - r :] = kv[layer][1][:, :r]
             yield keys, values
 
     return ids, torch.cat([attn_old, attn_new], dim=1), layers()

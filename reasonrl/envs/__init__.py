@@ -10,6 +10,7 @@ A single-turn task is the one-step case: reset shows the question, step scores t
 rollout.py owns the tokens: observations are appended as tokens the policy is not trained on.
 Environments whose steps are cheaper together (reward workers, one sandbox call) override `step_batch`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -34,17 +35,13 @@ class EnvContext:
 
 
 class Env(Protocol):
-    def reset(self, example: Example) -> list[Message]:
-        ...
+    def reset(self, example: Example) -> list[Message]: ...
 
-    def step(self, action: str) -> StepResult:
-        ...
+    def step(self, action: str) -> StepResult: ...
 
-    def state_key(self) -> str:
-        ...
+    def state_key(self) -> str: ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 class BaseEnv:
@@ -63,7 +60,7 @@ class BaseEnv:
         raise NotImplementedError
 
     def state_key(self) -> str:
-        """"" means: the rollout keys the state by the last observation it showed the policy (identical
+        """ "" means: the rollout keys the state by the last observation it showed the policy (identical
         observations, identical states). Environments with hidden state override this."""
         return ""
 
@@ -83,8 +80,11 @@ def step_all(envs: list[Any], actions: list[str]) -> list[StepResult]:
         by_class.setdefault(type(env), []).append(i)
     for cls, index in by_class.items():
         batch = getattr(cls, "step_batch", None)
-        out = (batch([envs[i] for i in index], [actions[i] for i in index]) if batch is not None
-               else [envs[i].step(actions[i]) for i in index])
+        out = (
+            batch([envs[i] for i in index], [actions[i] for i in index])
+            if batch is not None
+            else [envs[i].step(actions[i]) for i in index]
+        )
         for i, r in zip(index, out):
             results[i] = r
     return results  # type: ignore[return-value]
@@ -96,8 +96,9 @@ ENVS: Registry = Registry("environment")
 class Environment:
     """A run's environment: makes one fresh episode per rollout row, owns what the episodes share."""
 
-    def __init__(self, name: str, ctx: EnvContext, max_turns: int | None = None,
-                 max_context_tokens: int | None = None) -> None:
+    def __init__(
+        self, name: str, ctx: EnvContext, max_turns: int | None = None, max_context_tokens: int | None = None
+    ) -> None:
         self.name, self.ctx, self.cls = name, ctx, ENVS.get(name)
         own = getattr(self.cls, "own_max_turns", None)  # the environment's own limit, where it has one
         limit: int | None = own(ctx.options) if own else None
@@ -125,5 +126,6 @@ def make_environment(cfg: Any) -> Environment:
     except Exception:
         ctx.rewards.close()  # type: ignore[union-attr]
         raise
+
 
 from reasonrl.envs import adapters, coding, corridor, single_turn, sokoban, tools  # noqa: E402,F401  (register)

@@ -22,6 +22,7 @@ Both: reward part "correct" (what eval accuracy counts) is info["is_success"] at
 when the environment reports it, else (with env.options.success_threshold set) 1 when the episode's return
 reaches the threshold.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -55,8 +56,10 @@ def gymnasium_creator(spec: str) -> Any:
     try:
         import gymnasium
     except ImportError as e:
-        raise ValueError(f"env.options.id={spec!r} is not a 'module:Class' entry point and gymnasium is not "
-                         "installed (pip install gymnasium) to look it up as a registered id") from e
+        raise ValueError(
+            f"env.options.id={spec!r} is not a 'module:Class' entry point and gymnasium is not "
+            "installed (pip install gymnasium) to look it up as a registered id"
+        ) from e
     module, sep, name = spec.rpartition(":")
     try:
         if sep:
@@ -86,8 +89,10 @@ def success_part(info: dict[str, Any], episode_return: float, threshold: float |
 
 def as_text(observation: Any, where: str) -> str:
     if not isinstance(observation, str):
-        raise ValueError(f"env gymnasium: {where} returned a {type(observation).__name__} observation; only "
-                         "environments whose observations are strings run here (wrap it to render text)")
+        raise ValueError(
+            f"env gymnasium: {where} returned a {type(observation).__name__} observation; only "
+            "environments whose observations are strings run here (wrap it to render text)"
+        )
     return observation
 
 
@@ -97,6 +102,7 @@ def registered_spec(spec: str, field: str) -> Any:
         return None
     try:
         import gymnasium
+
         return getattr(gymnasium.spec(spec), field, None)
     except Exception:  # not installed, not registered: the creator reports it
         return None
@@ -115,8 +121,13 @@ class GymnasiumEnv(BaseEnv):
         spec = options.get("id")
         return registered_spec(spec, "max_episode_steps") if isinstance(spec, str) else None
 
-    def __init__(self, ctx: EnvContext, id: str | None = None, kwargs: dict[str, Any] | None = None,
-                 success_threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        ctx: EnvContext,
+        id: str | None = None,
+        kwargs: dict[str, Any] | None = None,
+        success_threshold: float | None = None,
+    ) -> None:
         super().__init__(ctx)
         if id is not None and (not isinstance(id, str) or not id):
             raise ValueError(f"env.options.id={id!r} must be a registered Gymnasium id or 'module:Class'")
@@ -131,16 +142,20 @@ class GymnasiumEnv(BaseEnv):
         meta = dict(example.metadata.get("gymnasium") or {})
         spec = self.spec or meta.get("id")
         if not spec:
-            raise ValueError(f"env gymnasium: no environment for example {example.id!r}; set env.options.id or "
-                             "use task.name=gymnasium:<id>")
+            raise ValueError(
+                f"env gymnasium: no environment for example {example.id!r}; set env.options.id or "
+                "use task.name=gymnasium:<id>"
+            )
         creator = self.creator or gymnasium_creator(spec)
         self.env = creator(**(self.kwargs if self.spec else dict(meta.get("kwargs") or {})))
         observation, _ = self.env.reset(seed=meta.get("seed", episode_seed(example)), options=meta.get("reset_options"))
         self.last, self.example, self.episode_return = as_text(observation, "reset()"), example, 0.0
         if "observation" in meta:  # the gymnasium task already put this first observation in the prompt
             if meta["observation"] != self.last:
-                raise ValueError(f"env gymnasium {spec!r}: reset(seed={meta.get('seed')}) gave a different first "
-                                 f"observation than when example {example.id!r} was made; it must be seeded")
+                raise ValueError(
+                    f"env gymnasium {spec!r}: reset(seed={meta.get('seed')}) gave a different first "
+                    f"observation than when example {example.id!r} was made; it must be seeded"
+                )
             self.messages = list(example.prompt)
         else:
             self.messages = list(example.prompt) + [{"role": "user", "content": self.last}]
@@ -156,8 +171,13 @@ class GymnasiumEnv(BaseEnv):
         parts: dict[str, float | None] = {"env_reward": float(reward)}
         if terminated or truncated:
             parts |= success_part(info, self.episode_return, self.threshold)
-            return StepResult(observation=None, reward=float(reward), done=True, reward_parts=parts,
-                              info={"truncated_by_env": bool(truncated)})
+            return StepResult(
+                observation=None,
+                reward=float(reward),
+                done=True,
+                reward_parts=parts,
+                info={"truncated_by_env": bool(truncated)},
+            )
         message: list[Message] = [{"role": "user", "content": self.last}]
         self.messages += [Message(role="assistant", content=action)] + message
         return StepResult(observation=message, reward=float(reward), done=False, reward_parts=parts)
@@ -177,11 +197,15 @@ def skyrl_creator(spec: str) -> Any:
     try:
         import skyrl_gym
     except ImportError as e:
-        raise ValueError(f"env.options.id={spec!r} is not a 'module:Class' entry point and skyrl-gym is not "
-                         "installed (pip install skyrl-gym) to look it up as a registered id") from e
+        raise ValueError(
+            f"env.options.id={spec!r} is not a 'module:Class' entry point and skyrl-gym is not "
+            "installed (pip install skyrl-gym) to look it up as a registered id"
+        ) from e
     if spec not in skyrl_gym.registry:
-        raise ValueError(f"env.options.id={spec!r} is not a registered skyrl-gym environment (known: "
-                         f"{', '.join(sorted(skyrl_gym.registry))}) nor a 'module:Class' entry point")
+        raise ValueError(
+            f"env.options.id={spec!r} is not a registered skyrl-gym environment (known: "
+            f"{', '.join(sorted(skyrl_gym.registry))}) nor a 'module:Class' entry point"
+        )
     return lambda **kwargs: skyrl_gym.make(spec, **kwargs)
 
 
@@ -191,12 +215,19 @@ class SkyRLGymEnv(BaseEnv):
 
     default_max_turns = 10
 
-    def __init__(self, ctx: EnvContext, id: str = "", env_config: dict[str, Any] | None = None,
-                 extras: dict[str, Any] | None = None, success_threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        ctx: EnvContext,
+        id: str = "",
+        env_config: dict[str, Any] | None = None,
+        extras: dict[str, Any] | None = None,
+        success_threshold: float | None = None,
+    ) -> None:
         super().__init__(ctx)
         if not isinstance(id, str) or not id:
-            raise ValueError("env skyrl_gym needs env.options.id: a registered skyrl-gym id (e.g. gsm8k) or "
-                             "'module:Class'")
+            raise ValueError(
+                "env skyrl_gym needs env.options.id: a registered skyrl-gym id (e.g. gsm8k) or 'module:Class'"
+            )
         self.spec, self.env_config, self.extras = id, dict(env_config or {}), dict(extras or {})
         self.creator = skyrl_creator(id)  # an unknown id fails at start-up
         self.threshold = success_threshold
@@ -204,8 +235,10 @@ class SkyRLGymEnv(BaseEnv):
         self.episode_return = 0.0
 
     def episode_extras(self, example: Example) -> dict[str, Any]:
-        extras: dict[str, Any] = {"reward_spec": {"method": "rule", "ground_truth": example.answer},
-                                  "extra_info": dict(example.metadata)}
+        extras: dict[str, Any] = {
+            "reward_spec": {"method": "rule", "ground_truth": example.answer},
+            "extra_info": dict(example.metadata),
+        }
         if self.ctx.max_turns_set:  # else the environment keeps its own limit (gsm8k_multi_turn: 5)
             extras["max_turns"] = self.ctx.max_turns
         return extras | self.extras | dict(example.metadata.get("skyrl_extras") or {})

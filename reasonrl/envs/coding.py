@@ -25,6 +25,7 @@ program writes stays in its sandbox; only write and replace change the repositor
 Options (env.options): partial_credit, timeout_s (per sandboxed command), test_timeout_s (per test),
 memory_mb, max_processes, output_chars, max_file_kb, max_repo_kb, max_files, workers (episodes stepped at once).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,8 +48,18 @@ _HARNESS = Path(__file__).with_name("coding_harness.py")
 _HARNESS_NAME, _SPEC_NAME = "_reasonrl_harness.py", "_reasonrl_tests.json"
 _SANDBOX_PATH = re.compile(r"/[^\s\"']*?reasonrl-sandbox-[^/\s\"']+/(?:work/)?")  # its random directory
 _SIGNALS = {9: "killed (SIGKILL)", 24: "killed: CPU time limit", 25: "killed: file size limit"}
-OPTIONS = ("partial_credit", "timeout_s", "test_timeout_s", "memory_mb", "max_processes", "output_chars",
-           "max_file_kb", "max_repo_kb", "max_files", "workers")
+OPTIONS = (
+    "partial_credit",
+    "timeout_s",
+    "test_timeout_s",
+    "memory_mb",
+    "max_processes",
+    "output_chars",
+    "max_file_kb",
+    "max_repo_kb",
+    "max_files",
+    "workers",
+)
 
 
 def truncate(text: str, limit: int) -> str:
@@ -56,7 +67,7 @@ def truncate(text: str, limit: int) -> str:
     if len(text) <= limit:
         return text
     head = limit * 2 // 3
-    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[len(text) - (limit - head):]}"
+    return f"{text[:head]}\n[... {len(text) - limit} characters cut ...]\n{text[len(text) - (limit - head) :]}"
 
 
 @ENVS.register("coding")
@@ -65,20 +76,40 @@ class CodingEnv(BaseEnv):
 
     default_max_turns = 12
 
-    def __init__(self, ctx: EnvContext, partial_credit: bool = False, timeout_s: float = 10.0,
-                 test_timeout_s: float = 3.0, memory_mb: int = 512, max_processes: int = 16,
-                 output_chars: int = 2500, max_file_kb: int = 64, max_repo_kb: int = 512, max_files: int = 64,
-                 workers: int = 4, **unknown: object) -> None:
+    def __init__(
+        self,
+        ctx: EnvContext,
+        partial_credit: bool = False,
+        timeout_s: float = 10.0,
+        test_timeout_s: float = 3.0,
+        memory_mb: int = 512,
+        max_processes: int = 16,
+        output_chars: int = 2500,
+        max_file_kb: int = 64,
+        max_repo_kb: int = 512,
+        max_files: int = 64,
+        workers: int = 4,
+        **unknown: object,
+    ) -> None:
         super().__init__(ctx)
         if unknown:
             raise ValueError(f"env coding has no option(s) {sorted(unknown)}; known: {', '.join(OPTIONS)}")
-        for name, value in (("test_timeout_s", test_timeout_s), ("output_chars", output_chars),
-                            ("max_file_kb", max_file_kb), ("max_repo_kb", max_repo_kb), ("max_files", max_files),
-                            ("workers", workers)):
+        for name, value in (
+            ("test_timeout_s", test_timeout_s),
+            ("output_chars", output_chars),
+            ("max_file_kb", max_file_kb),
+            ("max_repo_kb", max_repo_kb),
+            ("max_files", max_files),
+            ("workers", workers),
+        ):
             if not value > 0:
                 raise ValueError(f"env.options.{name} must be > 0, got {value}")
-        self.limits = Limits(timeout_s=timeout_s, memory_mb=memory_mb, max_processes=max_processes,
-                             output_bytes=max(4 * output_chars, 1 << 14))
+        self.limits = Limits(
+            timeout_s=timeout_s,
+            memory_mb=memory_mb,
+            max_processes=max_processes,
+            output_bytes=max(4 * output_chars, 1 << 14),
+        )
         self.partial_credit, self.test_timeout_s, self.output_chars = bool(partial_credit), test_timeout_s, output_chars
         self.max_file_bytes, self.max_repo_bytes, self.max_files = max_file_kb << 10, max_repo_kb << 10, max_files
         self.workers = workers
@@ -90,8 +121,10 @@ class CodingEnv(BaseEnv):
     def reset(self, example: Example) -> list[Message]:
         files = example.metadata.get("files")
         if not isinstance(files, dict) or not example.metadata.get("tests"):
-            raise ValueError(f"example {example.id!r}: the coding environment needs metadata 'files' and 'tests' "
-                             "(use task.name=code_repos)")
+            raise ValueError(
+                f"example {example.id!r}: the coding environment needs metadata 'files' and 'tests' "
+                "(use task.name=code_repos)"
+            )
         self.close()
         self.example, self.messages, self.turn = example, list(example.prompt), 0
         self.root = tempfile.mkdtemp(prefix="reasonrl-coding-")
@@ -173,8 +206,10 @@ class CodingEnv(BaseEnv):
         relative = os.path.relpath(full, self.root).replace(os.sep, "/")
         others = sum(len(t.encode()) for p, t in files.items() if p != relative)
         if others + size > self.max_repo_bytes or (relative not in files and len(files) >= self.max_files):
-            raise CommandError(f"the repository may hold at most {self.max_files} files and "
-                               f"{self.max_repo_bytes} bytes; {path!r} does not fit")
+            raise CommandError(
+                f"the repository may hold at most {self.max_files} files and "
+                f"{self.max_repo_bytes} bytes; {path!r} does not fit"
+            )
         try:
             os.makedirs(os.path.dirname(full), exist_ok=True)
             confine(self.root, path)  # the directories just made are real directories inside the copy
@@ -221,9 +256,13 @@ class CodingEnv(BaseEnv):
         text = self._read_file(command.arg)
         count = text.count(old) if old.strip() else 0
         if count != 1:
-            why = ("the old text is empty" if not old.strip() else
-                   "the old text was not found (it must match exactly, indentation included)" if count == 0 else
-                   f"the old text occurs {count} times; include more lines so it occurs once")
+            why = (
+                "the old text is empty"
+                if not old.strip()
+                else "the old text was not found (it must match exactly, indentation included)"
+                if count == 0
+                else f"the old text occurs {count} times; include more lines so it occurs once"
+            )
             raise CommandError(f"replace {command.arg}: {why}. Nothing was changed.")
         self._write(command.arg, text.replace(old, new))
         return f"Replaced {old.count(chr(10)) or 1} line(s) in {command.arg}."
@@ -286,9 +325,13 @@ class CodingEnv(BaseEnv):
             return StepResult(observation=None, reward=float("nan"), done=True, info=info | {"errors": [str(e)]})
         fraction = sum(passed) / len(passed)
         correct = float(all(passed))
-        return StepResult(observation=None, reward=fraction if self.partial_credit else correct, done=True,
-                          reward_parts={"correct": correct, "tests": fraction},
-                          info=info | {"tests_passed": sum(passed), "tests_total": len(passed)})
+        return StepResult(
+            observation=None,
+            reward=fraction if self.partial_credit else correct,
+            done=True,
+            reward_parts={"correct": correct, "tests": fraction},
+            info=info | {"tests_passed": sum(passed), "tests_total": len(passed)},
+        )
 
 
 def _clean(text: str) -> str:

@@ -18,6 +18,7 @@ be quoted or in backticks; cat/open/view mean read, create means write, edit mea
 pytest mean run tests, python <file> means run <file>, done and finish mean submit. A command line may stand
 in a shell or unlabelled ``` block, never in a python block (that is content). Anything else gets the usage.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,10 +28,27 @@ from pathlib import PurePosixPath
 
 FENCE = re.compile(r"^[ \t]*```[ \t]*([A-Za-z0-9_+-]*)[^\n]*\n(.*?)^[ \t]*```", re.DOTALL | re.MULTILINE)
 _SHELL_TAGS = {"", "bash", "sh", "shell", "console", "text", "txt", "plaintext"}
-ALIASES = {"ls": "ls", "dir": "ls", "read": "read", "cat": "read", "open": "read", "view": "read",
-           "write": "write", "create": "write", "replace": "replace", "edit": "replace", "run": "run",
-           "python": "run", "python3": "run", "test": "test", "tests": "test", "pytest": "test",
-           "submit": "submit", "done": "submit", "finish": "submit"}
+ALIASES = {
+    "ls": "ls",
+    "dir": "ls",
+    "read": "read",
+    "cat": "read",
+    "open": "read",
+    "view": "read",
+    "write": "write",
+    "create": "write",
+    "replace": "replace",
+    "edit": "replace",
+    "run": "run",
+    "python": "run",
+    "python3": "run",
+    "test": "test",
+    "tests": "test",
+    "pytest": "test",
+    "submit": "submit",
+    "done": "submit",
+    "finish": "submit",
+}
 USAGE = """Commands (one per reply):
   ls                 list the files
   read <path>        show a file
@@ -113,8 +131,11 @@ def parse_command(text: str) -> Command:
         later = [m.group(2) for m in FENCE.finditer(text) if m.start() >= end]
         wanted = 1 if name == "write" else 2
         if len(later) < wanted:
-            what = ("the complete new content in a ``` block" if name == "write"
-                    else "two ``` blocks: the exact old text, then the new text")
+            what = (
+                "the complete new content in a ``` block"
+                if name == "write"
+                else "two ``` blocks: the exact old text, then the new text"
+            )
             raise CommandError(f"`{name} {arg}` needs {what} after the command line.\n\n{USAGE}")
         return Command(name, arg, later[:wanted], line)
     if malformed:

@@ -14,6 +14,7 @@ rewards/code_harness.py (whose tests split into probes and a separate judge), a 
 runs in this one process: code here could, with effort, find the nonce in memory; the sandbox bounds what such
 code can do, not whether it can cheat.
 """
+
 from __future__ import annotations
 
 import ast
@@ -41,8 +42,11 @@ def find_tests(source: str, path: str) -> list[list[str]]:
     tests = []
     for node in ast.parse(source, filename=path).body:
         if isinstance(node, ast.ClassDef):
-            tests += [[path, node.name, item.name] for item in node.body
-                      if isinstance(item, ast.FunctionDef) and item.name.startswith("test")]
+            tests += [
+                [path, node.name, item.name]
+                for item in node.body
+                if isinstance(item, ast.FunctionDef) and item.name.startswith("test")
+            ]
     return tests
 
 
@@ -72,7 +76,7 @@ def _tail(text: str) -> str:
     lines = text.rstrip().splitlines()
     own = os.path.basename(__file__)
     frames = [i for i, line in enumerate(lines) if line.lstrip().startswith('File "') and own not in line]
-    return "\n".join(lines[frames[-1] if frames else 0:][:TRACEBACK_LINES])
+    return "\n".join(lines[frames[-1] if frames else 0 :][:TRACEBACK_LINES])
 
 
 def run_one(path: str, cls: str, method: str, modules: dict[str, Any], timeout_s: float) -> tuple[str, str]:

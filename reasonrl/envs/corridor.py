@@ -13,6 +13,7 @@ of its code point (odd: right, even: left): an untrained policy then performs a 
 about 0.38 for a goal 2 cells away in 4 turns. env.options={strict: true} makes any other reply (and an empty
 one) a wasted turn instead.
 """
+
 from __future__ import annotations
 
 from reasonrl.envs import ENVS, BaseEnv, EnvContext
@@ -53,8 +54,10 @@ class CorridorEnv(BaseEnv):
 
     def reset(self, example: Example) -> list[Message]:
         if "start" not in example.metadata or "goal" not in example.metadata:
-            raise ValueError(f"env.name=corridor needs examples with metadata start and goal (task.name=corridor); "
-                             f"example {example.id!r} has {sorted(example.metadata)}")
+            raise ValueError(
+                f"env.name=corridor needs examples with metadata start and goal (task.name=corridor); "
+                f"example {example.id!r} has {sorted(example.metadata)}"
+            )
         self.position, self.goal = int(example.metadata["start"]), int(example.metadata["goal"])
         return super().reset(example)
 
@@ -67,5 +70,9 @@ class CorridorEnv(BaseEnv):
         done = self.position == self.goal
         observation: list[Message] = [{"role": "user", "content": describe(self.position, self.goal)}]
         self.messages += [Message(role="assistant", content=action)] + observation
-        return StepResult(observation=None if done else observation, reward=float(done), done=done,
-                          reward_parts={"correct": float(done)})
+        return StepResult(
+            observation=None if done else observation,
+            reward=float(done),
+            done=done,
+            reward_parts={"correct": float(done)},
+        )

@@ -8,6 +8,7 @@ answered with "higher", "lower" or "correct". Reward 1 when guessed, else 0; `in
 Gymnasium's time limit (max_steps, also the spec's max_episode_steps) truncates. Needs gymnasium
 (`pip install -e ".[agents]"`): this module is imported only when the environment is made.
 """
+
 from __future__ import annotations
 
 import re
@@ -35,8 +36,11 @@ class GuessNumber(gymnasium.Env):
         self.low = int(self.np_random.integers(1, 101))
         self.width = int(self.np_random.integers(max(2, self.high // 2), self.high + 1))
         self.target, self.steps = self.low + int(self.np_random.integers(0, self.width)), 0
-        return (f"I am thinking of an integer from {self.low} to {self.low + self.width - 1}. Guess it: reply with "
-                f"one number. You have {self.max_steps} guesses.", {})
+        return (
+            f"I am thinking of an integer from {self.low} to {self.low + self.width - 1}. Guess it: reply with "
+            f"one number. You have {self.max_steps} guesses.",
+            {},
+        )
 
     def step(self, action: str) -> tuple[str, float, bool, bool, dict[str, Any]]:
         self.steps += 1

@@ -1,4 +1,5 @@
 """The one-step environment: the prompt is the example's conversation, the action is scored by the rewards."""
+
 from __future__ import annotations
 
 from reasonrl.envs import ENVS, BaseEnv, EnvContext
@@ -22,7 +23,14 @@ class SingleTurnEnv(BaseEnv):
         """Score every action at once (rewards run in parallel worker processes)."""
         rewards = envs[0].ctx.rewards
         scored = rewards.score(actions, [e.example for e in envs])  # type: ignore[union-attr,misc]
-        return [StepResult(observation=None, reward=s.total if s.total is not None else float("nan"), done=True,
-                           reward_parts=s.parts, reward_steps=s.steps,
-                           info={"errors": s.errors, "dropped": s.total is None, "gated": s.gated})
-                for s in scored]
+        return [
+            StepResult(
+                observation=None,
+                reward=s.total if s.total is not None else float("nan"),
+                done=True,
+                reward_parts=s.parts,
+                reward_steps=s.steps,
+                info={"errors": s.errors, "dropped": s.total is None, "gated": s.gated},
+            )
+            for s in scored
+        ]

@@ -12,6 +12,7 @@ as much for each pushed off). state_key() is the board's rendering, so identical
 anchor state for GiGPO. The episode ends when solved or after the example's move budget (metadata max_steps)
 or env.max_turns, whichever is first.
 """
+
 from __future__ import annotations
 
 import re
@@ -98,10 +99,13 @@ def parse(text: str) -> Board:
             if ch in (PLAYER, PLAYER_ON_TARGET):
                 players.append((r, c))
     if len(players) != 1 or len(boxes) != len(targets) or not boxes:
-        raise ValueError(f"sokoban board needs one player and as many boxes as targets (at least one); got "
-                         f"{len(players)} players, {len(boxes)} boxes, {len(targets)} targets:\n{text}")
-    return Board(len(rows), max(len(r) for r in rows), frozenset(walls), frozenset(targets), frozenset(boxes),
-                 players[0])
+        raise ValueError(
+            f"sokoban board needs one player and as many boxes as targets (at least one); got "
+            f"{len(players)} players, {len(boxes)} boxes, {len(targets)} targets:\n{text}"
+        )
+    return Board(
+        len(rows), max(len(r) for r in rows), frozenset(walls), frozenset(targets), frozenset(boxes), players[0]
+    )
 
 
 def solve(board: Board, max_states: int = 200_000) -> list[str] | None:
@@ -145,12 +149,20 @@ class SokobanEnv(BaseEnv):
 
     default_max_turns = 20
 
-    def __init__(self, ctx: EnvContext, solve_reward: float = 1.0, invalid_penalty: float = 0.1,
-                 step_penalty: float = 0.0, box_reward: float = 0.0) -> None:
+    def __init__(
+        self,
+        ctx: EnvContext,
+        solve_reward: float = 1.0,
+        invalid_penalty: float = 0.1,
+        step_penalty: float = 0.0,
+        box_reward: float = 0.0,
+    ) -> None:
         super().__init__(ctx)
         if invalid_penalty < 0 or step_penalty < 0:
-            raise ValueError(f"env.options.invalid_penalty ({invalid_penalty}) and step_penalty ({step_penalty}) "
-                             "are subtracted, so they must be >= 0")
+            raise ValueError(
+                f"env.options.invalid_penalty ({invalid_penalty}) and step_penalty ({step_penalty}) "
+                "are subtracted, so they must be >= 0"
+            )
         self.solve_reward, self.invalid_penalty = solve_reward, invalid_penalty
         self.step_penalty, self.box_reward = step_penalty, box_reward
         self.board: Board | None = None
@@ -159,8 +171,9 @@ class SokobanEnv(BaseEnv):
     def reset(self, example: Example) -> list[Message]:
         info = example.metadata.get("sokoban")
         if not isinstance(info, dict) or "board" not in info:
-            raise ValueError(f"env sokoban: example {example.id!r} has no sokoban board in its metadata; use "
-                             "task.name=sokoban")
+            raise ValueError(
+                f"env sokoban: example {example.id!r} has no sokoban board in its metadata; use task.name=sokoban"
+            )
         self.board = parse(info["board"])
         self.steps = 0
         self.budget = min(int(info.get("max_steps") or self.ctx.max_turns), self.ctx.max_turns)
@@ -177,15 +190,22 @@ class SokobanEnv(BaseEnv):
         direction = parse_move(action)
         before = self.board
         if direction is None:
-            reward, note = -self.invalid_penalty, ("No move found in your reply (end it with 'Answer: up', "
-                                                   "'down', 'left' or 'right'); nothing moved.")
+            reward, note = (
+                -self.invalid_penalty,
+                ("No move found in your reply (end it with 'Answer: up', 'down', 'left' or 'right'); nothing moved."),
+            )
         else:
             self.board, moved = move(before, direction)
             pushed = moved and self.board.boxes != before.boxes
             on_target = len(self.board.boxes & self.board.targets) - len(before.boxes & before.targets)
             reward = -self.step_penalty + self.box_reward * on_target
-            note = (f"You pushed a box {direction}." if pushed else f"You moved {direction}." if moved
-                    else f"You cannot move {direction} there; nothing moved.")
+            note = (
+                f"You pushed a box {direction}."
+                if pushed
+                else f"You moved {direction}."
+                if moved
+                else f"You cannot move {direction} there; nothing moved."
+            )
         solved = self.board.solved()
         done = solved or self.steps >= self.budget
         parts: dict[str, float | None] = {"invalid": float(direction is None)}
@@ -193,11 +213,18 @@ class SokobanEnv(BaseEnv):
             reward += self.solve_reward * solved
             parts["correct"] = float(solved)
         if done:
-            return StepResult(observation=None, reward=reward, done=True, reward_parts=parts,
-                              info={"moves": self.steps})
+            return StepResult(
+                observation=None, reward=reward, done=True, reward_parts=parts, info={"moves": self.steps}
+            )
         left = self.budget - self.steps
-        observation: list[Message] = [{"role": "user", "content": (
-            f"{note}\n\n{render(self.board)}\n\n{left} move{'s' * (left != 1)} left. "
-            "Your next move? End with: Answer: <up|down|left|right>")}]
+        observation: list[Message] = [
+            {
+                "role": "user",
+                "content": (
+                    f"{note}\n\n{render(self.board)}\n\n{left} move{'s' * (left != 1)} left. "
+                    "Your next move? End with: Answer: <up|down|left|right>"
+                ),
+            }
+        ]
         self.messages += [Message(role="assistant", content=action)] + observation
         return StepResult(observation=observation, reward=reward, done=False, reward_parts=parts)

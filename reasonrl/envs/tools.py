@@ -17,6 +17,7 @@ calculator is an AST evaluator (no eval): numbers, + - * / // % ** (and ^ as a p
 sqrt/abs/round/min/max, with bounded magnitudes. The Python tool runs in reasonrl.sandbox (no network,
 CPU/memory/time limits).
 """
+
 from __future__ import annotations
 
 import ast
@@ -38,12 +39,17 @@ _FENCE = re.compile(r"^```(?:python|py)?\s*\n?(.*?)\n?```$", re.DOTALL)
 
 MAX_EXPRESSION_CHARS = 300
 """Longest calculator expression."""
-MAX_MAGNITUDE = 10 ** 100
+MAX_MAGNITUDE = 10**100
 """Largest absolute value of a calculator number or intermediate result."""
 
 _BINARY: dict[type, Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
-    ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod}
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+    ast.FloorDiv: operator.floordiv,
+    ast.Mod: operator.mod,
+}
 _FUNCTIONS: dict[str, Callable[..., Any]] = {"sqrt": math.sqrt, "abs": abs, "round": round, "min": min, "max": max}
 
 
@@ -56,7 +62,7 @@ def _power(base: Any, exponent: Any) -> Any:
         raise CalculatorError("result too large")
     if base == 0 and exponent < 0:
         raise CalculatorError("division by zero")
-    return base ** exponent
+    return base**exponent
 
 
 def _checked(value: Any) -> Any:
@@ -84,8 +90,13 @@ def _evaluate(node: ast.AST) -> Any:
         if isinstance(node.op, (ast.Div, ast.FloorDiv, ast.Mod)) and right == 0:
             raise CalculatorError("division by zero")
         return _checked(_BINARY[type(node.op)](left, right))
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _FUNCTIONS
-            and not node.keywords and 1 <= len(node.args) <= 8):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and not node.keywords
+        and 1 <= len(node.args) <= 8
+    ):
         args = [_evaluate(a) for a in node.args]
         if node.func.id == "sqrt" and args[0] < 0:
             raise CalculatorError("sqrt of a negative number")
@@ -95,8 +106,10 @@ def _evaluate(node: ast.AST) -> Any:
             return _checked(_FUNCTIONS[node.func.id](*args))
         except TypeError as e:
             raise CalculatorError(str(e)) from None
-    raise CalculatorError(f"{type(node).__name__} is not allowed (numbers, + - * / // % ** ^, parentheses and "
-                          f"{', '.join(_FUNCTIONS)} only)")
+    raise CalculatorError(
+        f"{type(node).__name__} is not allowed (numbers, + - * / // % ** ^, parentheses and "
+        f"{', '.join(_FUNCTIONS)} only)"
+    )
 
 
 def calculate(expression: str) -> int | float:
@@ -140,8 +153,11 @@ def run_python(code: str, timeout_s: float, memory_mb: int) -> str:
     fenced = _FENCE.match(code.strip())
     source = fenced.group(1) if fenced else code
     try:
-        result = run(["{python}", "main.py"], files={"main.py": source},
-                     limits=Limits(timeout_s=timeout_s, memory_mb=memory_mb, output_bytes=4096))
+        result = run(
+            ["{python}", "main.py"],
+            files={"main.py": source},
+            limits=Limits(timeout_s=timeout_s, memory_mb=memory_mb, output_bytes=4096),
+        )
     except SandboxError as e:
         return f"error: the sandbox failed: {str(e)[-200:]}"
     if result.timed_out:
@@ -149,7 +165,8 @@ def run_python(code: str, timeout_s: float, memory_mb: int) -> str:
     out = result.stdout
     if result.returncode != 0:
         last = [line for line in result.stderr.strip().splitlines() if line.strip()][-1:] or [
-            f"exit code {result.returncode}"]
+            f"exit code {result.returncode}"
+        ]
         out += f"error: {last[0]}"
     return out.strip() or "(no output: print the values you need)"
 
@@ -162,23 +179,31 @@ def tool_instructions(tools: tuple[str, ...]) -> str:
     """The system message that explains the enabled tools."""
     lines = ["You can use tools while you reason."]
     if "calculator" in tools:
-        lines.append("To compute arithmetic, write <calculator>EXPRESSION</calculator>, for example "
-                     "<calculator>12*(3+4)</calculator>.")
+        lines.append(
+            "To compute arithmetic, write <calculator>EXPRESSION</calculator>, for example "
+            "<calculator>12*(3+4)</calculator>."
+        )
     if "python" in tools:
-        lines.append("To run Python, write <python>CODE</python> and print the values you need, for example "
-                     "<python>print(sum(range(10)))</python>.")
-    lines.append("After a tool call, end your turn: the result comes back as <result>...</result>. "
-                 "When you know the answer, reply without any tool call.")
+        lines.append(
+            "To run Python, write <python>CODE</python> and print the values you need, for example "
+            "<python>print(sum(range(10)))</python>."
+        )
+    lines.append(
+        "After a tool call, end your turn: the result comes back as <result>...</result>. "
+        "When you know the answer, reply without any tool call."
+    )
     return " ".join(lines)
 
 
 def demonstration(tools: tuple[str, ...]) -> list[Message]:
     """A worked exchange shown before the question (option demonstration): a call, its result, the answer."""
-    call = ("<calculator>23 * 4 + 7</calculator>" if "calculator" in tools else "<python>print(23 * 4 + 7)</python>")
-    return [{"role": "user", "content": "Calculate 23 * 4 + 7."},
-            {"role": "assistant", "content": call},
-            {"role": "user", "content": "<result>\n99\n</result>"},
-            {"role": "assistant", "content": "The result is 99.\nAnswer: 99"}]
+    call = "<calculator>23 * 4 + 7</calculator>" if "calculator" in tools else "<python>print(23 * 4 + 7)</python>"
+    return [
+        {"role": "user", "content": "Calculate 23 * 4 + 7."},
+        {"role": "assistant", "content": call},
+        {"role": "user", "content": "<result>\n99\n</result>"},
+        {"role": "assistant", "content": "The result is 99.\nAnswer: 99"},
+    ]
 
 
 @ENVS.register("tool_math")
@@ -187,10 +212,19 @@ class ToolMathEnv(BaseEnv):
 
     default_max_turns = 4
 
-    def __init__(self, ctx: EnvContext, tools: list[str] | tuple[str, ...] = TOOLS, instructions: bool = True,
-                 format_bonus: float = 0.0, max_calls_per_turn: int = 4, max_output_chars: int = 400,
-                 python_timeout_s: float = 5.0, python_memory_mb: int = 256, result_role: str = "user",
-                 demonstration: bool = False) -> None:
+    def __init__(
+        self,
+        ctx: EnvContext,
+        tools: list[str] | tuple[str, ...] = TOOLS,
+        instructions: bool = True,
+        format_bonus: float = 0.0,
+        max_calls_per_turn: int = 4,
+        max_output_chars: int = 400,
+        python_timeout_s: float = 5.0,
+        python_memory_mb: int = 256,
+        result_role: str = "user",
+        demonstration: bool = False,
+    ) -> None:
         super().__init__(ctx)
         if ctx.rewards is None:
             raise ValueError("the tool_math environment needs the run's rewards (EnvContext.rewards)")
@@ -198,8 +232,10 @@ class ToolMathEnv(BaseEnv):
         if unknown or not tools:
             raise ValueError(f"env.options.tools={list(tools)} must name at least one of {', '.join(TOOLS)}")
         if max_calls_per_turn < 1 or max_output_chars < 1:
-            raise ValueError(f"env.options.max_calls_per_turn ({max_calls_per_turn}) and max_output_chars "
-                             f"({max_output_chars}) must be >= 1")
+            raise ValueError(
+                f"env.options.max_calls_per_turn ({max_calls_per_turn}) and max_output_chars "
+                f"({max_output_chars}) must be >= 1"
+            )
         self.tools, self.instructions, self.format_bonus = tuple(tools), instructions, format_bonus
         self.demo = demonstration
         self.max_calls, self.max_chars, self.result_role = max_calls_per_turn, max_output_chars, result_role
@@ -243,8 +279,7 @@ class ToolMathEnv(BaseEnv):
         for env, action in zip(episodes, actions):
             env.turns += 1
             env.messages.append({"role": "assistant", "content": action})
-        final = [i for i, (e, a) in enumerate(zip(episodes, actions))
-                 if not e.calls(a) or e.turns >= e.ctx.max_turns]
+        final = [i for i, (e, a) in enumerate(zip(episodes, actions)) if not e.calls(a) or e.turns >= e.ctx.max_turns]
         results: dict[int, StepResult] = {}
         if final:
             results.update(zip(final, score_answers([episodes[i] for i in final], [actions[i] for i in final])))
@@ -256,15 +291,20 @@ class ToolMathEnv(BaseEnv):
 
     def tool_step(self, action: str) -> StepResult:
         calls = self.calls(action)
-        outputs = [clip(self.run_tool(name, source), self.max_chars) for name, source in calls[:self.max_calls]]
+        outputs = [clip(self.run_tool(name, source), self.max_chars) for name, source in calls[: self.max_calls]]
         outputs += [f"error: at most {self.max_calls} tool calls per turn"] * (len(calls) > self.max_calls)
-        observation: list[Message] = [{"role": self.result_role,
-                                       "content": "\n".join(f"<result>\n{o}\n</result>" for o in outputs)}]
+        observation: list[Message] = [
+            {"role": self.result_role, "content": "\n".join(f"<result>\n{o}\n</result>" for o in outputs)}
+        ]
         self.messages += observation
         ok = any(not o.startswith("error:") for o in outputs)
-        return StepResult(observation=observation, reward=self.format_bonus * ok, done=False,
-                          reward_parts={"tool_calls": float(len(calls))},
-                          info={"tool_errors": [o for o in outputs if o.startswith("error:")]})
+        return StepResult(
+            observation=observation,
+            reward=self.format_bonus * ok,
+            done=False,
+            reward_parts={"tool_calls": float(len(calls))},
+            info={"tool_errors": [o for o in outputs if o.startswith("error:")]},
+        )
 
 
 def score_answers(envs: list[ToolMathEnv], actions: list[str]) -> list[StepResult]:
@@ -274,7 +314,14 @@ def score_answers(envs: list[ToolMathEnv], actions: list[str]) -> list[StepResul
     out = []
     for env, action, s in zip(envs, actions, scored):
         parts = dict(s.parts) | {"tool_calls": float(len(env.calls(action)))}
-        out.append(StepResult(observation=None, reward=s.total if s.total is not None else float("nan"), done=True,
-                              reward_parts=parts, reward_steps=s.steps,
-                              info={"errors": s.errors, "dropped": s.total is None, "gated": s.gated}))
+        out.append(
+            StepResult(
+                observation=None,
+                reward=s.total if s.total is not None else float("nan"),
+                done=True,
+                reward_parts=parts,
+                reward_steps=s.steps,
+                info={"errors": s.errors, "dropped": s.total is None, "gated": s.gated},
+            )
+        )
     return out

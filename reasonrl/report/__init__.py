@@ -9,6 +9,7 @@ and a Content-Security-Policy forbids loading anything else. Run data is embedde
 escaped, and the JS inserts all text with textContent, so a completion may hold any markup. What a killed run
 did not finish (half a JSON line, no summary.json, no rollouts) is listed on the page, never raised.
 """
+
 from __future__ import annotations
 
 import html
@@ -42,8 +43,13 @@ def build_page(run_dir: Path, max_samples: int = MAX_SAMPLES) -> str:
     summary = load_summary(run_dir, notes)
     series = metric_series(rows)
     prompts, samples = compact_samples(select_samples(run_dir, max_samples, notes))
-    data = {"series": series, "groups": chart_groups(series), "prompts": prompts, "samples": samples,
-            "smoothing": default_smoothing(max((len(pts) for pts in series.values()), default=0))}
+    data = {
+        "series": series,
+        "groups": chart_groups(series),
+        "prompts": prompts,
+        "samples": samples,
+        "smoothing": default_smoothing(max((len(pts) for pts in series.values()), default=0)),
+    }
     facts = run_facts(config, rows, summary, notes)
     sections = {
         "title": html.escape(f"reasonrl report: {config.get('name') or run_dir.name}"),
@@ -52,11 +58,13 @@ def build_page(run_dir: Path, max_samples: int = MAX_SAMPLES) -> str:
         "notes": "".join(f"<li>{html.escape(n)}</li>" for n in notes),
         "summary": summary_html(summary) or "<p class=muted>No summary.json yet.</p>",
         "evals": steps_table_html(rows, "eval/") or "<p class=muted>No eval/* metrics logged.</p>",
-        "forget": steps_table_html(rows, "forget/") or "<p class=muted>No forget/* metrics logged (the "
-                                                        "forgetting monitor was off or has not run yet).</p>",
+        "forget": steps_table_html(rows, "forget/")
+        or "<p class=muted>No forget/* metrics logged (the forgetting monitor was off or has not run yet).</p>",
         "config": html.escape(config_text),
-        "css": (ASSETS / "report.css").read_text(), "js": (ASSETS / "report.js").read_text(),
-        "data": embed_json(data)}
+        "css": (ASSETS / "report.css").read_text(),
+        "js": (ASSETS / "report.js").read_text(),
+        "data": embed_json(data),
+    }
     for key in ("css", "js"):
         assert "</" + ("style" if key == "css" else "script") not in sections[key].lower(), key
     template = (ASSETS / "report.html").read_text()
@@ -81,8 +89,10 @@ def write_report(run_dir: str | Path, out: str | Path | None = None, max_samples
     if not run_dir.is_dir():
         raise ValueError(f"run directory {str(run_dir)!r} not found; give a directory made by `reasonrl train`")
     if not any((run_dir / name).exists() for name in ("config.yaml", "metrics.jsonl", "summary.json")):
-        raise ValueError(f"{run_dir} is not a run directory (no config.yaml, metrics.jsonl or summary.json); give "
-                         "a directory made by `reasonrl train`, `sft` or `pipeline`")
+        raise ValueError(
+            f"{run_dir} is not a run directory (no config.yaml, metrics.jsonl or summary.json); give "
+            "a directory made by `reasonrl train`, `sft` or `pipeline`"
+        )
     if max_samples < 0:
         raise ValueError(f"--max-samples must be >= 0, got {max_samples}")
     path = Path(out) if out is not None else run_dir / "report.html"
@@ -96,6 +106,11 @@ def write_report_safely(run_dir: Path) -> Path | None:
     try:
         return write_report(run_dir)
     except Exception as e:  # noqa: BLE001 - the report is a convenience; the run's results are already on disk
-        log.warning("could not write %s/report.html: %s: %s (retry with `reasonrl report %s`)",
-                    run_dir, type(e).__name__, e, run_dir)
+        log.warning(
+            "could not write %s/report.html: %s: %s (retry with `reasonrl report %s`)",
+            run_dir,
+            type(e).__name__,
+            e,
+            run_dir,
+        )
         return None

@@ -1,6 +1,7 @@
 """The report's curves: metric series from metrics.jsonl, grouped into families (reward and its components,
 length, truncation, accuracy and eval, KL, entropy, step time, forgetting, loss, then one family per prefix),
 each family split into charts whose series share a scale. Any new metric family is drawn without code here."""
+
 from __future__ import annotations
 
 import math
@@ -14,6 +15,7 @@ MAX_POINTS = 4000
 SCALE_RATIO = 10.0
 """Series of one family whose magnitudes differ more than this go on separate charts (not rewards and evals,
 which share a 0-1 scale and read best together)."""
+
 
 def metric_series(rows: list[dict[str, Any]]) -> dict[str, list[list[float | None]]]:
     """{metric: [[step, value], ...]} sorted by step; non-finite values become None (a gap in the curve)."""
@@ -35,10 +37,11 @@ def downsample(points: list[list[float | None]], limit: int = MAX_POINTS) -> lis
     size = math.ceil(len(points) / limit)
     out: list[list[float | None]] = []
     for i in range(0, len(points), size):
-        bucket = points[i:i + size]
+        bucket = points[i : i + size]
         values = [v for _, v in bucket if v is not None]
-        out.append([sum(cast(float, s) for s, _ in bucket) / len(bucket),
-                    sum(values) / len(values) if values else None])
+        out.append(
+            [sum(cast(float, s) for s, _ in bucket) / len(bucket), sum(values) / len(values) if values else None]
+        )
     return out
 
 
@@ -66,8 +69,9 @@ def magnitude(points: list[list[float | None]]) -> float:
     return max((abs(v) for _, v in points if v is not None), default=0.0)
 
 
-def split_by_scale(keys: list[str], series: dict[str, list[list[float | None]]],
-                   ratio: float = SCALE_RATIO) -> list[list[str]]:
+def split_by_scale(
+    keys: list[str], series: dict[str, list[list[float | None]]], ratio: float = SCALE_RATIO
+) -> list[list[str]]:
     """Groups of keys whose largest |value| lie within `ratio` of each other (all-zero series join the first)."""
     zero = [k for k in keys if magnitude(series[k]) == 0]
     ranked = sorted((k for k in keys if magnitude(series[k]) > 0), key=lambda k: magnitude(series[k]))
@@ -94,12 +98,19 @@ def chart_groups(series: dict[str, list[list[float | None]]]) -> list[dict[str, 
     for name in (n for n in order if n in families):
         keys = families[name]
         if name.startswith("Step time") and "time/step" in keys and len(keys) > 1:
-            charts = [{"title": name, "keys": [k for k in keys if k != "time/step"], "total": "time/step",
-                       "kind": "stack"}]
+            charts = [
+                {"title": name, "keys": [k for k in keys if k != "time/step"], "total": "time/step", "kind": "stack"}
+            ]
         else:
             groups = [keys] if name in UNSPLIT else split_by_scale(keys, series)
-            charts = [{"title": name if len(groups) == 1 else f"{name}: {', '.join(short(k) for k in g)}",
-                       "keys": g, "kind": "line"} for g in groups]
+            charts = [
+                {
+                    "title": name if len(groups) == 1 else f"{name}: {', '.join(short(k) for k in g)}",
+                    "keys": g,
+                    "kind": "line",
+                }
+                for g in groups
+            ]
         out.append({"title": name, "charts": charts})
     return out
 

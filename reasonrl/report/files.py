@@ -1,5 +1,6 @@
 """Reading a run directory leniently: JSONL with half-written lines, a missing or broken summary.json or
 config.yaml, NaN anywhere. Whatever is wrong becomes a note shown on the report page."""
+
 from __future__ import annotations
 
 import json

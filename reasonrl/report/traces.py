@@ -1,5 +1,6 @@
 """The report's trace browser data: which sampled completions to embed (all of the newest steps, an even draw
 from older ones, capped) and their compact form (prompts stored once per group)."""
+
 from __future__ import annotations
 
 import json
@@ -50,8 +51,10 @@ def select_samples(run_dir: Path, max_samples: int, notes: list[str]) -> list[di
         notes.append("traces left out (--max-samples 0)")
         return []
     if not files:
-        notes.append("no rollouts/step_*.jsonl: no traces to browse (log_rollouts_every=0, or the run stopped "
-                     "before its first step finished)")
+        notes.append(
+            "no rollouts/step_*.jsonl: no traces to browse (log_rollouts_every=0, or the run stopped "
+            "before its first step finished)"
+        )
         return []
     per_file = [(step, read_jsonl(path, notes)) for step, path in reversed(files)]
     total = sum(len(rows) for _, rows in per_file)
@@ -70,9 +73,11 @@ def select_samples(run_dir: Path, max_samples: int, notes: list[str]) -> list[di
         share = max(1, budget // len(chosen))
         drawn = [row for _, rows in chosen for row in evenly(rows, share)]
     if len(recent) + len(drawn) < total:
-        notes.append(f"traces: {total} samples in {len(files)} logged steps; embedded all {len(recent)} of the "
-                     f"newest {n_recent} step(s) and {len(drawn)} drawn evenly from the {len(older)} older ones "
-                     f"(raise the cap with `reasonrl report RUN_DIR --max-samples N`)")
+        notes.append(
+            f"traces: {total} samples in {len(files)} logged steps; embedded all {len(recent)} of the "
+            f"newest {n_recent} step(s) and {len(drawn)} drawn evenly from the {len(older)} older ones "
+            f"(raise the cap with `reasonrl report RUN_DIR --max-samples N`)"
+        )
     return recent + drawn
 
 
@@ -84,13 +89,24 @@ def compact_samples(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict[st
         prompt = cut(row.get("prompt"))
         parts = row.get("reward_parts")
         parts = parts if isinstance(parts, dict) else {}
-        samples.append(clean({
-            "step": row.get("step"), "group": row.get("group"), "id": str(row.get("id", "")),
-            "prompt": prompts.setdefault(prompt, len(prompts)), "answer": cut(row.get("answer")),
-            "completion": cut(row.get("completion")), "reward": row.get("reward") if is_number(row.get("reward"))
-            else None, "parts": {k: v for k, v in parts.items() if is_number(v) or v is None},
-            "tokens": row.get("completion_tokens"), "truncated": bool(row.get("truncated")),
-            "correct": is_correct(parts), "errors": [cut(e) for e in errors_of(row)]}))
+        samples.append(
+            clean(
+                {
+                    "step": row.get("step"),
+                    "group": row.get("group"),
+                    "id": str(row.get("id", "")),
+                    "prompt": prompts.setdefault(prompt, len(prompts)),
+                    "answer": cut(row.get("answer")),
+                    "completion": cut(row.get("completion")),
+                    "reward": row.get("reward") if is_number(row.get("reward")) else None,
+                    "parts": {k: v for k, v in parts.items() if is_number(v) or v is None},
+                    "tokens": row.get("completion_tokens"),
+                    "truncated": bool(row.get("truncated")),
+                    "correct": is_correct(parts),
+                    "errors": [cut(e) for e in errors_of(row)],
+                }
+            )
+        )
     return list(prompts), samples
 
 

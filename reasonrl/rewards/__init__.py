@@ -13,6 +13,7 @@ reward_model (reward_model.py). RewardComposer (compose.py) weights, gates and s
 per-sample call in a worker process (isolation.py) so a hung or crashing reward cannot stop training. This
 package must stay free of top-level torch imports: the worker processes import it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence

@@ -7,6 +7,7 @@
 
 Nothing here imports torch or a math library; rewards.builtin adds math-verify on top.
 """
+
 from __future__ import annotations
 
 import math

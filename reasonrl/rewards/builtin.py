@@ -8,6 +8,7 @@
 They run in reward worker processes (rewards/isolation.py), which enforce the timeout, so math-verify's own
 signal.alarm timeouts are switched off here (they would also fail outside the main thread).
 """
+
 from __future__ import annotations
 
 import functools
@@ -20,8 +21,14 @@ import math_verify
 import reasoning_gym
 
 from reasonrl.rewards import REWARDS
-from reasonrl.rewards.answers import (extract_answer, last_number, lenient_answer, normalize_text,
-                                      numbers_equal, parse_number)
+from reasonrl.rewards.answers import (
+    extract_answer,
+    last_number,
+    lenient_answer,
+    normalize_text,
+    numbers_equal,
+    parse_number,
+)
 
 if TYPE_CHECKING:
     from reasonrl.types import Example

@@ -10,6 +10,7 @@ punctuation end a chain. Code (``` fences and `inline`) is skipped. parse_side()
 parser that builds sympy objects directly (so nothing is eval'd) and refuses sizes that could blow up:
 long sides, huge numbers, big or symbolic exponents, many variables.
 """
+
 from __future__ import annotations
 
 import re
@@ -18,7 +19,8 @@ from typing import Any
 
 import sympy
 
-_TOKEN = re.compile(r"""
+_TOKEN = re.compile(
+    r"""
    (?P<space>[ \t]+|\$|\\[()\[\],;! ]|(?<![\w)])\*\*(?=[\w(])|(?<=[\w)])\*\*(?![\w(]))
   |(?P<num>\d{1,3}(?:,\d{3})+(?!\d)(?:\.\d+)?|\d+(?:\.\d+)?|\.\d+)
   |(?P<frac>\\[dt]?frac(?![A-Za-z]))
@@ -30,11 +32,12 @@ _TOKEN = re.compile(r"""
   |(?P<word>[A-Za-z]{2,}|\\[A-Za-z]+)
   |(?P<var>[A-Za-z])
   |(?P<other>.)
-""", re.VERBOSE)
+""",
+    re.VERBOSE,
+)
 _CODE = re.compile(r"```.*?(?:```|\Z)|`[^`\n]*`", re.DOTALL)
 _MATH_KINDS = {"num", "var", "op", "lp", "rp", "frac", "sup", "eq"}
-_OPS = {"×": "*", "·": "*", "⋅": "*", "\\times": "*", "\\cdot": "*", "÷": "/", "\\div": "/", "−": "-",
-        "**": "^"}
+_OPS = {"×": "*", "·": "*", "⋅": "*", "\\times": "*", "\\cdot": "*", "÷": "/", "\\div": "/", "−": "-", "**": "^"}
 
 MAX_SIDE_TOKENS = 60
 """Longer sides are not parsed (an expression this long is not a checkable step)."""
@@ -75,8 +78,13 @@ def tokenize(text: str) -> list[Token]:
     tokens = [Token(m.lastgroup or "other", m.group(), m.start(), m.end()) for m in _TOKEN.finditer(blanked)]
     tokens = [t for t in tokens if t.kind != "space"]
     for i, t in enumerate(tokens):  # "2 x 3": a lone x between two numbers means times
-        if (t.kind == "var" and t.text == "x" and 0 < i < len(tokens) - 1
-                and tokens[i - 1].kind == "num" and tokens[i + 1].kind == "num"):
+        if (
+            t.kind == "var"
+            and t.text == "x"
+            and 0 < i < len(tokens) - 1
+            and tokens[i - 1].kind == "num"
+            and tokens[i + 1].kind == "num"
+        ):
             tokens[i] = Token("op", "*", t.start, t.end)
     return tokens
 
@@ -85,7 +93,7 @@ def _runs(tokens: list[Token], text: str) -> list[list[Token]]:
     """Maximal sequences of math tokens on one line."""
     runs: list[list[Token]] = [[]]
     for t in tokens:
-        same_line = not runs[-1] or "\n" not in text[runs[-1][-1].end:t.start]
+        same_line = not runs[-1] or "\n" not in text[runs[-1][-1].end : t.start]
         if t.kind in _MATH_KINDS and same_line:
             runs[-1].append(t)
         elif t.kind in _MATH_KINDS:
@@ -121,8 +129,15 @@ def claims(text: str) -> list[Claim]:
         sides = [_trim(s) for s in sides]
         for left, right in zip(sides, sides[1:]):
             if left and right:
-                out.append(Claim(text[left[0].start:left[-1].end], text[right[0].start:right[-1].end],
-                                 right[-1].end, tuple(left), tuple(right)))
+                out.append(
+                    Claim(
+                        text[left[0].start : left[-1].end],
+                        text[right[0].start : right[-1].end],
+                        right[-1].end,
+                        tuple(left),
+                        tuple(right),
+                    )
+                )
     return out
 
 
@@ -237,7 +252,7 @@ def _pow(base: Any, exponent: Any) -> Any:
             raise Unparseable("power too large")
     if base == 0 and exponent < 0:
         raise Unparseable("division by zero")
-    return base ** exponent
+    return base**exponent
 
 
 def parse_side(tokens: tuple[Token, ...] | list[Token]) -> Any:

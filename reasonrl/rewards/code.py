@@ -14,6 +14,7 @@ the harness reports scores 0 and is logged.
 Keep options.timeout_s below rewards.timeout_s (the worker's own deadline), or a slow solution becomes a
 reward error instead of a partial score.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -93,21 +94,30 @@ def _parse_verdicts(lines: list[tuple[str, str]], total: int) -> list[tuple[bool
     return [results.get(i, (False, "no result (killed or timed out)")) for i in range(total)]
 
 
-def _run_whole(code: str, tests: str | list[str], total: int, limits: Limits, test_timeout_s: float,
-               mode: str | None) -> TestReport:
+def _run_whole(
+    code: str, tests: str | list[str], total: int, limits: Limits, test_timeout_s: float, mode: str | None
+) -> TestReport:
     nonce = secrets.token_hex(16)
-    files = {"solution.py": code, "harness.py": _HARNESS.read_text(),
-             "tests.json": json.dumps({"tests": tests, "test_timeout_s": test_timeout_s})}
-    result = run(["{python}", "-I", "-S", "harness.py", "whole"], files, limits, stdin=f"{nonce}\n".encode(),
-                 mode=mode)
+    files = {
+        "solution.py": code,
+        "harness.py": _HARNESS.read_text(),
+        "tests.json": json.dumps({"tests": tests, "test_timeout_s": test_timeout_s}),
+    }
+    result = run(["{python}", "-I", "-S", "harness.py", "whole"], files, limits, stdin=f"{nonce}\n".encode(), mode=mode)
     lines, attempts = _nonce_lines(result.stdout, nonce)
     results = _parse_verdicts(lines, total)
-    return TestReport(sum(ok for ok, _ in results), total, results, result.timed_out, result.returncode, attempts,
-                      whole=True)
+    return TestReport(
+        sum(ok for ok, _ in results), total, results, result.timed_out, result.returncode, attempts, whole=True
+    )
 
 
-def run_tests(code: str, tests: str | list[str], limits: Limits | None = None, test_timeout_s: float = 3.0,
-              mode: str | None = None) -> TestReport:
+def run_tests(
+    code: str,
+    tests: str | list[str],
+    limits: Limits | None = None,
+    test_timeout_s: float = 3.0,
+    mode: str | None = None,
+) -> TestReport:
     """Run `tests` against `code`: the probes in one fresh sandbox, the judge in another (code_plan.py);
     tests that cannot be split run whole in one. Raises ValueError when the tests do not parse."""
     limits = limits or Limits()
@@ -116,10 +126,12 @@ def run_tests(code: str, tests: str | list[str], limits: Limits | None = None, t
     if plan is None:
         return _run_whole(code, tests, total, limits, test_timeout_s, mode)
     nonce = secrets.token_hex(16)
-    files = {"solution.py": code, "harness.py": _HARNESS.read_text(),
-             "probes.json": json.dumps({"probes": plan.probes, "timeout_s": test_timeout_s})}
-    probed = run(["{python}", "-I", "-S", "harness.py", "probe"], files, limits, stdin=f"{nonce}\n".encode(),
-                 mode=mode)
+    files = {
+        "solution.py": code,
+        "harness.py": _HARNESS.read_text(),
+        "probes.json": json.dumps({"probes": plan.probes, "timeout_s": test_timeout_s}),
+    }
+    probed = run(["{python}", "-I", "-S", "harness.py", "probe"], files, limits, stdin=f"{nonce}\n".encode(), mode=mode)
     lines, attempts = _nonce_lines(probed.stdout, nonce)
     values: dict[int, dict] = {}
     for index, rest in lines:
@@ -130,17 +142,29 @@ def run_tests(code: str, tests: str | list[str], limits: Limits | None = None, t
     if plan.local:
         results = plan.judge(answers)
     else:
-        judge = {"setup": plan.setup, "checks": plan.checks, "uses": plan.uses, "values": answers,
-                 "test_timeout_s": test_timeout_s}
-        judged = run(["{python}", "-I", "-S", "harness.py", "judge"],
-                     {"harness.py": _HARNESS.read_text(), "judge.json": json.dumps(judge)}, limits, mode=mode)
-        results = _parse_verdicts([cast("tuple[str, str]", tuple(line.split(" ", 1)))
-                                   for line in judged.stdout.splitlines() if " " in line], total)
+        judge = {
+            "setup": plan.setup,
+            "checks": plan.checks,
+            "uses": plan.uses,
+            "values": answers,
+            "test_timeout_s": test_timeout_s,
+        }
+        judged = run(
+            ["{python}", "-I", "-S", "harness.py", "judge"],
+            {"harness.py": _HARNESS.read_text(), "judge.json": json.dumps(judge)},
+            limits,
+            mode=mode,
+        )
+        results = _parse_verdicts(
+            [cast("tuple[str, str]", tuple(line.split(" ", 1))) for line in judged.stdout.splitlines() if " " in line],
+            total,
+        )
     return TestReport(sum(ok for ok, _ in results), total, results, probed.timed_out, probed.returncode, attempts)
 
 
-def check_options(timeout_s: float = 5.0, test_timeout_s: float = 3.0, memory_mb: int = 512,
-                  max_processes: int = 16) -> None:
+def check_options(
+    timeout_s: float = 5.0, test_timeout_s: float = 3.0, memory_mb: int = 512, max_processes: int = 16
+) -> None:
     """Called when the reward composer is built: bad option values fail then, not at every call."""
     Limits(timeout_s=timeout_s, memory_mb=memory_mb, max_processes=max_processes)
     if not test_timeout_s > 0:
@@ -148,8 +172,14 @@ def check_options(timeout_s: float = 5.0, test_timeout_s: float = 3.0, memory_mb
 
 
 @REWARDS.register("code_tests")
-def code_tests(completion: str, example: Example, timeout_s: float = 5.0, test_timeout_s: float = 3.0,
-               memory_mb: int = 512, max_processes: int = 16) -> float | None:
+def code_tests(
+    completion: str,
+    example: Example,
+    timeout_s: float = 5.0,
+    test_timeout_s: float = 3.0,
+    memory_mb: int = 512,
+    max_processes: int = 16,
+) -> float | None:
     """Fraction of example.metadata["tests"] that the completion's last Python block passes.
 
     timeout_s: wall clock for the whole run; test_timeout_s: per test; memory_mb: address space per process.
@@ -164,12 +194,16 @@ def code_tests(completion: str, example: Example, timeout_s: float = 5.0, test_t
     report = run_tests(code, tests, limits, test_timeout_s)
     if report.whole and example.id not in _WHOLE_LOGGED:
         _WHOLE_LOGGED.add(example.id)
-        logger.warning("code_tests: the tests of example %r cannot be split into probes (a comprehension, a lambda "
-                       "or setup that uses the solution), so they run in the solution's process, where a solution "
-                       "could fake a pass", example.id)
+        logger.warning(
+            "code_tests: the tests of example %r cannot be split into probes (a comprehension, a lambda "
+            "or setup that uses the solution), so they run in the solution's process, where a solution "
+            "could fake a pass",
+            example.id,
+        )
     if report.attempts:
-        logger.warning("code_tests: tampering attempt on example %r, scored 0: %s", example.id,
-                       "; ".join(report.attempts))
+        logger.warning(
+            "code_tests: tampering attempt on example %r, scored 0: %s", example.id, "; ".join(report.attempts)
+        )
         return 0.0
     return report.fraction
 

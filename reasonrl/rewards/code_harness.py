@@ -15,6 +15,7 @@ Three modes, `python -I -S harness.py MODE`:
             solution could fake a pass here by finding the nonce in its own process's memory; code.py logs
             which examples run this way.
 """
+
 from __future__ import annotations
 
 import ast
@@ -47,12 +48,19 @@ class Unencodable(TypeError):
 
     def __init__(self, value: Any) -> None:
         kind = type(value)
-        own = [name for cls in kind.__mro__ if cls not in _PLAIN and cls is not object
-               for name in _COMPARISONS if name in vars(cls)]
+        own = [
+            name
+            for cls in kind.__mro__
+            if cls not in _PLAIN and cls is not object
+            for name in _COMPARISONS
+            if name in vars(cls)
+        ]
         self.tampering = bool(own)
         detail = f" (its class defines {', '.join(sorted(set(own)))})" if own else ""
-        super().__init__(f"returned a {kind.__qualname__}{detail}; tests compare plain values only (None, bool, "
-                         "int, float, complex, str, bytes, list, tuple, set, frozenset, dict)")
+        super().__init__(
+            f"returned a {kind.__qualname__}{detail}; tests compare plain values only (None, bool, "
+            "int, float, complex, str, bytes, list, tuple, set, frozenset, dict)"
+        )
 
 
 def encode(value: Any, depth: int = 0) -> Any:
@@ -81,7 +89,7 @@ def encode(value: Any, depth: int = 0) -> Any:
 def decode(data: Any) -> Any:
     if data is None or isinstance(data, (bool, str)):
         return data
-    (tag, payload), = data.items()
+    ((tag, payload),) = data.items()
     if tag == "i":
         return int(payload)
     if tag == "f":
@@ -163,8 +171,9 @@ def probe_main() -> None:
     if patched:
         report.write(f"{nonce} attempt {json.dumps('patches the harness: ' + ', '.join(patched))}\n")
     for i, expression in enumerate(spec["probes"]):
-        status, value = failed if failed[0] == "error" else _run(expression, f"<probe {i}>", namespace,
-                                                                   spec["timeout_s"], "eval")
+        status, value = (
+            failed if failed[0] == "error" else _run(expression, f"<probe {i}>", namespace, spec["timeout_s"], "eval")
+        )
         if status == "error" and value.startswith("SystemExit"):
             report.write(f"{nonce} attempt {json.dumps('calls exit() from tested code')}\n")
         if status == "ok":
@@ -216,7 +225,7 @@ def whole_main() -> None:
         status, reason = _run(snippet, f"<setup {i}>", namespace, timeout_s)
         failure = failure or (reason if status == "error" else None)
     for i, check in enumerate(checks):
-        status, reason = (("error", failure) if failure else _run(check, f"<test {i}>", namespace, timeout_s))
+        status, reason = ("error", failure) if failure else _run(check, f"<test {i}>", namespace, timeout_s)
         reason = reason if status == "error" else None
         report.write(f"{nonce} {i} {int(reason is None)} {json.dumps(reason or '')}\n")
     report.flush()

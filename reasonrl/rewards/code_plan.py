@@ -10,6 +10,7 @@ calls of built-ins or of the tests' own helpers stay with the judge, so the solu
 value and never runs a comparison. Tests that cannot be split this way (a probe that would need a helper or a
 comprehension variable, a lambda, setup that uses the solution) return None: they run whole, in one process.
 """
+
 from __future__ import annotations
 
 import ast
@@ -19,8 +20,21 @@ from dataclasses import dataclass
 from reasonrl.rewards.code_harness import decode, split_tests
 
 _BUILTINS = frozenset(dir(builtins))
-_JUDGE_SIDE = (ast.Compare, ast.BoolOp, ast.UnaryOp, ast.BinOp, ast.IfExp, ast.Tuple, ast.List, ast.Set,
-               ast.Dict, ast.Constant, ast.JoinedStr, ast.FormattedValue, ast.Starred)
+_JUDGE_SIDE = (
+    ast.Compare,
+    ast.BoolOp,
+    ast.UnaryOp,
+    ast.BinOp,
+    ast.IfExp,
+    ast.Tuple,
+    ast.List,
+    ast.Set,
+    ast.Dict,
+    ast.Constant,
+    ast.JoinedStr,
+    ast.FormattedValue,
+    ast.Starred,
+)
 
 
 @dataclass(frozen=True)
@@ -37,8 +51,11 @@ class Plan:
         """No setup and checks made of operators on probe values and constants only (no calls, no names): the
         reward worker can judge them itself, without a second sandbox."""
         trees = [ast.parse(c, mode="eval") for c in self.checks]
-        return not self.setup and all(_free_names(tree) <= {"__probe__"} and not any(
-            isinstance(n, (ast.Call, ast.Lambda, ast.comprehension)) for n in ast.walk(tree)) for tree in trees)
+        return not self.setup and all(
+            _free_names(tree) <= {"__probe__"}
+            and not any(isinstance(n, (ast.Call, ast.Lambda, ast.comprehension)) for n in ast.walk(tree))
+            for tree in trees
+        )
 
     def judge(self, answers: list[dict]) -> list[tuple[bool, str]]:
         """Verdicts of a local plan from the probes' answers ({"value": encoded} or {"error": reason})."""
@@ -66,8 +83,9 @@ def _free_names(node: ast.AST) -> set[str]:
     """Names a node reads that it does not bind itself (comprehension and lambda variables are bound)."""
     loaded = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     bound = {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
-    bound |= {a.arg for n in ast.walk(node) if isinstance(n, ast.Lambda) for a in ast.walk(n.args)
-              if isinstance(a, ast.arg)}
+    bound |= {
+        a.arg for n in ast.walk(node) if isinstance(n, ast.Lambda) for a in ast.walk(n.args) if isinstance(a, ast.arg)
+    }
     return loaded - bound
 
 
@@ -98,15 +116,28 @@ class _Splitter(ast.NodeTransformer):
         judge_call = isinstance(node, ast.Call) and not (_free_names(node.func) - self.known)
         if isinstance(node, _JUDGE_SIDE) or judge_call:
             return self.generic_visit(node)
-        if isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.NamedExpr,
-                             ast.Await, ast.Yield, ast.YieldFrom)) or (_free_names(node) & (self.known - _BUILTINS)):
+        if isinstance(
+            node,
+            (
+                ast.Lambda,
+                ast.ListComp,
+                ast.SetComp,
+                ast.DictComp,
+                ast.GeneratorExp,
+                ast.NamedExpr,
+                ast.Await,
+                ast.Yield,
+                ast.YieldFrom,
+            ),
+        ) or (_free_names(node) & (self.known - _BUILTINS)):
             raise _CannotSplit
         source = ast.unparse(node)
         if source not in self.probes:
             self.probes.append(source)
         self.used.append(self.probes.index(source))
-        return ast.Subscript(value=ast.Name("__probe__", ast.Load()),
-                             slice=ast.Constant(self.probes.index(source)), ctx=ast.Load())
+        return ast.Subscript(
+            value=ast.Name("__probe__", ast.Load()), slice=ast.Constant(self.probes.index(source)), ctx=ast.Load()
+        )
 
 
 def plan_tests(tests: str | list[str]) -> Plan | None:

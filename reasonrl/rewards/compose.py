@@ -18,6 +18,7 @@ None: the caller leaves the sample's group out) or "stop" (RewardError). The bre
 whatever on_error says when one reward fails on more than cfg.max_failure_share of a call's samples, or when
 cfg.max_timeouts_in_row calls in a row time out.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -33,8 +34,16 @@ from typing import TYPE_CHECKING, Any, cast
 from reasonrl.config import RewardConfig
 from reasonrl.errors import RunFailure
 from reasonrl.rewards import REWARDS
-from reasonrl.rewards.isolation import (GAVE_UP, Call, Outcome, WorkerPool, check_result, function_ref,
-                                        normalize_ref, resolve_function)
+from reasonrl.rewards.isolation import (
+    GAVE_UP,
+    Call,
+    Outcome,
+    WorkerPool,
+    check_result,
+    function_ref,
+    normalize_ref,
+    resolve_function,
+)
 
 if TYPE_CHECKING:
     from reasonrl.types import Example
@@ -80,11 +89,16 @@ class RewardError(RunFailure):
 
     def __init__(self, component: str, error: str, completion: str, example_id: str, breaker: str = "") -> None:
         self.component, self.error, self.completion, self.example_id = component, error, completion, example_id
-        fix = ("the reward is broken or too slow: fix it, raise rewards.timeout_s, or set rewards.max_failure_share="
-               "1.0 and rewards.max_timeouts_in_row=0 to go on" if breaker else
-               "set rewards.on_error=zero or skip_group to keep training through reward failures")
-        super().__init__(f"reward {component!r} failed {breaker or 'on example ' + repr(example_id)}: {error}; "
-                         f"last sample: example {example_id!r}, completion {_truncate(completion, 120)!r} ({fix})")
+        fix = (
+            "the reward is broken or too slow: fix it, raise rewards.timeout_s, or set rewards.max_failure_share="
+            "1.0 and rewards.max_timeouts_in_row=0 to go on"
+            if breaker
+            else "set rewards.on_error=zero or skip_group to keep training through reward failures"
+        )
+        super().__init__(
+            f"reward {component!r} failed {breaker or 'on example ' + repr(example_id)}: {error}; "
+            f"last sample: example {example_id!r}, completion {_truncate(completion, 120)!r} ({fix})"
+        )
 
 
 def _truncate(text: str, limit: int = _LOG_CHARS) -> str:
@@ -104,9 +118,11 @@ def resolve_component(name: str) -> str:
     if name not in REWARDS:
         close = difflib.get_close_matches(name, REWARDS.names(), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown reward {name!r} in rewards.components{hint}; known: "
-                         f"{', '.join(REWARDS.names())}; or give 'package.module:function' / "
-                         "'path/file.py:function'")
+        raise ValueError(
+            f"unknown reward {name!r} in rewards.components{hint}; known: "
+            f"{', '.join(REWARDS.names())}; or give 'package.module:function' / "
+            "'path/file.py:function'"
+        )
     try:
         return function_ref(REWARDS.get(name))
     except ValueError as e:
@@ -126,9 +142,10 @@ def check_signature(name: str, ref: str, options: dict[str, Any]) -> None:
         signature.bind(**dict.fromkeys(inputs), **options)
     except TypeError as e:
         accepted = [p for p in signature.parameters if p not in inputs]
-        raise ValueError(f"reward {name!r} cannot be called as fn({', '.join(inputs)}, **rewards.options."
-                         f"{name}={sorted(options)}): {e}. Its options are: {', '.join(accepted) or 'none'}"
-                         ) from e
+        raise ValueError(
+            f"reward {name!r} cannot be called as fn({', '.join(inputs)}, **rewards.options."
+            f"{name}={sorted(options)}): {e}. Its options are: {', '.join(accepted) or 'none'}"
+        ) from e
     checker = getattr(fn, "check_options", None)
     if checker is not None:
         try:
@@ -143,9 +160,11 @@ def parse_gates(cfg: RewardConfig) -> dict[str, Gate]:
     for name, text in cfg.gates.items():
         match = _GATE.match(text)
         if name not in cfg.components or match is None or match.group(1) not in cfg.components:
-            raise ValueError(f"rewards.gates.{name}={text!r}: both the gated component and its gate must be in "
-                             f"rewards.components ({', '.join(cfg.components)}), written as 'other', "
-                             "'other>=0.5' or 'other>0'")
+            raise ValueError(
+                f"rewards.gates.{name}={text!r}: both the gated component and its gate must be in "
+                f"rewards.components ({', '.join(cfg.components)}), written as 'other', "
+                "'other>=0.5' or 'other>0'"
+            )
         if match.group(1) == name:
             raise ValueError(f"rewards.gates.{name}={text!r}: a component cannot gate itself")
         threshold = float(match.group(3)) if match.group(3) else 1.0
@@ -161,8 +180,10 @@ def validate_reward_config(cfg: RewardConfig) -> dict[str, str]:
             raise ValueError(f"rewards.components.{name} has weight {weight}; use a finite number")
     for name in cfg.options:
         if name not in cfg.components:
-            raise ValueError(f"rewards.options has an entry for {name!r}, which is not in rewards.components "
-                             f"({', '.join(cfg.components)}); add it there or remove its options")
+            raise ValueError(
+                f"rewards.options has an entry for {name!r}, which is not in rewards.components "
+                f"({', '.join(cfg.components)}); add it there or remove its options"
+            )
     for name, ref in refs.items():
         check_signature(name, ref, cfg.options.get(name, {}))
     parse_gates(cfg)
@@ -177,34 +198,45 @@ class RewardComposer:
         self.refs = validate_reward_config(cfg)
         self.gates = parse_gates(cfg)
         self.batched: dict[str, Callable[..., Any]] = {
-            name: fn for name, ref in self.refs.items() if getattr(fn := resolve_function(ref), "batched", False)}
+            name: fn for name, ref in self.refs.items() if getattr(fn := resolve_function(ref), "batched", False)
+        }
         self.pooled = [name for name in cfg.components if name not in self.batched]
-        self._pool: WorkerPool | None = None   # started on the first score(): environments that score
-        self._starting = threading.Lock()      # themselves (sokoban, coding) never need the workers
+        self._pool: WorkerPool | None = None  # started on the first score(): environments that score
+        self._starting = threading.Lock()  # themselves (sokoban, coding) never need the workers
 
     def score(self, completions: list[str], examples: list[Example]) -> list[Scored]:
         """One Scored per completion; completions[i] answers examples[i]."""
         if len(completions) != len(examples):
-            raise ValueError(f"score() got {len(completions)} completions but {len(examples)} examples; "
-                             "pass one example per completion (repeat it for each sample of a group)")
-        outcomes: dict[str, list[Outcome]] = {name: self._run_batched(name, completions, examples)
-                                              for name in self.batched}
-        calls = [Call(self.refs[name], {"completion": completion, "example": example,
-                                        **self.cfg.options.get(name, {})})
-                 for completion, example in zip(completions, examples) for name in self.pooled]
+            raise ValueError(
+                f"score() got {len(completions)} completions but {len(examples)} examples; "
+                "pass one example per completion (repeat it for each sample of a group)"
+            )
+        outcomes: dict[str, list[Outcome]] = {
+            name: self._run_batched(name, completions, examples) for name in self.batched
+        }
+        calls = [
+            Call(self.refs[name], {"completion": completion, "example": example, **self.cfg.options.get(name, {})})
+            for completion, example in zip(completions, examples)
+            for name in self.pooled
+        ]
         with self._starting:
             if self.pooled and self._pool is None:
-                self._pool = WorkerPool(self.cfg.workers, self.cfg.timeout_s,
-                                        preload=[self.refs[name] for name in self.pooled],
-                                        max_timeouts_in_row=self.cfg.max_timeouts_in_row,
-                                        memory_mb=self.cfg.memory_mb)
+                self._pool = WorkerPool(
+                    self.cfg.workers,
+                    self.cfg.timeout_s,
+                    preload=[self.refs[name] for name in self.pooled],
+                    max_timeouts_in_row=self.cfg.max_timeouts_in_row,
+                    memory_mb=self.cfg.memory_mb,
+                )
         flat = self._pool.run(calls) if self._pool is not None else []  # (B * K,), sample-major
         for j, name in enumerate(self.pooled):
-            outcomes[name] = flat[j::len(self.pooled)]
+            outcomes[name] = flat[j :: len(self.pooled)]
         names = list(self.cfg.components)
         self._breaker(completions, examples, outcomes)
-        return [self._combine(completions[i], examples[i], {name: outcomes[name][i] for name in names})
-                for i in range(len(completions))]
+        return [
+            self._combine(completions[i], examples[i], {name: outcomes[name][i] for name in names})
+            for i in range(len(completions))
+        ]
 
     def _run_batched(self, name: str, completions: list[str], examples: list[Example]) -> list[Outcome]:
         """Call a @batched reward on the whole batch here; any failure fails every sample of the batch."""
@@ -212,27 +244,42 @@ class RewardComposer:
             values = list(self.batched[name](completions, examples, **self.cfg.options.get(name, {})))
             if len(values) != len(completions):
                 raise ValueError(f"returned {len(values)} values for {len(completions)} completions")
-            return [Outcome(value, None, steps) for value, steps in
-                    (check_result(v, f"reward {name!r}") for v in values)]
+            return [
+                Outcome(value, None, steps) for value, steps in (check_result(v, f"reward {name!r}") for v in values)
+            ]
         except Exception as e:  # the reward's own error: handled by on_error like a worker's
             return [Outcome(None, f"{type(e).__name__}: {e}")] * len(completions)
 
     def _breaker(self, completions: list[str], examples: list[Example], outcomes: dict[str, list[Outcome]]) -> None:
         """Raise RewardError when the pool gave up after max_timeouts_in_row timeouts in a row, or when a reward
         failed on more than max_failure_share of the samples."""
-        timeouts = [(i, name) for name, results in outcomes.items() for i, o in enumerate(results)
-                    if (o.error or "").startswith("timeout")]
+        timeouts = [
+            (i, name)
+            for name, results in outcomes.items()
+            for i, o in enumerate(results)
+            if (o.error or "").startswith("timeout")
+        ]
         if any((o.error or "").startswith(GAVE_UP) for results in outcomes.values() for o in results) and timeouts:
             i, name = max(timeouts)
-            raise RewardError(name, outcomes[name][i].error or "", completions[i], examples[i].id,
-                              breaker=f"{self.cfg.max_timeouts_in_row} times in a row (rewards.max_timeouts_in_row)")
+            raise RewardError(
+                name,
+                outcomes[name][i].error or "",
+                completions[i],
+                examples[i].id,
+                breaker=f"{self.cfg.max_timeouts_in_row} times in a row (rewards.max_timeouts_in_row)",
+            )
         for name, results in outcomes.items():
             failed = [i for i, o in enumerate(results) if o.error is not None]
             if failed and len(failed) > self.cfg.max_failure_share * len(results):
                 last = failed[-1]
-                raise RewardError(name, results[last].error or "", completions[last], examples[last].id,
-                                  breaker=f"on {len(failed)} of {len(results)} samples, more than "
-                                          f"rewards.max_failure_share={self.cfg.max_failure_share:g}")
+                raise RewardError(
+                    name,
+                    results[last].error or "",
+                    completions[last],
+                    examples[last].id,
+                    breaker=f"on {len(failed)} of {len(results)} samples, more than "
+                    f"rewards.max_failure_share={self.cfg.max_failure_share:g}",
+                )
 
     def _combine(self, completion: str, example: Example, outcomes: dict[str, Outcome]) -> Scored:
         parts: dict[str, float | None] = {}
@@ -241,8 +288,13 @@ class RewardComposer:
             if outcome.error is None:
                 parts[name] = outcome.value
                 continue
-            logger.warning("reward %r failed on example %r: %s; completion: %r", name, example.id,
-                           outcome.error, _truncate(completion))
+            logger.warning(
+                "reward %r failed on example %r: %s; completion: %r",
+                name,
+                example.id,
+                outcome.error,
+                _truncate(completion),
+            )
             if self.cfg.on_error == "stop":
                 raise RewardError(name, outcome.error, completion, example.id)
             errors.append(f"{name}: {outcome.error}")
@@ -252,8 +304,12 @@ class RewardComposer:
         gated = [name for name, gate in self.gates.items() if parts.get(name) is not None and not gate.is_open(parts)]
         counted = [name for name, value in parts.items() if value is not None and name not in gated]
         total = sum(self.cfg.components[name] * cast(float, parts[name]) for name in counted)  # counted: not None
-        steps = sorted((end, self.cfg.components[name] * value) for name in counted
-                       if outcomes[name].error is None for end, value in outcomes[name].steps)
+        steps = sorted(
+            (end, self.cfg.components[name] * value)
+            for name in counted
+            if outcomes[name].error is None
+            for end, value in outcomes[name].steps
+        )
         return Scored(total=float(total), parts=parts, errors=errors, steps=steps, gated=gated)
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ No signal.alarm anywhere: the timeout is the parent's clock.
 
 The worker side (function references, checks of a reward's value, the worker loop) is in worker.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,12 +32,33 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from reasonrl.rewards import worker as _worker_module
-from reasonrl.rewards.worker import (_BOOT, GAVE_UP, Call, Outcome, _error_text, check_result, check_value,
-                                     function_ref, is_file_ref, normalize_ref, resolve_function)
+from reasonrl.rewards.worker import (
+    _BOOT,
+    GAVE_UP,
+    Call,
+    Outcome,
+    _error_text,
+    check_result,
+    check_value,
+    function_ref,
+    is_file_ref,
+    normalize_ref,
+    resolve_function,
+)
 from reasonrl.utils.faults import fault_point
 
-__all__ = ["GAVE_UP", "Call", "Outcome", "WorkerPool", "check_result", "check_value", "function_ref",
-           "is_file_ref", "normalize_ref", "resolve_function"]
+__all__ = [
+    "GAVE_UP",
+    "Call",
+    "Outcome",
+    "WorkerPool",
+    "check_result",
+    "check_value",
+    "function_ref",
+    "is_file_ref",
+    "normalize_ref",
+    "resolve_function",
+]
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -77,8 +99,15 @@ class WorkerPool:
     `with` block, when the pool is garbage-collected, at interpreter exit, or (Linux) when the parent dies.
     """
 
-    def __init__(self, workers: int, timeout_s: float, preload: list[str] | tuple[str, ...] = (),
-                 start_timeout_s: float = 120.0, max_timeouts_in_row: int = 0, memory_mb: int = 0) -> None:
+    def __init__(
+        self,
+        workers: int,
+        timeout_s: float,
+        preload: list[str] | tuple[str, ...] = (),
+        start_timeout_s: float = 120.0,
+        max_timeouts_in_row: int = 0,
+        memory_mb: int = 0,
+    ) -> None:
         """preload: function refs each worker imports before taking calls (not counted in any timeout).
         max_timeouts_in_row: after that many timeouts in a row of one function, run() stops waiting: the calls
         not yet answered get GAVE_UP (0: never). memory_mb: each worker's data-segment limit (RLIMIT_DATA;
@@ -91,7 +120,7 @@ class WorkerPool:
         self.timeout_s = timeout_s
         self.start_timeout_s = start_timeout_s
         self.max_timeouts_in_row, self.memory_mb = max_timeouts_in_row, memory_mb
-        self._in_row: dict[str, int] = {}   # function ref -> its calls that timed out in a row
+        self._in_row: dict[str, int] = {}  # function ref -> its calls that timed out in a row
         self._calls: list[Call] = []
         self.preload = [normalize_ref(ref) for ref in preload]
         self._procs: dict[int, subprocess.Popen] = {}

@@ -15,6 +15,7 @@ score() call, not when the composer is built (construction only checks that `pat
 and kept for the life of the process. A forward pass cannot hang the way parsing hostile text can; an
 exception it raises is still handled by rewards.on_error.
 """
+
 from __future__ import annotations
 
 import functools
@@ -50,21 +51,33 @@ def load(path: str, device: str, dtype: str) -> tuple[Any, Any, str]:
 def encode(tokenizer: Any, completions: list[str], examples: list[Example], max_length: int) -> Any:
     """A padded batch of (prompt, completion) inputs for the model."""
     if getattr(tokenizer, "chat_template", None):
-        texts = [tokenizer.apply_chat_template(list(e.prompt) + [{"role": "assistant", "content": c}],
-                                               tokenize=False) for c, e in zip(completions, examples)]
+        texts = [
+            tokenizer.apply_chat_template(list(e.prompt) + [{"role": "assistant", "content": c}], tokenize=False)
+            for c, e in zip(completions, examples)
+        ]
         return tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     prompts = ["\n".join(m["content"] for m in e.prompt) for e in examples]
-    return tokenizer(prompts, completions, padding=True, truncation="longest_first", max_length=max_length,
-                     return_tensors="pt")
+    return tokenizer(
+        prompts, completions, padding=True, truncation="longest_first", max_length=max_length, return_tensors="pt"
+    )
 
 
-def check_options(path: str, batch_size: int = 8, max_length: int = 1024, label: int | None = None,
-                  output: str = "logit", device: str = "auto", dtype: str = "float32") -> None:
+def check_options(
+    path: str,
+    batch_size: int = 8,
+    max_length: int = 1024,
+    label: int | None = None,
+    output: str = "logit",
+    device: str = "auto",
+    dtype: str = "float32",
+) -> None:
     """Called when the reward composer is built: checks the options without loading the model."""
     where = "rewards.options.reward_model"
     if not (Path(path).expanduser() / "config.json").is_file():
-        raise ValueError(f"{where}.path={path!r} is not a Hugging Face model directory (no config.json); give "
-                         "a local sequence-classification checkpoint")
+        raise ValueError(
+            f"{where}.path={path!r} is not a Hugging Face model directory (no config.json); give "
+            "a local sequence-classification checkpoint"
+        )
     if batch_size < 1 or max_length < 1:
         raise ValueError(f"{where}: batch_size ({batch_size}) and max_length ({max_length}) must be >= 1")
     if output not in OUTPUTS:
@@ -75,9 +88,17 @@ def check_options(path: str, batch_size: int = 8, max_length: int = 1024, label:
 
 @REWARDS.register("reward_model")
 @batched
-def reward_model(completions: list[str], examples: list[Example], path: str, batch_size: int = 8,
-                 max_length: int = 1024, label: int | None = None, output: str = "logit", device: str = "auto",
-                 dtype: str = "float32") -> list[float]:
+def reward_model(
+    completions: list[str],
+    examples: list[Example],
+    path: str,
+    batch_size: int = 8,
+    max_length: int = 1024,
+    label: int | None = None,
+    output: str = "logit",
+    device: str = "auto",
+    dtype: str = "float32",
+) -> list[float]:
     """Scores of a local sequence-classification model, batch_size completions per forward pass."""
     import torch
 
@@ -89,9 +110,10 @@ def reward_model(completions: list[str], examples: list[Example], path: str, bat
     scores: list[float] = []
     with torch.inference_mode():
         for start in range(0, len(completions), batch_size):
-            batch = encode(tokenizer, completions[start:start + batch_size], examples[start:start + batch_size],
-                           max_length).to(device)
-            logits = model(**batch).logits.float()                                   # (b, num_labels)
+            batch = encode(
+                tokenizer, completions[start : start + batch_size], examples[start : start + batch_size], max_length
+            ).to(device)
+            logits = model(**batch).logits.float()  # (b, num_labels)
             values = logits.softmax(-1)[:, index] if output == "prob" else logits[:, index]  # (b,)
             scores.extend(values.tolist())
     return scores

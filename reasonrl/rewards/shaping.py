@@ -10,6 +10,7 @@ tokenizer.json file or a directory holding one, with the torch-free `tokenizers`
 decoded text can differ by a token or two from what the policy sampled). With both settings the reward is
 their sum. Pair overlong with a correctness term: on its own it only rewards stopping early.
 """
+
 from __future__ import annotations
 
 import functools
@@ -42,6 +43,7 @@ def target_shaping(n: int, target: int, tolerance: float) -> float:
 @functools.lru_cache(maxsize=4)
 def _tokenizer(path: str) -> Any:
     from tokenizers import Tokenizer
+
     file = Path(path).expanduser()
     return Tokenizer.from_file(str(file / "tokenizer.json" if file.is_dir() else file))
 
@@ -54,15 +56,23 @@ def measure(text: str, unit: str, tokenizer: str | None = None) -> int:
     return len(_tokenizer(str(tokenizer)).encode(text, add_special_tokens=False).ids)
 
 
-def check_options(unit: str = "chars", max_length: int | None = None, cache: int | None = None,
-                  target: int | None = None, tolerance: float | None = None, tokenizer: str | None = None) -> None:
+def check_options(
+    unit: str = "chars",
+    max_length: int | None = None,
+    cache: int | None = None,
+    target: int | None = None,
+    tolerance: float | None = None,
+    tokenizer: str | None = None,
+) -> None:
     """Called when the reward composer is built: bad option values fail before training starts."""
     where = "rewards.options.length"
     if unit not in UNITS:
         raise ValueError(f"{where}.unit={unit!r} is not one of {', '.join(UNITS)}")
     if max_length is None and target is None:
-        raise ValueError(f"{where} needs max_length (overlong penalty, with cache) and/or target (shaping), "
-                         "e.g. {max_length: 512, cache: 128}")
+        raise ValueError(
+            f"{where} needs max_length (overlong penalty, with cache) and/or target (shaping), "
+            "e.g. {max_length: 512, cache: 128}"
+        )
     if max_length is not None and not (cache is not None and 0 < cache <= max_length):
         raise ValueError(f"{where}.cache={cache} must be set and within 1..max_length ({max_length})")
     if target is not None and not (target > 0 and (tolerance is None or tolerance > 0)):
@@ -70,14 +80,22 @@ def check_options(unit: str = "chars", max_length: int | None = None, cache: int
     if unit == "tokens":
         file = Path(tokenizer).expanduser() if tokenizer else None
         if file is None or not (file.is_file() or (file / "tokenizer.json").is_file()):
-            raise ValueError(f"{where}.unit=tokens needs tokenizer=<tokenizer.json or a directory holding one>, "
-                             f"got {tokenizer!r}")
+            raise ValueError(
+                f"{where}.unit=tokens needs tokenizer=<tokenizer.json or a directory holding one>, got {tokenizer!r}"
+            )
 
 
 @REWARDS.register("length")
-def length(completion: str, example: Example, unit: str = "chars", max_length: int | None = None,
-           cache: int | None = None, target: int | None = None, tolerance: float | None = None,
-           tokenizer: str | None = None) -> float:
+def length(
+    completion: str,
+    example: Example,
+    unit: str = "chars",
+    max_length: int | None = None,
+    cache: int | None = None,
+    target: int | None = None,
+    tolerance: float | None = None,
+    tokenizer: str | None = None,
+) -> float:
     """Overlong penalty and/or target-length shaping of the completion (see the module docstring)."""
     n = measure(completion, unit, tokenizer)
     value = 0.0

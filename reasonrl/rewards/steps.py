@@ -21,6 +21,7 @@ credit:  fraction     total = true / counted; a true step is worth 1/counted, a 
 Step values always sum to the total, so the composer can place them at the claims' positions.
 Partial credit can be gamed by padding with easy true claims: keep `correct` the dominant weight.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,7 +52,7 @@ def _numbers_equal(left: Any, right: Any, claim: Claim) -> bool:
     places = decimal_places(claim.left_tokens + claim.right_tokens)
     if places is None:
         return False
-    return bool(abs(left - right) <= sympy.Rational(1, 2) * sympy.Rational(1, 10 ** places))
+    return bool(abs(left - right) <= sympy.Rational(1, 2) * sympy.Rational(1, 10**places))
 
 
 def _solutions(difference: Any, symbol: Any) -> list[Any] | None:
@@ -75,7 +76,7 @@ class Checker:
 
     def __init__(self) -> None:
         self.equations: dict[Any, Any] = {}  # symbol -> (left - right) of its last valid equation
-        self.values: dict[Any, Any] = {}     # symbol -> its value, when that equation has exactly one solution
+        self.values: dict[Any, Any] = {}  # symbol -> its value, when that equation has exactly one solution
         self.seen: set[tuple[str, str]] = set()
 
     def judge(self, claim: Claim) -> bool | None:
@@ -108,8 +109,9 @@ class Checker:
         if solutions is None:
             return None
         previous = self.equations.get(symbol)
-        holds = None if previous is None else bool(solutions) and all(
-            _satisfies(previous, symbol, s) for s in solutions)
+        holds = (
+            None if previous is None else bool(solutions) and all(_satisfies(previous, symbol, s) for s in solutions)
+        )
         if holds is not False:  # a premise (nothing to check it against) or a valid step
             self.equations[symbol] = difference
             if len(solutions) == 1:
@@ -152,8 +154,9 @@ def check_options(credit: str = "fraction", empty: float | None = None, max_clai
 
 
 @REWARDS.register("steps")
-def steps(completion: str, example: Example, credit: str = "fraction", empty: float | None = None,
-          max_claims: int = 50) -> StepScores | float | None:
+def steps(
+    completion: str, example: Example, credit: str = "fraction", empty: float | None = None, max_claims: int = 50
+) -> StepScores | float | None:
     """Verified partial credit for the completion's checkable claims (see the module docstring)."""
     found = verdicts(completion, max_claims)
     if not found:

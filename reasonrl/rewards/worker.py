@@ -4,6 +4,7 @@ returned, and the loop a worker process serves. A worker loads this file by path
 
 function_ref is a registry name ("correct"), "package.module:function" or "path/to/file.py:function".
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,9 +23,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-_BOOT = ("import importlib.util as u, sys; s = u.spec_from_file_location('reasonrl_reward_worker', sys.argv[2]); "
-         "m = sys.modules[s.name] = u.module_from_spec(s); s.loader.exec_module(m); "
-         "m.worker_main(int(sys.argv[1]), int(sys.argv[3]))")
+_BOOT = (
+    "import importlib.util as u, sys; s = u.spec_from_file_location('reasonrl_reward_worker', sys.argv[2]); "
+    "m = sys.modules[s.name] = u.module_from_spec(s); s.loader.exec_module(m); "
+    "m.worker_main(int(sys.argv[1]), int(sys.argv[3]))"
+)
 _FILE_MODULE_PREFIX = "reasonrl_user_"
 """Module names of reward files loaded by path: reasonrl_user_<stem>_<hash of the path>."""
 
@@ -54,6 +57,7 @@ class Outcome:
 # ---------------------------------------------------------------------------------------------------------
 # Resolving function references (runs in the parent for validation and in each worker).
 
+
 def is_file_ref(ref: str) -> bool:
     """'dir/file.py:fn' and 'file.py:fn' name a file; 'pkg.mod:fn' names a module."""
     target = ref.rpartition(":")[0]
@@ -73,8 +77,10 @@ def function_ref(fn: Callable[..., Any]) -> str:
     resolve_function loaded from a file. Raises ValueError when a fresh interpreter could not find it."""
     module, qualname = getattr(fn, "__module__", None), getattr(fn, "__qualname__", "")
     if module is None or module == "__main__" or "." in qualname or "<" in qualname:
-        raise ValueError(f"{fn!r} is defined in {module or 'no module'}; reward workers are fresh processes "
-                         "and can only import module-level functions of a module or file; move it there")
+        raise ValueError(
+            f"{fn!r} is defined in {module or 'no module'}; reward workers are fresh processes "
+            "and can only import module-level functions of a module or file; move it there"
+        )
     path = getattr(sys.modules.get(module), "__file__", None)
     if module.startswith(_FILE_MODULE_PREFIX) and path:
         return f"{path}:{qualname}"
@@ -107,11 +113,14 @@ def resolve_function(ref: str) -> Callable[..., Any]:
     """
     if ":" not in ref:
         from reasonrl.rewards import REWARDS  # lazy: this module is imported by reasonrl.rewards itself
+
         return REWARDS.get(ref)
     target, _, name = ref.rpartition(":")
     if is_file_ref(ref) and not Path(target).expanduser().is_file():
-        raise ValueError(f"reward file {target!r} does not exist (resolved to "
-                         f"{str(Path(target).expanduser().resolve())!r}); check the path in {ref!r}")
+        raise ValueError(
+            f"reward file {target!r} does not exist (resolved to "
+            f"{str(Path(target).expanduser().resolve())!r}); check the path in {ref!r}"
+        )
     try:
         module = _load_file(target) if is_file_ref(ref) else importlib.import_module(target)
     except Exception as e:
@@ -119,8 +128,10 @@ def resolve_function(ref: str) -> Callable[..., Any]:
     fn = getattr(module, name, None)
     if fn is None:
         public = sorted(k for k, v in vars(module).items() if callable(v) and not k.startswith("_"))
-        raise ValueError(f"{target!r} has no function {name!r} (reward {ref!r}); it defines: "
-                         f"{', '.join(public) or 'no public callables'}")
+        raise ValueError(
+            f"{target!r} has no function {name!r} (reward {ref!r}); it defines: "
+            f"{', '.join(public) or 'no public callables'}"
+        )
     if not callable(fn):
         raise ValueError(f"{ref!r} is a {type(fn).__name__}, not a function")
     return fn
@@ -128,6 +139,7 @@ def resolve_function(ref: str) -> Callable[..., Any]:
 
 # ---------------------------------------------------------------------------------------------------------
 # Worker side.
+
 
 def _import_example_type() -> None:
     """Import reasonrl.types (unpickling an Example needs it); it is torch-free at import time."""
@@ -138,6 +150,7 @@ def _die_with_parent() -> None:
     """Ask Linux to SIGKILL this worker when the parent dies, so a worker stuck in a loop is never orphaned."""
     if sys.platform.startswith("linux"):
         import ctypes
+
         ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
 
 
@@ -178,8 +191,9 @@ def check_result(value: Any, name: str = "reward") -> tuple[float | None, tuple[
     return total, tuple((end, float(v)) for end, v in steps if v is not None)
 
 
-def _run_one(cache: dict[str, Callable[..., Any]], ref: str,
-             payload: bytes) -> tuple[float | None, str | None, tuple[tuple[int, float], ...]]:
+def _run_one(
+    cache: dict[str, Callable[..., Any]], ref: str, payload: bytes
+) -> tuple[float | None, str | None, tuple[tuple[int, float], ...]]:
     try:
         if ref not in cache:
             cache[ref] = resolve_function(ref)
@@ -209,6 +223,7 @@ def worker_main(fd: int, memory_mb: int = 0) -> None:
             cache[ref] = resolve_function(ref)
         if memory_mb > 0:
             import resource
+
             resource.setrlimit(resource.RLIMIT_DATA, (memory_mb * 2**20, memory_mb * 2**20))
         conn.send(("ready", None))
     except Exception as e:

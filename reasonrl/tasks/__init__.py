@@ -12,6 +12,7 @@ from task.seed; files are split by a hash of (task.seed, prompt), so the same da
 the same split. Prompt = [system prompt] + [few-shot pairs] + user message (question + "\\n" + instruction).
 Few-shot examples come from train only, chosen per example by a seed derived from (task.seed, example id).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,7 +21,7 @@ import json
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from reasonrl.config import TaskConfig
 from reasonrl.registry import Registry
@@ -44,12 +45,24 @@ TaskLoader = Callable[[TaskConfig], Task]
 TASKS: Registry[TaskLoader] = Registry("task")
 
 
+def task_options(**options: tuple[Any, str]) -> Callable[[TaskLoader], TaskLoader]:
+    """Declare the task.options a task takes, name=(default, what it does), for `reasonrl list --options NAME`."""
+
+    def add(loader: TaskLoader) -> TaskLoader:
+        cast(Any, loader).task_options = options  # read by reasonrl/listing.py
+        return loader
+
+    return add
+
+
 def load_task(cfg: TaskConfig) -> Task:
     """Build the task named by cfg.name ('<kind>' or '<kind>:<argument>'). Raises ValueError on bad input."""
     kind = cfg.name.partition(":")[0]
     if kind not in TASKS:
-        raise ValueError(f"unknown task kind {kind!r} in task.name={cfg.name!r}; known: "
-                         f"{', '.join(TASKS.names())} (e.g. 'reasoning_gym:basic_arithmetic' or 'jsonl')")
+        raise ValueError(
+            f"unknown task kind {kind!r} in task.name={cfg.name!r}; known: "
+            f"{', '.join(TASKS.names())} (e.g. 'reasoning_gym:basic_arithmetic' or 'jsonl')"
+        )
     task = TASKS.get(kind)(cfg)
     check_disjoint(task)
     return add_few_shot(task, cfg.few_shot, cfg.seed) if cfg.few_shot else task
@@ -60,8 +73,7 @@ def check_disjoint(task: Task) -> None:
     seen = {prompt_key(e.prompt) for e in task.train}
     leaked = [e.id for e in task.eval if prompt_key(e.prompt) in seen]
     if leaked:
-        raise ValueError(f"task {task.name!r}: {len(leaked)} eval examples also appear in train "
-                         f"(first: {leaked[0]!r})")
+        raise ValueError(f"task {task.name!r}: {len(leaked)} eval examples also appear in train (first: {leaked[0]!r})")
 
 
 def prompt_key(prompt: list[Message] | str) -> str:
@@ -99,6 +111,7 @@ def plain(value: Any) -> Any:
 # ---------------------------------------------------------------------------------------------------------
 # Few-shot examples
 
+
 def shot_reply(example: Example) -> str | None:
     """The reference reply to an example (few-shot turns, SFT on task references): for a record with unit
     tests, its solution in a ```python block; else a worked solution (metadata "solution", or reasoning-gym's
@@ -120,8 +133,10 @@ def with_shots(example: Example, shots: list[Example]) -> Example:
     """The example with user/assistant pairs from `shots` inserted after its system message(s)."""
     pairs: list[Message] = []
     for shot in shots:
-        pairs += [{"role": "user", "content": shot.prompt[-1]["content"]},
-                  {"role": "assistant", "content": shot_reply(shot) or ""}]
+        pairs += [
+            {"role": "user", "content": shot.prompt[-1]["content"]},
+            {"role": "assistant", "content": shot_reply(shot) or ""},
+        ]
     head = 0
     while head < len(example.prompt) and example.prompt[head]["role"] == "system":
         head += 1
@@ -133,18 +148,23 @@ def add_few_shot(task: Task, k: int, seed: int) -> Task:
     example with a seed derived from (seed, example id), and never include the example itself."""
     pool = [e for e in task.train if shot_reply(e) is not None and e.prompt[-1]["role"] == "user"]
     if len(pool) <= k:
-        raise ValueError(f"task.few_shot={k} needs more than {k} solved train examples (with an answer or a "
-                         f"solution); task {task.name!r} has {len(pool)}. Lower task.few_shot")
+        raise ValueError(
+            f"task.few_shot={k} needs more than {k} solved train examples (with an answer or a "
+            f"solution); task {task.name!r} has {len(pool)}. Lower task.few_shot"
+        )
 
     def shots_for(example: Example) -> list[Example]:
         rng = random.Random(derive_seed(seed, f"few_shot/{example.id}"))
         candidates = [e for e in pool if e.id != example.id]
         return rng.sample(candidates, k)
 
-    return Task(name=task.name, train=[with_shots(e, shots_for(e)) for e in task.train],
-                eval=[with_shots(e, shots_for(e)) for e in task.eval])
+    return Task(
+        name=task.name,
+        train=[with_shots(e, shots_for(e)) for e in task.train],
+        eval=[with_shots(e, shots_for(e)) for e in task.eval],
+    )
 
 
-from reasonrl.tasks import (arithmetic, code, code_repos, corridor, files, gym, sokoban,  # noqa: E402,F401
-                            text_gym)  # (register the task kinds)
+# register the task kinds
+from reasonrl.tasks import arithmetic, code, code_repos, corridor, files, gym, sokoban, text_gym  # noqa: E402,F401
 from reasonrl.tasks.gym import reasoning_gym_names  # noqa: E402,F401  (used by `reasonrl list`)

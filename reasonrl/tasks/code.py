@@ -7,6 +7,7 @@ solution (kept in metadata["solution"]: few-shot examples show it; tests/unit/te
 every reference passes its own tests in the sandbox). The file's field names are fixed, so task.path and the
 field mapping are not used. The set is small (36 problems): task.eval_size is capped at a quarter of it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -28,9 +29,17 @@ def load_code(cfg: TaskConfig) -> Task:
     rows = read_jsonl(CODE_TASKS)
     eval_size = min(cfg.eval_size, len(rows) // 4)
     if eval_size < cfg.eval_size:
-        logger.warning("task code has %d problems; using task.eval_size=%d instead of %d", len(rows), eval_size,
-                       cfg.eval_size)
-    fixed = dataclasses.replace(cfg, path=str(CODE_TASKS), prompt_field="prompt", answer_field="answer",
-                                tests_field="tests", eval_size=eval_size, options={})
+        logger.warning(
+            "task code has %d problems; using task.eval_size=%d instead of %d", len(rows), eval_size, cfg.eval_size
+        )
+    fixed = dataclasses.replace(
+        cfg,
+        path=str(CODE_TASKS),
+        prompt_field="prompt",
+        answer_field="answer",
+        tests_field="tests",
+        eval_size=eval_size,
+        options={},
+    )
     task = build_task(rows, fixed, str(CODE_TASKS), "code")
     return Task(name=cfg.name, train=task.train, eval=task.eval)

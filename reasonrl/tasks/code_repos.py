@@ -14,6 +14,7 @@ Example.metadata holds the repository (files: path -> text), the test files and 
 the command language (envs/coding_commands.py). The built-in set is 6 repositories: 4 to train on, 2 held
 out (html_escape, dates). task.options: eval_repos (a list of names to hold out instead).
 """
+
 from __future__ import annotations
 
 import json
@@ -22,7 +23,7 @@ from pathlib import Path
 from reasonrl.config import TaskConfig
 from reasonrl.envs.coding_commands import USAGE
 from reasonrl.envs.coding_harness import find_tests
-from reasonrl.tasks import TASKS, Task
+from reasonrl.tasks import TASKS, Task, task_options
 from reasonrl.types import Example, Message
 
 CODE_REPOS = Path(__file__).parents[1] / "data" / "code_repos"
@@ -42,12 +43,15 @@ def read_files(directory: Path) -> dict[str, str]:
     return files
 
 
-def task_prompt(issue: str, files: dict[str, str], test_files: list[str], tests: int,
-                system_prompt: str | None) -> list[Message]:
+def task_prompt(
+    issue: str, files: dict[str, str], test_files: list[str], tests: int, system_prompt: str | None
+) -> list[Message]:
     listing = "\n".join(f"  {name}" for name in files)
-    text = (f"Fix the issue below in a small Python repository.\n\nIssue: {issue}\n\nFiles:\n{listing}\n\n"
-            f"The tests in {', '.join(test_files)} ({tests} tests) decide your reward; changes to the test files "
-            f"are ignored when scoring. The turns are limited.\n\n{USAGE}")
+    text = (
+        f"Fix the issue below in a small Python repository.\n\nIssue: {issue}\n\nFiles:\n{listing}\n\n"
+        f"The tests in {', '.join(test_files)} ({tests} tests) decide your reward; changes to the test files "
+        f"are ignored when scoring. The turns are limited.\n\n{USAGE}"
+    )
     system: list[Message] = [{"role": "system", "content": system_prompt}] if system_prompt else []
     return system + [{"role": "user", "content": text}]
 
@@ -70,14 +74,18 @@ def read_repo(directory: Path, system_prompt: str | None = None) -> tuple[Exampl
     split = spec.get("split", "train")
     if split not in ("train", "eval"):
         raise ValueError(f"{spec_path}: split={split!r} must be 'train' or 'eval'")
-    example = Example(id=f"code_repos/{directory.name}",
-                      prompt=task_prompt(issue, files, test_files, len(tests), system_prompt),
-                      task="code_repos", source=str(spec_path),
-                      metadata={"repo": directory.name, "files": files, "test_files": test_files, "tests": tests})
+    example = Example(
+        id=f"code_repos/{directory.name}",
+        prompt=task_prompt(issue, files, test_files, len(tests), system_prompt),
+        task="code_repos",
+        source=str(spec_path),
+        metadata={"repo": directory.name, "files": files, "test_files": test_files, "tests": tests},
+    )
     return example, split
 
 
 @TASKS.register("code_repos")
+@task_options(eval_repos=(None, "names of the repositories to hold out (None: the built-in held-out ones)"))
 def load_code_repos(cfg: TaskConfig) -> Task:
     """Every repository under task.path (default: the built-in ones), split by task.json or eval_repos."""
     root = Path(cfg.path) if cfg.path else CODE_REPOS

@@ -12,6 +12,7 @@ be missing when the record has task.tests_field (unit tests for code_tests). Oth
 Example.metadata (tests under "tests"). Every record is read and checked before any Example is built: a bad
 one raises one ValueError naming the file, the line or row, and the field.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,7 +24,16 @@ from typing import Any
 
 from reasonrl.config import TaskConfig
 from reasonrl.rewards.code_harness import split_tests
-from reasonrl.tasks import ANSWER_INSTRUCTION, CODE_INSTRUCTION, TASKS, Task, instruction, make_prompt, prompt_key
+from reasonrl.tasks import (
+    ANSWER_INSTRUCTION,
+    CODE_INSTRUCTION,
+    TASKS,
+    Task,
+    instruction,
+    make_prompt,
+    prompt_key,
+    task_options,
+)
 from reasonrl.types import Example, Message
 
 Row = tuple[str, dict[str, Any]]
@@ -49,8 +59,10 @@ def read_json(path: Path) -> list[Row]:
     except json.JSONDecodeError as e:
         raise ValueError(f"{path}:{e.lineno}: invalid JSON ({e.msg} at column {e.colno})") from e
     if not isinstance(data, list):
-        raise ValueError(f"{path}: expected a JSON array of records at the top level, got {type(data).__name__} "
-                         "(for one object per line use task.name=jsonl)")
+        raise ValueError(
+            f"{path}: expected a JSON array of records at the top level, got {type(data).__name__} "
+            "(for one object per line use task.name=jsonl)"
+        )
     return [(f"{path}[{i}]", record) for i, record in enumerate(data)]
 
 
@@ -60,10 +72,13 @@ def read_csv(path: Path) -> list[Row]:
         reader = csv.DictReader(f)
         for i, record in enumerate(reader, start=1):
             if None in record:
-                raise ValueError(f"{path}:row {i} (line {reader.line_num}): more values than the header has "
-                                 f"columns ({', '.join(reader.fieldnames or [])})")
-            rows.append((f"{path}:row {i} (line {reader.line_num})",
-                         {k: v for k, v in record.items() if v is not None}))
+                raise ValueError(
+                    f"{path}:row {i} (line {reader.line_num}): more values than the header has "
+                    f"columns ({', '.join(reader.fieldnames or [])})"
+                )
+            rows.append(
+                (f"{path}:row {i} (line {reader.line_num})", {k: v for k, v in record.items() if v is not None})
+            )
     return rows
 
 
@@ -71,8 +86,7 @@ def read_parquet(path: Path) -> list[Row]:
     try:
         import pyarrow.parquet as pq
     except ImportError as e:
-        raise ValueError("task.name=parquet needs pyarrow: `pip install pyarrow` (or convert the file to "
-                         "JSONL)") from e
+        raise ValueError("task.name=parquet needs pyarrow: `pip install pyarrow` (or convert the file to JSONL)") from e
     return [(f"{path}:row {i}", record) for i, record in enumerate(pq.read_table(path).to_pylist(), start=1)]
 
 
@@ -82,8 +96,10 @@ def read_hf(path: str, options: dict[str, Any]) -> list[Row]:
     try:
         import datasets
     except ImportError as e:
-        raise ValueError("task.name=hf needs the datasets library: `pip install datasets` (or export the data "
-                         "to JSONL and use task.name=jsonl)") from e
+        raise ValueError(
+            "task.name=hf needs the datasets library: `pip install datasets` (or export the data "
+            "to JSONL and use task.name=jsonl)"
+        ) from e
     unknown = set(options) - {"split", "name"}
     if unknown:
         raise ValueError(f"task.options {sorted(unknown)} are not hf options; use split and name")
@@ -99,18 +115,26 @@ def read_hf(path: str, options: dict[str, Any]) -> list[Row]:
         try:
             data = datasets.load_dataset(path, options.get("name"), split=split)
         except Exception as e:
-            raise ValueError(f"cannot load Hugging Face dataset {path!r} (split {split!r}) from a local "
-                             f"directory or the cache: {type(e).__name__}: {e}") from e
+            raise ValueError(
+                f"cannot load Hugging Face dataset {path!r} (split {split!r}) from a local "
+                f"directory or the cache: {type(e).__name__}: {e}"
+            ) from e
     return [(f"{path}[{split}]:row {i}", record) for i, record in enumerate(data, start=1)]
 
 
 def _messages(prompt: Any, where: str, field: str) -> list[Message]:
-    ok = isinstance(prompt, list) and prompt and all(
-        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str)
-        for m in prompt)
+    ok = (
+        isinstance(prompt, list)
+        and prompt
+        and all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in prompt
+        )
+    )
     if not ok:
-        raise ValueError(f"{where}: field {field!r} must be a string or a non-empty list of "
-                         f"{{'role': ..., 'content': ...}} messages, got {str(prompt)[:80]}")
+        raise ValueError(
+            f"{where}: field {field!r} must be a string or a non-empty list of "
+            f"{{'role': ..., 'content': ...}} messages, got {str(prompt)[:80]}"
+        )
     return [{"role": m["role"], "content": m["content"]} for m in prompt]
 
 
@@ -140,8 +164,10 @@ def check_tests(tests: Any, where: str, field: str) -> None:
                 return
         except SyntaxError as e:
             raise ValueError(f"{where}: field {field!r} is not valid Python (line {e.lineno}: {e.msg})") from e
-    raise ValueError(f"{where}: field {field!r} must be a non-empty list of test snippets or Python source with "
-                     f"at least one top-level assert, got {str(tests)[:80]!r}")
+    raise ValueError(
+        f"{where}: field {field!r} must be a non-empty list of test snippets or Python source with "
+        f"at least one top-level assert, got {str(tests)[:80]!r}"
+    )
 
 
 def check_record(where: str, record: Any, cfg: TaskConfig) -> None:
@@ -151,8 +177,10 @@ def check_record(where: str, record: Any, cfg: TaskConfig) -> None:
     if cfg.prompt_field not in record:
         raise ValueError(f"{where}: missing field {cfg.prompt_field!r} (fields: {fields}); set task.prompt_field")
     if cfg.answer_field not in record and cfg.tests_field not in record:
-        raise ValueError(f"{where}: missing field {cfg.answer_field!r} (fields: {fields}); set task.answer_field "
-                         f"(or give unit tests in task.tests_field={cfg.tests_field!r})")
+        raise ValueError(
+            f"{where}: missing field {cfg.answer_field!r} (fields: {fields}); set task.answer_field "
+            f"(or give unit tests in task.tests_field={cfg.tests_field!r})"
+        )
     if cfg.tests_field in record:
         check_tests(record[cfg.tests_field], where, cfg.tests_field)
 
@@ -178,14 +206,19 @@ def build_task(rows: list[Row], cfg: TaskConfig, label: str, stem: str) -> Task:
     the rest (at most cfg.train_size; repeats kept); a prompt is never in both splits."""
     for where, record in rows:
         check_record(where, record, cfg)
-    prompts = [file_prompt(record[cfg.prompt_field], cfg, where,
-                           CODE_INSTRUCTION if cfg.tests_field in record else ANSWER_INSTRUCTION)
-               for where, record in rows]
+    prompts = [
+        file_prompt(
+            record[cfg.prompt_field], cfg, where, CODE_INSTRUCTION if cfg.tests_field in record else ANSWER_INSTRUCTION
+        )
+        for where, record in rows
+    ]
     keys = [prompt_key(record[cfg.prompt_field]) for _, record in rows]
     eval_keys, distinct = split_by_hash(keys, cfg.eval_size, cfg.seed)
     if distinct <= cfg.eval_size:
-        raise ValueError(f"{label} has {distinct} distinct prompts; task.eval_size={cfg.eval_size} leaves "
-                         "none for training; lower task.eval_size")
+        raise ValueError(
+            f"{label} has {distinct} distinct prompts; task.eval_size={cfg.eval_size} leaves "
+            "none for training; lower task.eval_size"
+        )
     train: list[Example] = []
     held_out: list[Example] = []
     used: set[str] = set()
@@ -205,13 +238,18 @@ def _file_loader(reader: Callable[[Path], list[Row]]) -> Callable[[TaskConfig], 
             raise ValueError(f"task.name={cfg.name} needs task.path=<file>")
         path = Path(cfg.path).expanduser()
         if not path.is_file():
-            raise ValueError(f"task.path {cfg.path!r} is not a file (resolved to {str(path.resolve())!r}); "
-                             "check the path, relative paths start at the working directory")
+            raise ValueError(
+                f"task.path {cfg.path!r} is not a file (resolved to {str(path.resolve())!r}); "
+                "check the path, relative paths start at the working directory"
+            )
         if cfg.options:
             raise ValueError(f"task.options {cfg.options} do nothing for task.name={cfg.name}; remove them")
         return build_task(reader(path), cfg, str(path), path.stem)
-    load.__doc__ = (f"Problems from a {reader.__name__.removeprefix('read_')} file at task.path (fields: "
-                    "task.prompt_field, task.answer_field, task.tests_field), split by a hash of the prompt.")
+
+    load.__doc__ = (
+        f"Problems from a {reader.__name__.removeprefix('read_')} file at task.path (fields: "
+        "task.prompt_field, task.answer_field, task.tests_field), split by a hash of the prompt."
+    )
     return load
 
 
@@ -220,6 +258,7 @@ for _kind, _reader in (("jsonl", read_jsonl), ("json", read_json), ("csv", read_
 
 
 @TASKS.register("hf")
+@task_options(split=("train", "the dataset split to read"), name=(None, "the dataset's config name"))
 def load_hf(cfg: TaskConfig) -> Task:
     """A Hugging Face dataset from a local directory or the local cache (see read_hf)."""
     if not cfg.path:

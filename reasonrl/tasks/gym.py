@@ -4,6 +4,7 @@ by the dataset's own scorer (rewards.builtin.correct reads metadata["reasoning_g
 Train and eval are generated with two seeds derived from task.seed; an eval problem whose question is also in
 train (or earlier in eval) is replaced, so eval holds exactly task.eval_size unseen problems.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -23,16 +24,19 @@ _EVAL_TRIES_PER_EXAMPLE = 20
 def reasoning_gym_names() -> list[str]:
     """Every reasoning-gym dataset name (usable as task.name=reasoning_gym:<name>)."""
     from reasoning_gym.factory import DATASETS
+
     return sorted(DATASETS)
 
 
 def _rg_config_class(dataset: str) -> type:
     from reasoning_gym.factory import DATASETS
+
     if dataset not in DATASETS:
         close = difflib.get_close_matches(dataset, DATASETS, n=5, cutoff=0.5)
         hint = f"; did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown reasoning-gym dataset {dataset!r} in task.name{hint} "
-                         f"(`reasonrl list` shows all {len(DATASETS)})")
+        raise ValueError(
+            f"unknown reasoning-gym dataset {dataset!r} in task.name{hint} (`reasonrl list` shows all {len(DATASETS)})"
+        )
     return DATASETS[dataset][1]
 
 
@@ -45,27 +49,37 @@ def check_rg_options(dataset: str, options: dict[str, Any]) -> None:
         if key not in valid:
             close = difflib.get_close_matches(key, valid, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"task.options.{key} is not an option of reasoning-gym dataset {dataset!r}{hint}; "
-                             f"valid options: {', '.join(valid)}")
+            raise ValueError(
+                f"task.options.{key} is not an option of reasoning-gym dataset {dataset!r}{hint}; "
+                f"valid options: {', '.join(valid)}"
+            )
 
 
 def _rg_dataset(dataset: str, options: dict[str, Any], seed: int, size: int) -> Any:
     import reasoning_gym
+
     try:
         return reasoning_gym.create_dataset(dataset, seed=seed, size=size, **options)
     except (AssertionError, ValueError, TypeError) as e:
-        raise ValueError(f"reasoning-gym dataset {dataset!r} rejected task.options {options}: "
-                         f"{type(e).__name__}: {e}") from e
+        raise ValueError(
+            f"reasoning-gym dataset {dataset!r} rejected task.options {options}: {type(e).__name__}: {e}"
+        ) from e
 
 
-def _rg_example(entry: dict[str, Any], dataset: str, options: dict[str, Any], cfg: TaskConfig,
-                split: str, index: int, source: str) -> Example:
+def _rg_example(
+    entry: dict[str, Any], dataset: str, options: dict[str, Any], cfg: TaskConfig, split: str, index: int, source: str
+) -> Example:
     entry = plain(entry)
     answer = entry.get("answer")
     info = {"dataset": dataset, "config": plain(options), "entry": entry}
-    return Example(id=f"{dataset}/{split}/{index}", prompt=make_prompt(entry["question"], cfg),
-                   answer=None if answer is None else str(answer), task=cfg.name,
-                   metadata={"reasoning_gym": info}, source=source)
+    return Example(
+        id=f"{dataset}/{split}/{index}",
+        prompt=make_prompt(entry["question"], cfg),
+        answer=None if answer is None else str(answer),
+        task=cfg.name,
+        metadata={"reasoning_gym": info},
+        source=source,
+    )
 
 
 @TASKS.register("reasoning_gym")
@@ -73,13 +87,17 @@ def load_reasoning_gym(cfg: TaskConfig) -> Task:
     """'reasoning_gym:<dataset>' with cfg.options as the dataset config."""
     dataset = cfg.name.partition(":")[2]
     if not dataset:
-        raise ValueError(f"task.name={cfg.name!r} names no dataset; use 'reasoning_gym:<dataset>', "
-                         "e.g. 'reasoning_gym:basic_arithmetic'")
+        raise ValueError(
+            f"task.name={cfg.name!r} names no dataset; use 'reasoning_gym:<dataset>', "
+            "e.g. 'reasoning_gym:basic_arithmetic'"
+        )
     check_rg_options(dataset, cfg.options)
     train_seed, eval_seed = derive_seed(cfg.seed, "train"), derive_seed(cfg.seed, "eval")
     generator = _rg_dataset(dataset, cfg.options, train_seed, cfg.train_size)
-    train = [_rg_example(generator[i], dataset, cfg.options, cfg, "train", i,
-                         f"{dataset}#seed={train_seed},idx={i}") for i in range(cfg.train_size)]
+    train = [
+        _rg_example(generator[i], dataset, cfg.options, cfg, "train", i, f"{dataset}#seed={train_seed},idx={i}")
+        for i in range(cfg.train_size)
+    ]
     tries = _EVAL_TRIES_PER_EXAMPLE * cfg.eval_size + 100
     generator = _rg_dataset(dataset, cfg.options, eval_seed, tries)
     seen = {e.metadata["reasoning_gym"]["entry"]["question"] for e in train}
@@ -89,11 +107,13 @@ def load_reasoning_gym(cfg: TaskConfig) -> Task:
         if entry["question"] in seen:
             continue  # already in train, or a duplicate within eval
         seen.add(entry["question"])
-        held_out.append(_rg_example(entry, dataset, cfg.options, cfg, "eval", len(held_out),
-                                    f"{dataset}#seed={eval_seed},idx={i}"))
+        held_out.append(
+            _rg_example(entry, dataset, cfg.options, cfg, "eval", len(held_out), f"{dataset}#seed={eval_seed},idx={i}")
+        )
         if len(held_out) == cfg.eval_size:
             return Task(name=cfg.name, train=train, eval=held_out)
-    raise ValueError(f"reasoning-gym dataset {dataset!r} with options {cfg.options} gave only {len(held_out)} "
-                     f"distinct problems outside train in {tries} tries, but task.eval_size={cfg.eval_size}; "
-                     "lower task.eval_size or task.train_size, or widen task.options")
-
+    raise ValueError(
+        f"reasoning-gym dataset {dataset!r} with options {cfg.options} gave only {len(held_out)} "
+        f"distinct problems outside train in {tries} tries, but task.eval_size={cfg.eval_size}; "
+        "lower task.eval_size or task.train_size, or widen task.options"
+    )

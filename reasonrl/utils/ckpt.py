@@ -3,6 +3,7 @@
 A checkpoint is written to checkpoints/.tmp_step_N and renamed to checkpoints/step_N only when complete, so a
 crash never leaves a half-written checkpoint behind; loaders only look at step_* directories.
 """
+
 from __future__ import annotations
 
 import errno
@@ -48,8 +49,10 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], write: Call
     try:
         write(tmp)
         fault_point("checkpoint")
-        torch.save({"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
-                   tmp / "rng.pt")
+        torch.save(
+            {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()},
+            tmp / "rng.pt",
+        )
         (tmp / "trainer_state.json").write_text(json.dumps({"step": step, **state}, indent=1))
     except BaseException as e:  # a full disk, a failing writer: the half-written directory goes, earlier ones stay
         full = disk_full(e, root)
@@ -65,9 +68,11 @@ def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], write: Call
 
 def model_parts(model: nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any) -> Callable[[Path], None]:
     """save_checkpoint's writer for a model with its optimizer and schedule (sft)."""
+
     def write(path: Path) -> None:
         cast(Callable[[Path], None], model.save_pretrained)(path / "adapter")
         torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}, path / "optim.pt")
+
     return write
 
 
@@ -83,6 +88,7 @@ def load_weights(model: nn.Module, adapter: Path) -> None:
     weights = adapter / "adapter_model.safetensors"
     if weights.exists():
         from peft import set_peft_model_state_dict
+
         set_peft_model_state_dict(model, load_file(str(weights)))
     else:
         model.load_state_dict(load_file(str(adapter / "model.safetensors")), strict=False)

@@ -2,6 +2,7 @@
 
 Generic over the dataclass; reasonrl.config applies it to RunConfig.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-
 
 
 def _type_name(tp: Any) -> str:
@@ -112,8 +112,10 @@ def _convert_variant(value: Any, variants: dict[str, type], where: str) -> Any:
     for key in value:
         owners = [n for n, cls in variants.items() if key in {f.name for f in dataclasses.fields(cls)}]
         if key not in fields and owners:
-            raise ValueError(f"{where}.{key} belongs to {where}.name={'/'.join(owners)}, not to {where}.name={name} "
-                             f"(which takes: {', '.join(fields)})")
+            raise ValueError(
+                f"{where}.{key} belongs to {where}.name={'/'.join(owners)}, not to {where}.name={name} "
+                f"(which takes: {', '.join(fields)})"
+            )
     try:
         return build(variants[name], value, where)
     except ValueError as e:
@@ -156,8 +158,9 @@ def parse_override(text: str) -> tuple[str, Any]:
         return key.strip(), yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError as e:
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ValueError(f"override {text!r}: the value is not valid YAML ({problem}); quote it, e.g. "
-                         f"{key.strip()}='\"{raw}\"'") from None
+        raise ValueError(
+            f"override {text!r}: the value is not valid YAML ({problem}); quote it, e.g. {key.strip()}='\"{raw}\"'"
+        ) from None
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -169,6 +172,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         if isinstance(x, dict):
             return {k: plain(v) for k, v in x.items()}
         return x
+
     return plain(dataclasses.asdict(cfg))
 
 

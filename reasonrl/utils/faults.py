@@ -6,6 +6,7 @@ Points: generate (a rollout or evaluation batch is being sampled), reward (rewar
 workers), update (gradients computed, the optimizer step not taken), checkpoint (a checkpoint half written),
 metrics (a step logged, its checkpoint not yet written). Without the variable fault_point returns at once.
 """
+
 from __future__ import annotations
 
 import os

@@ -5,6 +5,7 @@ so a reader sees the old version or the new one, never half of one. Where two wr
 lock (flock) serialises them: the kernel drops it when its holder exits, however it exits, so a killed process
 never holds a lock forever.
 """
+
 from __future__ import annotations
 
 import errno
@@ -83,8 +84,9 @@ def _holder(path: Path) -> int | None:
 
 
 @contextmanager
-def file_lock(path: Path, wait: bool = True, on_wait: Callable[[int | None], None] | None = None,
-              remove: bool = False) -> Iterator[None]:
+def file_lock(
+    path: Path, wait: bool = True, on_wait: Callable[[int | None], None] | None = None, remove: bool = False
+) -> Iterator[None]:
     """Hold an exclusive lock on `path` (created if missing; it records the holder's pid).
 
     wait=False raises Busy at once when another process holds it; wait=True blocks, calling on_wait(pid)

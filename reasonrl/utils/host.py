@@ -1,4 +1,5 @@
 """Process-wide settings for the machine a run is on: torch's threads and how freed memory is kept."""
+
 from __future__ import annotations
 
 import ctypes
@@ -7,9 +8,9 @@ import sys
 
 import torch
 
-M_TRIM_THRESHOLD = -1   # glibc mallopt parameters (malloc.h)
+M_TRIM_THRESHOLD = -1  # glibc mallopt parameters (malloc.h)
 M_MMAP_THRESHOLD = -3
-KEEP_BELOW = 1 << 30    # blocks up to 1 GiB come from the heap and stay there once freed
+KEEP_BELOW = 1 << 30  # blocks up to 1 GiB come from the heap and stay there once freed
 
 
 def configure_host(threads: int | None, keep_freed_memory: bool = True) -> None:
@@ -34,6 +35,6 @@ def keep_freed_blocks() -> bool:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
-        return False                                           # not glibc
+        return False  # not glibc
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BELOW)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))

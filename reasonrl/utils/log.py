@@ -3,6 +3,7 @@
 metrics.jsonl (JsonlSink) is always written; `log.sinks` adds TensorBoard event files and a Weights & Biases run
 (offline by default), each behind the same log/close interface, all driven by one MetricSinks in train().
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -62,9 +63,16 @@ class WandbSink:
         id_file = run_dir / "wandb" / "run_id"
         if not id_file.is_file():
             id_file.write_text(uuid.uuid4().hex[:12])
-        self.run = wandb.init(project=project, name=name, dir=str(run_dir), mode=mode, config=config,
-                              id=id_file.read_text().strip(), resume="allow",
-                              settings=wandb.Settings(silent=True, console="off"))  # our progress owns the console
+        self.run = wandb.init(
+            project=project,
+            name=name,
+            dir=str(run_dir),
+            mode=mode,
+            config=config,
+            id=id_file.read_text().strip(),
+            resume="allow",
+            settings=wandb.Settings(silent=True, console="off"),
+        )  # our progress owns the console
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         self.run.log(finite_scalars(metrics), step=step)
@@ -75,8 +83,11 @@ class WandbSink:
 
 def finite_scalars(metrics: dict[str, Any]) -> dict[str, float]:
     """The finite numbers of a metrics dict (TensorBoard and W&B draw NaN badly; metrics.jsonl keeps a null)."""
-    return {k: float(v) for k, v in metrics.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
+    return {
+        k: float(v)
+        for k, v in metrics.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+    }
 
 
 class MetricSinks:
@@ -87,15 +98,19 @@ class MetricSinks:
         """cfg is the RunConfig (its log section, name and the whole config for W&B); start the first step."""
         for sink, module in (("tensorboard", "tensorboard"), ("wandb", "wandb")):
             if sink in cfg.log.sinks and importlib.util.find_spec(module) is None:
-                raise ValueError(f"log.sinks has {sink!r} but the {module} package is not installed; "
-                                 f"`pip install {module}` or drop it from log.sinks")
+                raise ValueError(
+                    f"log.sinks has {sink!r} but the {module} package is not installed; "
+                    f"`pip install {module}` or drop it from log.sinks"
+                )
         self.sinks: list[Any] = [JsonlSink(run_dir / "metrics.jsonl")]
         if "tensorboard" in cfg.log.sinks:
             self.sinks.append(TensorBoardSink(run_dir / "tensorboard", start))
         if "wandb" in cfg.log.sinks:
             from reasonrl.utils.config_io import config_to_dict
-            self.sinks.append(WandbSink(run_dir, cfg.name, cfg.log.wandb_project, cfg.log.wandb_mode,
-                                        config_to_dict(cfg)))
+
+            self.sinks.append(
+                WandbSink(run_dir, cfg.name, cfg.log.wandb_project, cfg.log.wandb_mode, config_to_dict(cfg))
+            )
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         for sink in self.sinks:
@@ -135,6 +150,7 @@ class Progress:
         self.bar = None
         if not self.quiet:
             from tqdm import tqdm
+
             self.bar = tqdm(total=total, initial=initial, desc=desc, dynamic_ncols=True)
         self.total = total
 

@@ -5,6 +5,7 @@ entry is tested automatically; an entry that needs settings to be valid lists th
 Also: DAPO as a whole (clip-higher, token-mean, overlong shaping and filtering, dynamic sampling, several
 mini-batches) learns, and a run with a critic and an adaptive KL coefficient resumes exactly.
 """
+
 import json
 import math
 from pathlib import Path
@@ -51,8 +52,16 @@ def test_dapo_raises_the_reward(tmp_path):
 
 @pytest.mark.slow
 def test_a_run_with_a_critic_and_adaptive_kl_resumes_exactly(tmp_path):
-    extra = ["save_every=1", "algo.advantage=gae", "algo.kl.coef=0.05", "algo.kl.placement=reward",
-             "algo.kl.estimator=k1", "algo.kl.target=0.01", "algo.epochs=2", "algo.mini_batches=2"]
+    extra = [
+        "save_every=1",
+        "algo.advantage=gae",
+        "algo.kl.coef=0.05",
+        "algo.kl.placement=reward",
+        "algo.kl.estimator=k1",
+        "algo.kl.target=0.01",
+        "algo.epochs=2",
+        "algo.mini_batches=2",
+    ]
     straight = train(tiny_config(tmp_path, "name=straight", "steps=4", *extra), quiet=True)
     train(tiny_config(tmp_path, "name=split", "steps=2", *extra), quiet=True)
     resumed = train(tiny_config(tmp_path, "name=split", "steps=4", *extra), resume=True, quiet=True)
@@ -79,13 +88,29 @@ def test_every_recipe_trains_on_the_tiny_model(tmp_path, recipe):
 
     from reasonrl.config import load_config
     from tests.helpers import tiny_overrides
+
     spec = yaml.safe_load(recipe.read_text())
     own_task = []  # a recipe with its own multi-turn environment keeps the task that environment needs
     if spec.get("env", {}).get("name", "single_turn") not in ("single_turn", "tool_math"):
-        own_task = [f"task.name={spec['task']['name']}", "task.path=null", "task.train_size=20",
-                    "task.eval_size=4", "env.max_turns=2"]
-    cfg = load_config(recipe, tiny_overrides(tmp_path, "steps=2", "task.options={}", "eval.samples=1",
-                                             "log_rollouts_every=0", "algo.overlong.buffer=0", *own_task))
+        own_task = [
+            f"task.name={spec['task']['name']}",
+            "task.path=null",
+            "task.train_size=20",
+            "task.eval_size=4",
+            "env.max_turns=2",
+        ]
+    cfg = load_config(
+        recipe,
+        tiny_overrides(
+            tmp_path,
+            "steps=2",
+            "task.options={}",
+            "eval.samples=1",
+            "log_rollouts_every=0",
+            "algo.overlong.buffer=0",
+            *own_task,
+        ),
+    )
     run_dir = train(cfg, quiet=True)
     assert (run_dir / "adapter").is_dir()
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]

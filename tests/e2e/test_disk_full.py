@@ -4,6 +4,7 @@ no half-written one left, and --resume finishes the run once there is space agai
 On a machine where the test can mount a small tmpfs (a user and mount namespace: `unshare -r -m`) the run
 writes to a real full filesystem; everywhere the same run gets an injected ENOSPC in torch.save, which is how
 a full disk reaches a checkpoint writer (torch raises RuntimeError without an errno)."""
+
 import json
 import os
 import shlex
@@ -28,8 +29,9 @@ def can_mount_tmpfs(tmp_path: Path) -> bool:
         return False
     probe = tmp_path / "probe"
     probe.mkdir()
-    done = subprocess.run(["unshare", "-r", "-m", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {probe}"],
-                          capture_output=True)
+    done = subprocess.run(
+        ["unshare", "-r", "-m", "sh", "-c", f"mount -t tmpfs -o size=64k tmpfs {probe}"], capture_output=True
+    )
     return done.returncode == 0
 
 
@@ -61,12 +63,14 @@ def test_a_real_full_disk_stops_the_run_cleanly_and_resume_finishes_it(tmp_path)
     python = f"{sys.executable} -m reasonrl.cli train"
     overrides = shlex.join(tiny_overrides(tmp_path, f"output_dir={runs}", *RUN))
     # 300 KiB: room for config, metrics and the step-2 checkpoint (~150 KiB), not for the step-4 one.
-    script = (f"mount -t tmpfs -o size=300k tmpfs {runs} || exit 99; "
-              f"{python} {overrides} --quiet > {tmp_path}/first.txt 2>&1; echo $? > {tmp_path}/first.rc; "
-              f"cp -a {runs}/tiny {tmp_path}/after_full; "
-              f"mount -o remount,size=20m {runs}; "
-              f"{python} --resume {runs}/tiny --quiet > {tmp_path}/second.txt 2>&1; echo $? > {tmp_path}/second.rc; "
-              f"cp -a {runs}/tiny {tmp_path}/resumed")
+    script = (
+        f"mount -t tmpfs -o size=300k tmpfs {runs} || exit 99; "
+        f"{python} {overrides} --quiet > {tmp_path}/first.txt 2>&1; echo $? > {tmp_path}/first.rc; "
+        f"cp -a {runs}/tiny {tmp_path}/after_full; "
+        f"mount -o remount,size=20m {runs}; "
+        f"{python} --resume {runs}/tiny --quiet > {tmp_path}/second.txt 2>&1; echo $? > {tmp_path}/second.rc; "
+        f"cp -a {runs}/tiny {tmp_path}/resumed"
+    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(["unshare", "-r", "-m", "sh", "-c", script], cwd=ROOT, env=env, timeout=600)
     assert done.returncode == 0, done
@@ -77,8 +81,7 @@ def test_a_real_full_disk_stops_the_run_cleanly_and_resume_finishes_it(tmp_path)
 
 
 @pytest.mark.slow
-def test_an_injected_enospc_in_a_checkpoint_stops_the_run_cleanly_and_resume_finishes_it(tmp_path, monkeypatch,
-                                                                                       capsys):
+def test_an_injected_enospc_in_a_checkpoint_stops_the_run_cleanly_and_resume_finishes_it(tmp_path, monkeypatch, capsys):
     real_save = torch.save
 
     def save(obj, f, *args, **kwargs):  # the step-4 checkpoint's optimizer state meets a full disk

@@ -7,6 +7,7 @@ one, only complete checkpoints under step_*), no reward worker outlives the trai
 the run with per-step metrics equal to an uninterrupted run's. The moments are fault points
 (reasonrl/utils/faults.py: REASONRL_FAULT=<phase>:<n> SIGKILLs the trainer the n-th time it gets there).
 """
+
 import json
 import os
 import random
@@ -35,8 +36,7 @@ MOMENTS = [(phase, hit) for phase, k in PER_PHASE.items() for hit in sorted(_rng
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    return metrics_by_step(train(tiny_config(tmp_path_factory.mktemp("reference"), "name=straight", *RUN),
-                                 quiet=True))
+    return metrics_by_step(train(tiny_config(tmp_path_factory.mktemp("reference"), "name=straight", *RUN), quiet=True))
 
 
 def cli(*args: str, fault: str | None = None) -> subprocess.CompletedProcess:
@@ -44,8 +44,14 @@ def cli(*args: str, fault: str | None = None) -> subprocess.CompletedProcess:
     env.pop("REASONRL_FAULT", None)
     if fault:
         env["REASONRL_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "reasonrl.cli", "train", *args, "--quiet"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "reasonrl.cli", "train", *args, "--quiet"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def reward_workers() -> list[int]:

@@ -1,5 +1,6 @@
 """Learning on a tiny random model: GRPO + LoRA must raise a toy reward clearly within about a minute of CPU.
 The threshold and the noise it was set against are in tests/learning.py (scenario toy_grpo)."""
+
 import pytest
 
 from tests.learning import SCENARIOS

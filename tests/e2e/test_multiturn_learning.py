@@ -2,6 +2,7 @@
 a turn), GiGPO and GRPO each raise the success rate of a tiny random model within 60 steps (about a minute each
 on 2 CPU cores). bench/gigpo_vs_grpo.py compares the two over several seeds; the threshold and the noise it was
 set against are in tests/learning.py (scenarios corridor:*)."""
+
 import pytest
 
 from tests.learning import SCENARIOS

@@ -1,6 +1,7 @@
 """The DeepSeekMath pipeline from scratch (recipes/pipeline_tiny.yaml): SFT must beat pretraining alone and RL must
 beat SFT in greedy accuracy on the same 200 held-out sums, beyond the noise of the evaluation. The thresholds and
 the seeds they were set against are in tests/learning.py (scenarios pipeline:sft, pipeline:rl)."""
+
 import pytest
 
 from tests.learning import SCENARIOS

@@ -1,4 +1,5 @@
 """A run killed with SIGKILL and resumed produces the same metrics as an uninterrupted run."""
+
 import json
 import math
 import os
@@ -26,8 +27,14 @@ def metrics_by_step(run_dir: Path) -> dict[int, dict]:
 
 def cli(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-m", "reasonrl.cli", "train", *args, "--quiet"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "reasonrl.cli", "train", *args, "--quiet"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 EXTRA = ["steps=12", "save_every=3", "algo.kl.coef=0.02", "optim.schedule=cosine", "optim.warmup_steps=2"]

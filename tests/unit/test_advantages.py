@@ -1,5 +1,6 @@
 """Advantage estimators against ALGORITHMS.md's worked examples, hand-computed values and slow per-sample loops;
 equal rewards, single-sample groups and masks as documented in reasonrl/algos/advantages.py."""
+
 import math
 
 import pytest
@@ -12,8 +13,8 @@ from tests.batches import make_batch, make_multiturn_batch
 
 # How each estimator treats equal rewards: a new registry entry must be classified here (see the last test).
 GROUP_ZERO = {"grpo", "dr_grpo", "rloo", "grpo_process", "gigpo"}  # equal rewards in a group -> exactly 0
-BATCH_ZERO = {"reinforce_pp", "reinforce_pp_baseline"}        # equal rewards in the whole batch -> exactly 0
-CRITIC = {"gae"}                                              # zero only where r_t + gamma V_{t+1} = V_t
+BATCH_ZERO = {"reinforce_pp", "reinforce_pp_baseline"}  # equal rewards in the whole batch -> exactly 0
+CRITIC = {"gae"}  # zero only where r_t + gamma V_{t+1} = V_t
 
 
 def test_grpo_process_reproduces_the_deepseekmath_worked_example():
@@ -40,7 +41,7 @@ def test_grpo_process_matches_a_slow_loop():
     batch = make_batch([0.0] * (2 * g), group_size=g, width=width, steps=steps)
     adv = ADVANTAGES.get("grpo_process")(batch, AlgoConfig())
     for i in range(2 * g):
-        group = [r for row in steps[(i // g) * g:(i // g) * g + g] for _, r in row]
+        group = [r for row in steps[(i // g) * g : (i // g) * g + g] for _, r in row]
         mean = sum(group) / len(group)
         std = math.sqrt(sum((r - mean) ** 2 for r in group) / (len(group) - 1))
         for t in range(width):
@@ -59,7 +60,7 @@ def test_rloo_is_leave_one_out_and_k_over_k_minus_1_times_centred():
     rewards = [1.0, 0.0, 0.5, 0.25, 0.9, 0.1, 0.3, 0.3]
     adv = ADVANTAGES.get("rloo")(make_batch(rewards, group_size=4), AlgoConfig())[:, -1]
     for i, r in enumerate(rewards):
-        group = rewards[(i // 4) * 4:(i // 4) * 4 + 4]
+        group = rewards[(i // 4) * 4 : (i // 4) * 4 + 4]
         others = [x for j, x in enumerate(group) if j != i % 4]
         assert adv[i].item() == pytest.approx(r - sum(others) / 3, abs=1e-6)
         assert adv[i].item() == pytest.approx(4 / 3 * (r - sum(group) / 4), abs=1e-6)
@@ -87,8 +88,9 @@ def test_reinforce_pp_whitens_discounted_token_returns_over_the_batch():
     for i in range(3):  # slow loop: G_t = sum_{s >= t} gamma^(s-t) r_s over trained tokens
         positions = batch.mask[i].nonzero().squeeze(-1).tolist()
         for k, t in enumerate(positions):
-            returns[i, t] = sum(0.9 ** (j - k) * batch.token_rewards[i, s].item()
-                                for j, s in enumerate(positions) if j >= k)
+            returns[i, t] = sum(
+                0.9 ** (j - k) * batch.token_rewards[i, s].item() for j, s in enumerate(positions) if j >= k
+            )
     assert torch.allclose(discounted_returns(batch.token_rewards, batch.mask, 0.9), returns, atol=1e-6)
     values = returns[batch.mask]
     want = torch.zeros(batch.mask.shape)
@@ -101,7 +103,7 @@ def test_reinforce_pp_baseline_subtracts_the_group_mean_then_whitens_globally():
     batch = make_batch(rewards, group_size=3, lengths=[2, 3, 1, 4, 2, 5])
     centred = torch.zeros(batch.mask.shape)
     for i, r in enumerate(rewards):
-        group = rewards[(i // 3) * 3:(i // 3) * 3 + 3]
+        group = rewards[(i // 3) * 3 : (i // 3) * 3 + 3]
         centred[i] = (r - sum(group) / 3) * batch.mask[i]
     want = masked_whiten(centred, batch.mask)
     assert torch.allclose(ADVANTAGES.get("reinforce_pp_baseline")(batch, AlgoConfig()), want, atol=1e-6)
@@ -167,16 +169,19 @@ def test_single_sample_groups_keep_their_raw_reward():
 
 @pytest.mark.parametrize("name", ADVANTAGES.names())
 def test_every_advantage_is_finite_and_zero_on_masked_tokens(name):
-    batch = make_batch([1.0, 0.0, 0.5, 0.2], group_size=2, lengths=[2, 3, 1, 4],
-                       values=torch.rand(4, 5))
+    batch = make_batch([1.0, 0.0, 0.5, 0.2], group_size=2, lengths=[2, 3, 1, 4], values=torch.rand(4, 5))
     adv = ADVANTAGES.get(name)(batch, AlgoConfig())
     assert adv.shape == batch.mask.shape and torch.isfinite(adv).all() and (adv[~batch.mask] == 0).all()
 
 
 # Multi-turn episodes (sampled tokens, step reward, state) as rollout() builds them: environment tokens between the
 # turns are not trained on; the outcome reward (the sum of the step rewards) sits on the last sampled token.
-MULTI_TURN = [[(2, 0.0, "a"), (1, 0.0, "b"), (3, 1.0, "c")], [(1, 0.0, "a"), (2, 0.5, "b")],
-              [(3, 0.0, "a"), (1, 0.0, "d"), (2, 0.0, "b"), (1, 0.0, "e")], [(2, 0.2, "a")]]
+MULTI_TURN = [
+    [(2, 0.0, "a"), (1, 0.0, "b"), (3, 1.0, "c")],
+    [(1, 0.0, "a"), (2, 0.5, "b")],
+    [(3, 0.0, "a"), (1, 0.0, "d"), (2, 0.0, "b"), (1, 0.0, "e")],
+    [(2, 0.2, "a")],
+]
 OUTCOME = {"grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"}  # one advantage per episode, on every turn
 
 

@@ -2,6 +2,7 @@
 the token-in/token-out invariant on every turn (sampled tokens unchanged with mask True, observation tokens
 mask False, decode(tokens) == the chat template's rendering of the conversation), for the byte tokenizer and
 the real SmolLM2 tokenizer; Sokoban boards always solvable; calculator safety."""
+
 from __future__ import annotations
 
 import functools
@@ -25,13 +26,15 @@ from reasonrl.tokenizer import ByteTokenizer, render as render_chat, stop_texts,
 from reasonrl.types import Example, Trajectory, collate
 
 SMOLLM2 = Path.home() / ".cache" / "reasonrl" / "smollm2-135m-instruct"
-QUESTION = Example(id="q1", prompt=[{"role": "user", "content": "What is 12*(3+4)? End with Answer: <n>"}],
-                   answer="84", task="toy")
+QUESTION = Example(
+    id="q1", prompt=[{"role": "user", "content": "What is 12*(3+4)? End with Answer: <n>"}], answer="84", task="toy"
+)
 
 
 @functools.cache
 def smollm2_tokenizer() -> Any:
     from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(SMOLLM2)
 
 
@@ -45,8 +48,11 @@ def tokenizer(request):
 
 
 def encode(tokenizer: Any, text: str) -> list[int]:
-    ids = tokenizer.encode(text) if isinstance(tokenizer, ByteTokenizer) else tokenizer.encode(
-        text, add_special_tokens=False)
+    ids = (
+        tokenizer.encode(text)
+        if isinstance(tokenizer, ByteTokenizer)
+        else tokenizer.encode(text, add_special_tokens=False)
+    )
     return list(ids) + [tokenizer.eos_token_id]
 
 
@@ -55,11 +61,12 @@ class TurnEngine:
     samples the turns after the script."""
 
     def __init__(self, tokenizer: Any, script: list[str], rest: Any = None, finished: bool = True) -> None:
-        self.turns = [encode(tokenizer, text)[:None if finished else -1] for text in script]
+        self.turns = [encode(tokenizer, text)[: None if finished else -1] for text in script]
         self.rest, self.calls, self.finished = rest, 0, finished
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
-                 keep: bool = False) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int, keep: bool = False
+    ) -> list[list[Completion]]:
         turn, self.calls = self.calls, self.calls + 1
         if self.rest is not None and turn >= len(self.turns):
             return self.rest.generate(prompts, params, n, seed)
@@ -78,8 +85,9 @@ def segments(t: Trajectory) -> list[tuple[int, int]]:
     return out
 
 
-def check_token_in_token_out(environment: Environment, tokenizer: Any, t: Trajectory,
-                             script: list[list[int]] | None = None) -> list[dict]:
+def check_token_in_token_out(
+    environment: Environment, tokenizer: Any, t: Trajectory, script: list[list[int]] | None = None
+) -> list[dict]:
     """Replay the episode's actions (decoded from its trained tokens) through a fresh environment and compare the
     rendered conversation with the decoded tokens. Returns the conversation."""
     spans = segments(t)
@@ -88,7 +96,7 @@ def check_token_in_token_out(environment: Environment, tokenizer: Any, t: Trajec
     assert len(t.tokens) == len(t.mask) == len(t.sampler_logp)
     assert all(lp == 0.0 for lp, trained in zip(t.sampler_logp, t.mask) if not trained)
     if script is not None:
-        assert turns == script[:len(turns)]  # the sampled tokens, unchanged, each turn with its stop token
+        assert turns == script[: len(turns)]  # the sampled tokens, unchanged, each turn with its stop token
     if t.num_turns > 1:
         assert t.step_token_ends == [b - 1 for _, b in spans]  # each step ends on its turn's last sampled token
     env = environment.make()
@@ -105,7 +113,7 @@ def check_token_in_token_out(environment: Environment, tokenizer: Any, t: Trajec
     base = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "MARK"}]
     tail = render_chat(tokenizer, base, add_generation_prompt=False).split("MARK", 1)[1]
     if t.tokens[-1] in stop_token_ids(tokenizer):
-        tail = next((tail[len(s):] for s in stop_texts(tokenizer) if tail.startswith(s)), tail)
+        tail = next((tail[len(s) :] for s in stop_texts(tokenizer) if tail.startswith(s)), tail)
     assert tokenizer.decode(t.tokens, skip_special_tokens=False) + tail == rendered
     return messages
 
@@ -116,14 +124,23 @@ def untrained_text(tokenizer: Any, t: Trajectory) -> tuple[str, str]:
     return tokenizer.decode(trained, skip_special_tokens=True), tokenizer.decode(other, skip_special_tokens=True)
 
 
-def run(env_name: str, examples: list[Example], engine: Any, tokenizer: Any, n: int = 2, max_turns: int | None = None,
-        options: dict | None = None, rewards: bool = False, max_new_tokens: int = 48
-        ) -> tuple[Environment, list[Trajectory]]:
+def run(
+    env_name: str,
+    examples: list[Example],
+    engine: Any,
+    tokenizer: Any,
+    n: int = 2,
+    max_turns: int | None = None,
+    options: dict | None = None,
+    rewards: bool = False,
+    max_new_tokens: int = 48,
+) -> tuple[Environment, list[Trajectory]]:
     composer = RewardComposer(RewardConfig(components={"correct": 1.0}, workers=1)) if rewards else None
     environment = Environment(env_name, EnvContext(rewards=composer, options=options or {}), max_turns)
     try:
-        trajectories = rollout(environment, engine, tokenizer, examples, n=n, params=SamplingParams(max_new_tokens),
-                               seed=0)
+        trajectories = rollout(
+            environment, engine, tokenizer, examples, n=n, params=SamplingParams(max_new_tokens), seed=0
+        )
     except BaseException:
         environment.close()
         raise
@@ -132,17 +149,49 @@ def run(env_name: str, examples: list[Example], engine: Any, tokenizer: Any, n: 
 
 # --- tool_math -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("expression, value", [("12*(3+4)", 84), ("2^10", 1024), ("7/2", 3.5), ("-3**2", -9),
-                                               ("17 // 5 + 17 % 5", 5), ("sqrt(16) + abs(-2)", 6.0),
-                                               ("round(2.567, 2)", 2.57), ("max(3, 9, 4) =", 9), ("6 × 7", 42)])
+
+@pytest.mark.parametrize(
+    "expression, value",
+    [
+        ("12*(3+4)", 84),
+        ("2^10", 1024),
+        ("7/2", 3.5),
+        ("-3**2", -9),
+        ("17 // 5 + 17 % 5", 5),
+        ("sqrt(16) + abs(-2)", 6.0),
+        ("round(2.567, 2)", 2.57),
+        ("max(3, 9, 4) =", 9),
+        ("6 × 7", 42),
+    ],
+)
 def test_calculator_values(expression: str, value: float) -> None:
     assert calculate(expression) == pytest.approx(value)
 
 
-@pytest.mark.parametrize("expression", ["__import__('os').system('true')", "x + 1", "(1).real", "[1, 2][0]",
-                                        "'a' * 3", "9**9**9", "10**101", "2**100000", "1e308 * 10", "1/0",
-                                        "5 % 0", "lambda: 1", "open('f')", "True + 1", "(" * 150 + "1" + ")" * 150,
-                                        "1" * 400, "", "sqrt(-1)", "(-8) ** 0.5"])
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "__import__('os').system('true')",
+        "x + 1",
+        "(1).real",
+        "[1, 2][0]",
+        "'a' * 3",
+        "9**9**9",
+        "10**101",
+        "2**100000",
+        "1e308 * 10",
+        "1/0",
+        "5 % 0",
+        "lambda: 1",
+        "open('f')",
+        "True + 1",
+        "(" * 150 + "1" + ")" * 150,
+        "1" * 400,
+        "",
+        "sqrt(-1)",
+        "(-8) ** 0.5",
+    ],
+)
 def test_calculator_refuses_names_attributes_huge_and_bad_input(expression: str) -> None:
     with pytest.raises(CalculatorError):
         calculate(expression)
@@ -157,8 +206,11 @@ def test_python_tool_runs_sandboxed_with_errors_and_timeouts() -> None:
 
 
 def test_tool_math_token_in_token_out(tokenizer: Any) -> None:
-    script = ["Let me compute. <calculator>12*(3+4)</calculator>", "Check: <python>print(6*14)</python>",
-              "Both give 84.\nAnswer: 84"]
+    script = [
+        "Let me compute. <calculator>12*(3+4)</calculator>",
+        "Check: <python>print(6*14)</python>",
+        "Both give 84.\nAnswer: 84",
+    ]
     engine = TurnEngine(tokenizer, script)
     environment, trajectories = run("tool_math", [QUESTION], engine, tokenizer, n=2, rewards=True)
     try:
@@ -166,7 +218,9 @@ def test_tool_math_token_in_token_out(tokenizer: Any) -> None:
             messages = check_token_in_token_out(environment, tokenizer, t, engine.turns)
             assert messages[0]["role"] == "system" and "<calculator>" in messages[0]["content"]
             assert [m["content"] for m in messages[1:] if m["role"] == "user" and "<result>" in m["content"]] == [
-                "<result>\n84\n</result>", "<result>\n84\n</result>"]
+                "<result>\n84\n</result>",
+                "<result>\n84\n</result>",
+            ]
             assert t.step_rewards == [0.0, 0.0, 1.0] and t.reward == 1.0 and t.num_turns == 3
             assert t.reward_parts["correct"] == 1.0 and t.reward_parts["tool_calls"] == 2.0
             trained, untrained = untrained_text(tokenizer, t)
@@ -178,9 +232,16 @@ def test_tool_math_token_in_token_out(tokenizer: Any) -> None:
 
 def test_tool_math_last_turn_is_scored_as_the_answer() -> None:
     tok = ByteTokenizer()
-    environment, (t,) = run("tool_math", [QUESTION], TurnEngine(tok, ["<calculator>1+1</calculator>"]), tok, n=1,
-                            max_turns=2, rewards=True, options={"tools": ["calculator"], "format_bonus": 0.1,
-                                                                "demonstration": True})
+    environment, (t,) = run(
+        "tool_math",
+        [QUESTION],
+        TurnEngine(tok, ["<calculator>1+1</calculator>"]),
+        tok,
+        n=1,
+        max_turns=2,
+        rewards=True,
+        options={"tools": ["calculator"], "format_bonus": 0.1, "demonstration": True},
+    )
     try:
         messages = check_token_in_token_out(environment, tok, t)
         assert [m["role"] for m in messages[:6]] == ["system", "user", "assistant", "user", "assistant", "user"]
@@ -203,6 +264,7 @@ def test_tool_math_rejects_bad_options() -> None:
 
 # --- sokoban -------------------------------------------------------------------------------------------------
 
+
 def sokoban_example(size: int = 5, seed: int = 3) -> Example:
     task = load_task(TaskConfig(name="sokoban", options={"size": size}, train_size=4, eval_size=2, seed=seed))
     return task.train[0]
@@ -220,8 +282,9 @@ def test_generated_boards_are_solvable_and_solutions_replay() -> None:
             made += 1
             assert parse(render(board)) == board and not board.solved()
             if len(solution) <= 5:  # optimal: no shorter move sequence solves it (exhaustive search)
-                assert not any(solves(board, seq) for k in range(len(solution))
-                               for seq in itertools.product(MOVES, repeat=k))
+                assert not any(
+                    solves(board, seq) for k in range(len(solution)) for seq in itertools.product(MOVES, repeat=k)
+                )
             for direction in solution:
                 board, moved = move(board, direction)
                 assert moved
@@ -257,8 +320,15 @@ def test_solver_moves_give_reward_one_through_the_rollout(tokenizer: Any) -> Non
 def test_sokoban_invalid_moves_walls_and_turn_limit() -> None:
     tok = ByteTokenizer()
     example = sokoban_example()
-    environment, (t,) = run("sokoban", [example], TurnEngine(tok, ["hmm", "I think left. no: Answer: U"]), tok, n=1,
-                            max_turns=3, options={"invalid_penalty": 0.2})
+    environment, (t,) = run(
+        "sokoban",
+        [example],
+        TurnEngine(tok, ["hmm", "I think left. no: Answer: U"]),
+        tok,
+        n=1,
+        max_turns=3,
+        options={"invalid_penalty": 0.2},
+    )
     check_token_in_token_out(environment, tok, t)
     assert t.num_turns == 3 and t.step_rewards[0] == pytest.approx(-0.2) and t.reward_parts["invalid"] == 1.0
     assert t.reward_parts["correct"] == 0.0 and t.info["turn_limit"] is False  # the env ended it at its budget
@@ -267,8 +337,7 @@ def test_sokoban_invalid_moves_walls_and_turn_limit() -> None:
 
 
 def test_sokoban_task_options_and_split() -> None:
-    task = load_task(TaskConfig(name="sokoban", options={"size": 6, "eval": {"size": 7}}, train_size=30,
-                                eval_size=10))
+    task = load_task(TaskConfig(name="sokoban", options={"size": 6, "eval": {"size": 7}}, train_size=30, eval_size=10))
     assert all(len(e.metadata["sokoban"]["board"].split("\n")) == 7 for e in task.eval)
     assert len({e.metadata["sokoban"]["board"] for e in task.eval}) == 10
     with pytest.raises(ValueError, match="not a sokoban option"):
@@ -276,11 +345,13 @@ def test_sokoban_task_options_and_split() -> None:
     with pytest.raises(ValueError, match="size"):
         load_task(TaskConfig(name="sokoban", options={"size": 4}))
     with pytest.raises(ValueError, match="distinct eval boards"):
-        load_task(TaskConfig(name="sokoban", options={"size": 5, "min_moves": 1, "max_moves": 1}, train_size=5,
-                             eval_size=50))
+        load_task(
+            TaskConfig(name="sokoban", options={"size": 5, "min_moves": 1, "max_moves": 1}, train_size=5, eval_size=50)
+        )
 
 
 # --- gymnasium and skyrl-gym adapters ------------------------------------------------------------------------
+
 
 class CounterEnv:
     """A text Gymnasium-style environment: move a counter to its target with 'inc' / 'dec'."""
@@ -315,8 +386,9 @@ def counter_script(example: Example) -> list[str]:
 
 
 def test_gymnasium_task_and_adapter(tokenizer: Any) -> None:
-    task = load_task(TaskConfig(name=f"gymnasium:{__name__}:CounterEnv", options={"limit": 12}, train_size=6,
-                                eval_size=4))
+    task = load_task(
+        TaskConfig(name=f"gymnasium:{__name__}:CounterEnv", options={"limit": 12}, train_size=6, eval_size=4)
+    )
     example = task.train[0]
     engine = TurnEngine(tokenizer, counter_script(example))
     environment, trajectories = run("gymnasium", [example], engine, tokenizer, n=2)
@@ -345,8 +417,14 @@ def test_gymnasium_registered_id_and_truncation() -> None:
     gymnasium.register(id="reasonrl-test/Counter-v0", entry_point=GymCounter)
     tok = ByteTokenizer()
     plain = Example(id="episode-7", prompt=[{"role": "system", "content": "Play the counter game."}])
-    environment, (t,) = run("gymnasium", [plain], TurnEngine(tok, ["no idea"]), tok, n=1,
-                            options={"id": "reasonrl-test/Counter-v0", "kwargs": {"limit": 3}})
+    environment, (t,) = run(
+        "gymnasium",
+        [plain],
+        TurnEngine(tok, ["no idea"]),
+        tok,
+        n=1,
+        options={"id": "reasonrl-test/Counter-v0", "kwargs": {"limit": 3}},
+    )
     check_token_in_token_out(environment, tok, t)
     assert t.num_turns == 3 and t.reward == 0.0 and t.reward_parts["correct"] == 0.0
     with pytest.raises(ValueError, match="registered Gymnasium id"):
@@ -376,8 +454,14 @@ class GuessEnv:
 
 def test_skyrl_adapter_with_a_skyrl_style_class(tokenizer: Any) -> None:
     engine = TurnEngine(tokenizer, ["It is 48", "It is 84"])
-    environment, trajectories = run("skyrl_gym", [QUESTION], engine, tokenizer, n=2,
-                                    options={"id": f"{__name__}:GuessEnv", "success_threshold": 1.0})
+    environment, trajectories = run(
+        "skyrl_gym",
+        [QUESTION],
+        engine,
+        tokenizer,
+        n=2,
+        options={"id": f"{__name__}:GuessEnv", "success_threshold": 1.0},
+    )
     for t in trajectories:
         check_token_in_token_out(environment, tokenizer, t, engine.turns)
         assert t.step_rewards == [0.0, 1.0] and t.reward_parts["correct"] == 1.0
@@ -388,8 +472,15 @@ def test_skyrl_adapter_with_a_skyrl_style_class(tokenizer: Any) -> None:
 def test_skyrl_adapter_runs_skyrl_gym_multi_turn_gsm8k() -> None:
     pytest.importorskip("skyrl_gym")
     tok = ByteTokenizer()
-    environment, (t,) = run("skyrl_gym", [QUESTION], TurnEngine(tok, ["#### 48", "#### 84"]), tok, n=1,
-                            max_turns=4, options={"id": "gsm8k_multi_turn", "success_threshold": 1.0})
+    environment, (t,) = run(
+        "skyrl_gym",
+        [QUESTION],
+        TurnEngine(tok, ["#### 48", "#### 84"]),
+        tok,
+        n=1,
+        max_turns=4,
+        options={"id": "gsm8k_multi_turn", "success_threshold": 1.0},
+    )
     check_token_in_token_out(environment, tok, t)
     assert t.num_turns == 2 and t.step_rewards == [pytest.approx(0.2 / 4), 1.0]  # skyrl's format score, then 1
     assert t.reward_parts["correct"] == 1.0
@@ -401,6 +492,7 @@ def test_a_turn_cut_at_the_token_limit_is_closed_with_the_templates_end_of_turn_
     if not SMOLLM2.exists():
         pytest.skip("the bundled SmolLM2 is not converted (scripts/setup.sh does it)")
     from transformers import AutoTokenizer
+
     tok = AutoTokenizer.from_pretrained(SMOLLM2)
     tok.eos_token = "<|endoftext|>"  # id 0, below <|im_end|> (2), which the template ends turns with
     assert stop_token_ids(tok) == {0, 2}
@@ -412,6 +504,7 @@ def test_a_turn_cut_at_the_token_limit_is_closed_with_the_templates_end_of_turn_
 
 
 # --- the tiny model ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("env_name", ["tool_math", "sokoban", "gymnasium", "skyrl_gym"])
 def test_tiny_model_rollouts_keep_token_in_token_out(tiny, env_name: str) -> None:
@@ -430,8 +523,17 @@ def test_tiny_model_rollouts_keep_token_in_token_out(tiny, env_name: str) -> Non
     else:
         options = {"id": f"{__name__}:GuessEnv"}
     engine = TurnEngine(tok, script, rest=sampler)
-    environment, trajectories = run(env_name, [example], engine, tok, n=2, max_turns=3, options=options,
-                                    rewards=env_name == "tool_math", max_new_tokens=12)
+    environment, trajectories = run(
+        env_name,
+        [example],
+        engine,
+        tok,
+        n=2,
+        max_turns=3,
+        options=options,
+        rewards=env_name == "tool_math",
+        max_new_tokens=12,
+    )
     try:
         for t in trajectories:
             check_token_in_token_out(environment, tok, t)
@@ -444,15 +546,26 @@ def test_the_environments_own_turn_limit_and_threshold_apply_unless_the_config_s
     pytest.importorskip("skyrl_gym")
     gymnasium = pytest.importorskip("gymnasium")
     tok = ByteTokenizer()
-    environment, (t,) = run("skyrl_gym", [QUESTION], TurnEngine(tok, ["#### 48", "#### 84"]), tok, n=1,
-                            options={"id": "gsm8k_multi_turn", "success_threshold": 1.0})
+    environment, (t,) = run(
+        "skyrl_gym",
+        [QUESTION],
+        TurnEngine(tok, ["#### 48", "#### 84"]),
+        tok,
+        n=1,
+        options={"id": "gsm8k_multi_turn", "success_threshold": 1.0},
+    )
     assert t.step_rewards == [pytest.approx(0.2 / 5), 1.0]  # gsm8k_multi_turn's own 5 turns, not our 10
     gymnasium.registry.pop("reasonrl-test/Guess-v0", None)
-    gymnasium.register(id="reasonrl-test/Guess-v0", entry_point="reasonrl.envs.guess:GuessNumber",
-                       max_episode_steps=7, reward_threshold=0.5)
+    gymnasium.register(
+        id="reasonrl-test/Guess-v0",
+        entry_point="reasonrl.envs.guess:GuessNumber",
+        max_episode_steps=7,
+        reward_threshold=0.5,
+    )
     spec_env = Environment("gymnasium", EnvContext(options={"id": "reasonrl-test/Guess-v0"}))
     assert spec_env.max_turns == 7 and spec_env.make().threshold == 0.5  # type: ignore[attr-defined]
-    set_env = Environment("gymnasium", EnvContext(options={"id": "reasonrl-test/Guess-v0", "success_threshold": 1.0}),
-                          max_turns=3)
+    set_env = Environment(
+        "gymnasium", EnvContext(options={"id": "reasonrl-test/Guess-v0", "success_threshold": 1.0}), max_turns=3
+    )
     assert set_env.max_turns == 3 and set_env.make().threshold == 1.0  # type: ignore[attr-defined]
     gymnasium.registry.pop("reasonrl-test/Guess-v0", None)

@@ -1,5 +1,6 @@
 """Advantage, loss, KL and aggregation math against hand-computed values and slow reference loops
 (ALGORITHMS.md sections 0, 2 and 11)."""
+
 import math
 
 import pytest
@@ -23,7 +24,7 @@ def test_grpo_matches_slow_loop_and_broadcasts_over_mask():
     batch = make_batch(rewards, group_size=4, lengths=[1, 2, 3, 4, 5, 1, 2, 3, 4, 5, 2, 2])
     adv = ADVANTAGES.get("grpo")(batch, AlgoConfig())
     for i in range(12):
-        group = rewards[(i // 4) * 4:(i // 4) * 4 + 4]
+        group = rewards[(i // 4) * 4 : (i // 4) * 4 + 4]
         mean = sum(group) / 4
         std = math.sqrt(sum((r - mean) ** 2 for r in group) / 3)
         expected = (rewards[i] - mean) / (std + 1e-6)
@@ -142,7 +143,7 @@ def test_micro_batches_sum_to_full_batch(mode):
     mask = torch.rand(6, 7) > 0.3
     norms = dict(batch_tokens=int(mask.sum()), batch_seqs=6, max_len=7)
     full = aggregate(per_token, mask, mode, **norms)
-    parts = sum(aggregate(per_token[i:i + 2], mask[i:i + 2], mode, **norms) for i in range(0, 6, 2))
+    parts = sum(aggregate(per_token[i : i + 2], mask[i : i + 2], mode, **norms) for i in range(0, 6, 2))
     assert parts.item() == pytest.approx(full.item(), rel=1e-6)
 
 
@@ -170,9 +171,9 @@ def test_kl_gradient_identities_on_a_categorical():
         return torch.autograd.grad(val, theta)[0]
 
     logp = theta.log_softmax(0)
-    fwd = torch.autograd.grad((logp.exp() * (logp - ref)).sum(), theta)[0]        # grad KL(pi||ref)
+    fwd = torch.autograd.grad((logp.exp() * (logp - ref)).sum(), theta)[0]  # grad KL(pi||ref)
     logp = theta.log_softmax(0)
-    rev = torch.autograd.grad((ref.exp() * (ref - logp)).sum(), theta)[0]         # grad KL(ref||pi)
+    rev = torch.autograd.grad((ref.exp() * (ref - logp)).sum(), theta)[0]  # grad KL(ref||pi)
     assert torch.allclose(expected_grad("k1"), torch.zeros(5), atol=1e-6)
     assert torch.allclose(expected_grad("k2"), fwd, atol=1e-6)
     assert torch.allclose(expected_grad("k3"), rev, atol=1e-6)

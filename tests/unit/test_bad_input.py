@@ -1,5 +1,6 @@
 """Every command against a table of bad inputs: one `error:` line that names the file (and the line, where
 there is one), a non-zero exit, no traceback, and nothing written."""
+
 import os
 from pathlib import Path
 
@@ -63,8 +64,22 @@ def check_one_error_line(code: int, err: str, *needles: str) -> None:
 
 
 @pytest.mark.parametrize("command", RECIPE_COMMANDS)
-@pytest.mark.parametrize("case", ["yaml_syntax", "tab_indent", "wrong_type", "not_a_mapping", "unknown_key", "empty",
-                                  "only_comments", "binary", "directory", "missing", "unreadable"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "yaml_syntax",
+        "tab_indent",
+        "wrong_type",
+        "not_a_mapping",
+        "unknown_key",
+        "empty",
+        "only_comments",
+        "binary",
+        "directory",
+        "missing",
+        "unreadable",
+    ],
+)
 def test_a_bad_recipe(capsys, tmp_path, command, case):
     inputs = tmp_path / "inputs"
     inputs.mkdir()
@@ -135,8 +150,11 @@ def test_a_missing_or_half_written_run_directory(capsys, tmp_path, command, kind
 
 
 def test_bad_values_on_the_command_line(capsys, tmp_path):
-    for override, message in [("steps=-1", "steps"), ("optim.lr=fast", "optim.lr"),
-                              ("rewards.components=[1, 2", "rewards.components")]:
+    for override, message in [
+        ("steps=-1", "steps"),
+        ("optim.lr=fast", "optim.lr"),
+        ("rewards.components=[1, 2", "rewards.components"),
+    ]:
         code, err = run_cli(capsys, "train", *tiny_overrides(tmp_path, override))
         check_one_error_line(code, err, message)
     assert not (tmp_path / "runs").exists()

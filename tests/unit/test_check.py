@@ -1,4 +1,5 @@
 """`reasonrl train --check`: config, task, rewards on reference answers and an estimate; nothing trained or written."""
+
 import json
 
 import pytest
@@ -18,8 +19,12 @@ def test_check_prints_examples_rewards_and_an_estimate_and_writes_nothing(capsys
 
 def test_a_reward_that_disagrees_with_the_answers_fails_the_check(capsys, tmp_path):
     words = tmp_path / "words.jsonl"
-    words.write_text("".join(json.dumps({"prompt": f"spell {i}", "answer": w}) + "\n"
-                             for i, w in enumerate(["one", "two", "three", "four", "five", "six"] * 4)))
+    words.write_text(
+        "".join(
+            json.dumps({"prompt": f"spell {i}", "answer": w}) + "\n"
+            for i, w in enumerate(["one", "two", "three", "four", "five", "six"] * 4)
+        )
+    )
     with pytest.raises(SystemExit) as exit_info:
         main(["train", "--check", *tiny_overrides(tmp_path, f"task.path={words}", "rewards.components={numeric: 1.0}")])
     err = capsys.readouterr().err
@@ -36,7 +41,16 @@ def test_a_broken_config_fails_as_a_run_would(capsys, tmp_path):
 
 def test_a_format_the_references_do_not_follow_fails_the_check(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
-        main(["train", "--check", *tiny_overrides(tmp_path, "rewards.components={correct: 1.0, format: 0.1}",
-                                                  "rewards.options={format: {pattern: '<answer>'}}")])
+        main(
+            [
+                "train",
+                "--check",
+                *tiny_overrides(
+                    tmp_path,
+                    "rewards.components={correct: 1.0, format: 0.1}",
+                    "rewards.options={format: {pattern: '<answer>'}}",
+                ),
+            ]
+        )
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "format below 1" in err and "'Answer: " in err

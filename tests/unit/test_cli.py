@@ -1,4 +1,5 @@
 """The CLI: clear one-line errors with exit status 2 and nothing written; list, eval, reward failures."""
+
 import json
 from pathlib import Path
 
@@ -15,13 +16,16 @@ def run_cli(capsys, *argv):
     return exit_info.value.code, captured.out, captured.err
 
 
-@pytest.mark.parametrize("override, message", [
-    ("algo.kl.coeff=0.1", "unknown config key 'algo.kl.coeff'; did you mean 'algo.kl.coef'?"),
-    ("lora.rank=big", "lora.rank: expected int, got str 'big'"),
-    ("model.path=/no/such/model", "model.path '/no/such/model': no config.json"),
-    ("task.name=reasoning_gym:basic_arithmetc", "unknown reasoning-gym dataset 'basic_arithmetc'"),
-    ("rewards.components={nope: 1.0}", "nope"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("algo.kl.coeff=0.1", "unknown config key 'algo.kl.coeff'; did you mean 'algo.kl.coef'?"),
+        ("lora.rank=big", "lora.rank: expected int, got str 'big'"),
+        ("model.path=/no/such/model", "model.path '/no/such/model': no config.json"),
+        ("task.name=reasoning_gym:basic_arithmetc", "unknown reasoning-gym dataset 'basic_arithmetc'"),
+        ("rewards.components={nope: 1.0}", "nope"),
+    ],
+)
 def test_bad_input_gives_one_line_and_exit_2(capsys, tmp_path, override, message):
     code, out, err = run_cli(capsys, "train", *tiny_overrides(tmp_path, override))
     assert code == 2 and message in err and err.startswith("error: ") and err.count("\n") == 1
@@ -46,7 +50,7 @@ def test_existing_run_dir_needs_resume_or_overwrite(capsys, tmp_path):
 def test_overrides_after_a_flag_are_overrides(capsys, tmp_path):
     (tmp_path / "runs" / "tiny").mkdir(parents=True)
     first, *rest = tiny_overrides(tmp_path, "lora.rank=big")
-    code, _, err = run_cli(capsys, "train", first, "--overwrite", *rest)   # rest reached the config, not argparse
+    code, _, err = run_cli(capsys, "train", first, "--overwrite", *rest)  # rest reached the config, not argparse
     assert code == 2 and "lora.rank: expected int" in err
     code, _, err = run_cli(capsys, "train", first, "--nope", *rest)
     assert code == 2 and "unrecognized arguments: --nope" in err
@@ -80,6 +84,10 @@ def test_failing_reward_is_logged_and_scored_zero_without_killing_the_run(capsys
 
 def test_failing_reward_can_stop_the_run(capsys, tmp_path):
     flaky = str(Path(__file__).parents[1] / "toy_rewards.py") + ":flaky"
-    code, _, err = run_cli(capsys, "train", *tiny_overrides(tmp_path, "steps=2", f"rewards.components={{{flaky}: 1.0}}",
-                                                             "rewards.on_error=stop"), "--quiet")
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        *tiny_overrides(tmp_path, "steps=2", f"rewards.components={{{flaky}: 1.0}}", "rewards.on_error=stop"),
+        "--quiet",
+    )
     assert code == 1 and "reward bug" in err and "rewards.on_error" in err

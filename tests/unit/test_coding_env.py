@@ -1,5 +1,6 @@
 """The coding environment: scripted agents fix every shipped repository (reward 1), escape attempts get 0 and
 leave nothing behind, the command language, the task loader, state keys, and token-in/token-out rollouts."""
+
 from __future__ import annotations
 
 import json
@@ -30,19 +31,33 @@ REPOS = {e.metadata["repo"]: e for e in TASK.train + TASK.eval}
 
 # The fix of every shipped repository: (file, old text, new text) edits.
 FIXES = {
-    "pagination": [("pagination.py", "return total // per_page", "return (total + per_page - 1) // per_page"),
-                   ("pagination.py", "start = page * per_page", "start = (page - 1) * per_page")],
-    "settings": [("settings.py", 'line.split("=")', 'line.split("=", 1)'),
-                 ("settings.py", "key, default=True)", "key, default=False)")],
-    "intervals": [("intervals.py", "for start, end in intervals:", "for start, end in sorted(intervals):"),
-                  ("intervals.py", "start < merged[-1][1]", "start <= merged[-1][1]")],
-    "html_escape": [("escape.py", '[("<", "&lt;"), (">", "&gt;"), ("&", "&amp;"), (\'"\', "&quot;")]',
-                     '[("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), (\'"\', "&quot;"), ("\'", "&#x27;")]')],
-    "dates": [("dates.py", "return year % 4 == 0", "return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)"),
-              ("dates.py", "date(year, month, date.day)",
-               "date(year, month, min(date.day, days_in_month(year, month)))")],
-    "shop": [("money.py", "int(float(text) * 100)", "round(float(text) * 100)"),
-             ("cart.py", "sum(cents for name", "sum(cents * quantity for name")],
+    "pagination": [
+        ("pagination.py", "return total // per_page", "return (total + per_page - 1) // per_page"),
+        ("pagination.py", "start = page * per_page", "start = (page - 1) * per_page"),
+    ],
+    "settings": [
+        ("settings.py", 'line.split("=")', 'line.split("=", 1)'),
+        ("settings.py", "key, default=True)", "key, default=False)"),
+    ],
+    "intervals": [
+        ("intervals.py", "for start, end in intervals:", "for start, end in sorted(intervals):"),
+        ("intervals.py", "start < merged[-1][1]", "start <= merged[-1][1]"),
+    ],
+    "html_escape": [
+        (
+            "escape.py",
+            '[("<", "&lt;"), (">", "&gt;"), ("&", "&amp;"), (\'"\', "&quot;")]',
+            '[("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), (\'"\', "&quot;"), ("\'", "&#x27;")]',
+        )
+    ],
+    "dates": [
+        ("dates.py", "return year % 4 == 0", "return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)"),
+        ("dates.py", "date(year, month, date.day)", "date(year, month, min(date.day, days_in_month(year, month)))"),
+    ],
+    "shop": [
+        ("money.py", "int(float(text) * 100)", "round(float(text) * 100)"),
+        ("cart.py", "sum(cents for name", "sum(cents * quantity for name"),
+    ],
 }
 WRITE_WHOLE_FILE = {"html_escape", "shop"}  # these scripts use `write`, the others `replace`
 
@@ -135,15 +150,18 @@ def test_edited_tests_and_unittest_tricks_do_not_score() -> None:
     assert "8 of 8 tests passed" in results[1].observation[0]["content"] and results[-1].reward == 0.0
     results, _ = play("pagination", [f"write test_pagination/__init__.py\n{fence(fake)}", "submit"])
     assert results[-1].reward == 0.0  # a package named like the test module does not stand in for it
-    tricks = ["import unittest\nraise unittest.SkipTest('no')\n",
-              "import os\nos._exit(0)\n",
-              "import sys\nprint('OK: all 7 tests passed')\nsys.exit(0)\n",
-              "import unittest\nunittest.TestCase.assertEqual = lambda *a, **k: None\n"
-              "unittest.TestCase.assertIs = unittest.TestCase.assertTrue = unittest.TestCase.assertEqual\n"
-              "def parse(*args):\n    return {}\nget_int = get_bool = parse\n"]
+    tricks = [
+        "import unittest\nraise unittest.SkipTest('no')\n",
+        "import os\nos._exit(0)\n",
+        "import sys\nprint('OK: all 7 tests passed')\nsys.exit(0)\n",
+        "import unittest\nunittest.TestCase.assertEqual = lambda *a, **k: None\n"
+        "unittest.TestCase.assertIs = unittest.TestCase.assertTrue = unittest.TestCase.assertEqual\n"
+        "def parse(*args):\n    return {}\nget_int = get_bool = parse\n",
+    ]
     for trick in tricks:  # partial credit: a reward of 0 means that not one test counted as passed
-        results, _ = play("settings", [f"write settings.py\n{fence(trick)}", "run tests", "submit"],
-                          partial_credit=True)
+        results, _ = play(
+            "settings", [f"write settings.py\n{fence(trick)}", "run tests", "submit"], partial_credit=True
+        )
         assert results[-1].reward == 0.0 and "7 of 7" not in results[1].observation[0]["content"], trick
     assert "unittest was modified by the code under test" in results[1].observation[0]["content"]
 
@@ -158,17 +176,30 @@ def test_paths_outside_the_copy_are_refused(tmp_path: Path, scratch: Path) -> No
     root = env.root
     os.symlink(outside, os.path.join(root, "link"))
     os.symlink(outside / "secret.txt", os.path.join(root, "secret.txt"))
-    attempts = ["read /etc/passwd", "read ../../../../etc/passwd", "read ~/.bashrc", "read secret.txt",
-                "read link/secret.txt", "ls ..", "ls link", f"write {outside}/x.py\n{fence('x')}",
-                f"write ../x.py\n{fence('x')}", f"write sub/../../x.py\n{fence('x')}",
-                f"write link/x.py\n{fence('x')}", f"write secret.txt\n{fence('overwritten')}",
-                f"replace secret.txt\n{fence('TOPSECRET')}\n{fence('gone')}", "run ../x.py", "run /usr/bin/env"]
+    attempts = [
+        "read /etc/passwd",
+        "read ../../../../etc/passwd",
+        "read ~/.bashrc",
+        "read secret.txt",
+        "read link/secret.txt",
+        "ls ..",
+        "ls link",
+        f"write {outside}/x.py\n{fence('x')}",
+        f"write ../x.py\n{fence('x')}",
+        f"write sub/../../x.py\n{fence('x')}",
+        f"write link/x.py\n{fence('x')}",
+        f"write secret.txt\n{fence('overwritten')}",
+        f"replace secret.txt\n{fence('TOPSECRET')}\n{fence('gone')}",
+        "run ../x.py",
+        "run /usr/bin/env",
+    ]
     try:
         for action in attempts:
             text = env.step(action).observation[0]["content"]
             assert "TOPSECRET" not in text and "root:" not in text, (action, text)
-            assert any(word in text for word in ("relative", "'..'", "symbolic", "outside", "no such file",
-                                                  "give a .py")), (action, text)
+            assert any(
+                word in text for word in ("relative", "'..'", "symbolic", "outside", "no such file", "give a .py")
+            ), (action, text)
         assert "link" not in env.files() and "secret.txt" not in env.files()
         assert env.step("submit").reward == 0.0
     finally:
@@ -178,8 +209,7 @@ def test_paths_outside_the_copy_are_refused(tmp_path: Path, scratch: Path) -> No
     assert not os.path.exists(root) and list(scratch.iterdir()) == []
 
 
-def attack(repo: str, module: str, code: str, actions: tuple[str, ...] = ("run tests", "submit"),
-           **options: object):
+def attack(repo: str, module: str, code: str, actions: tuple[str, ...] = ("run tests", "submit"), **options: object):
     """Replace a module of the repository with code, then run it through the given commands."""
     results, root = play(repo, [f"write {module}\n{fence(code)}", *actions], **options)
     assert results[-1].done and not os.path.exists(root)
@@ -193,8 +223,10 @@ def test_no_network_from_the_tests(scratch: Path) -> None:
     listener.listen(1)
     listener.settimeout(0.5)
     port = listener.getsockname()[1]
-    code = (f"import socket\nfor host in [('127.0.0.1', {port:d}), ('1.1.1.1', 53)]:\n"
-            "    socket.create_connection(host, timeout=1).sendall(b'escaped')\n")
+    code = (
+        f"import socket\nfor host in [('127.0.0.1', {port:d}), ('1.1.1.1', 53)]:\n"
+        "    socket.create_connection(host, timeout=1).sendall(b'escaped')\n"
+    )
     try:
         results = attack("pagination", "pagination.py", code)
         with pytest.raises(socket.timeout):
@@ -211,12 +243,14 @@ def test_no_writes_outside_from_the_tests(tmp_path: Path, scratch: Path) -> None
     env.reset(REPOS["pagination"])
     target = os.path.join(env.root, "pagination.py")
     os.chmod(tmp_path, 0o777)
-    code = (f"import os\nfor i, path in enumerate([{target!r}, {str(tmp_path / 'escaped.txt')!r}, "
-            "'/tmp/reasonrl-coding-escape']):\n"
-            "    for name in [path, 'link%d' % i]:\n        try:\n"
-            "            if name != path:\n                os.symlink(path, name)\n"
-            "            open(name, 'w').write('pwned')\n            print('wrote', name)\n"
-            "        except OSError as e:\n            print('blocked', e.errno)\n")
+    code = (
+        f"import os\nfor i, path in enumerate([{target!r}, {str(tmp_path / 'escaped.txt')!r}, "
+        "'/tmp/reasonrl-coding-escape']):\n"
+        "    for name in [path, 'link%d' % i]:\n        try:\n"
+        "            if name != path:\n                os.symlink(path, name)\n"
+        "            open(name, 'w').write('pwned')\n            print('wrote', name)\n"
+        "        except OSError as e:\n            print('blocked', e.errno)\n"
+    )
     try:
         env.step(f"write probe.py\n{fence(code)}")
         before = Path(target).read_text()
@@ -233,9 +267,11 @@ def test_no_writes_outside_from_the_tests(tmp_path: Path, scratch: Path) -> None
 
 @pytest.mark.skipif(not NAMESPACES and os.geteuid() == 0, reason="RLIMIT_NPROC does not bind root")
 def test_fork_bomb_is_contained(scratch: Path) -> None:
-    code = ("import os, subprocess\nfor _ in range(40):\n    try:\n"
-            "        subprocess.Popen(['sleep', '765.432'])\n    except OSError:\n        break\n"
-            "while True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n")
+    code = (
+        "import os, subprocess\nfor _ in range(40):\n    try:\n"
+        "        subprocess.Popen(['sleep', '765.432'])\n    except OSError:\n        break\n"
+        "while True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    )
     start = time.monotonic()
     results = attack("intervals", "intervals.py", code, timeout_s=1.0)
     assert results[-1].reward == 0.0 and time.monotonic() - start < 60
@@ -245,11 +281,14 @@ def test_fork_bomb_is_contained(scratch: Path) -> None:
 
 @needs_namespaces
 def test_runaway_and_daemon_processes_are_killed(scratch: Path) -> None:
-    code = ("import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-            "        os.execvp('sleep', ['sleep', '654.321'])\n    os._exit(0)\nwhile True:\n    pass\n")
+    code = (
+        "import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "        os.execvp('sleep', ['sleep', '654.321'])\n    os._exit(0)\nwhile True:\n    pass\n"
+    )
     start = time.monotonic()
-    results = attack("dates", "dates.py", code, ("run tests", "run dates.py", "submit"), timeout_s=1.0,
-                     test_timeout_s=0.3)
+    results = attack(
+        "dates", "dates.py", code, ("run tests", "run dates.py", "submit"), timeout_s=1.0, test_timeout_s=0.3
+    )
     assert time.monotonic() - start < 60
     assert "TIMEOUT" in results[1].observation[0]["content"] or "stopped" in results[1].observation[0]["content"]
     assert "stopped: ran longer than" in results[2].observation[0]["content"]
@@ -261,8 +300,9 @@ def test_runaway_and_daemon_processes_are_killed(scratch: Path) -> None:
 def test_big_files_are_refused(scratch: Path) -> None:
     big = "x = 1\n" * 20000  # 120 kB, over max_file_kb=64
     code = "with open('big.bin', 'wb') as f:\n    for _ in range(200):\n        f.write(b'0' * (1 << 20))\n"
-    results, root = play("shop", [f"write huge.py\n{fence(big)}", f"write filler.py\n{fence(code)}",
-                                  "run filler.py", "submit"])
+    results, root = play(
+        "shop", [f"write huge.py\n{fence(big)}", f"write filler.py\n{fence(code)}", "run filler.py", "submit"]
+    )
     assert "over the limit" in results[0].observation[0]["content"]
     assert any(why in results[2].observation[0]["content"] for why in ("File too large", "file size limit")), results[2]
     assert results[-1].reward == 0.0 and not os.path.exists(root) and list(scratch.iterdir()) == []
@@ -276,26 +316,34 @@ def test_big_files_are_refused(scratch: Path) -> None:
 
 
 # -- commands, state keys, options, loader ------------------------------------------------------------------
-@pytest.mark.parametrize("text, expected", [
-    ("I will look first.\nread utils.py", ("read", "utils.py", [])),
-    ("$ `cat 'a.py'`", ("read", "a.py", [])),
-    ("Action: ls", ("ls", "", [])),
-    ("```sh\nrun tests\n```", ("test", "", [])),
-    ("python -m unittest", ("test", "", [])),
-    ("python check.py", ("run", "check.py", [])),
-    ("```python\nsubmit\n```\nDone.", ("submit", "", [])),
-    ("write a.py\n```python\nx = 1\n```", ("write", "a.py", ["x = 1\n"])),
-    ("replace a.py\n```\nold\n```\ntext\n```\nnew\n```", ("replace", "a.py", ["old\n", "new\n"])),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("I will look first.\nread utils.py", ("read", "utils.py", [])),
+        ("$ `cat 'a.py'`", ("read", "a.py", [])),
+        ("Action: ls", ("ls", "", [])),
+        ("```sh\nrun tests\n```", ("test", "", [])),
+        ("python -m unittest", ("test", "", [])),
+        ("python check.py", ("run", "check.py", [])),
+        ("```python\nsubmit\n```\nDone.", ("submit", "", [])),
+        ("write a.py\n```python\nx = 1\n```", ("write", "a.py", ["x = 1\n"])),
+        ("replace a.py\n```\nold\n```\ntext\n```\nnew\n```", ("replace", "a.py", ["old\n", "new\n"])),
+    ],
+)
 def test_parse_command(text: str, expected: tuple) -> None:
     command = parse_command(text)
     assert (command.name, command.arg, command.blocks) == expected
 
 
-@pytest.mark.parametrize("text, message", [
-    ("hello there", "No command found"), ("read a.py b.py", "Could not read the command `read a.py b.py`"),
-    ("write a.py", "needs the complete new content"), ("replace a.py\n```\nold\n```", "two ``` blocks"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("hello there", "No command found"),
+        ("read a.py b.py", "Could not read the command `read a.py b.py`"),
+        ("write a.py", "needs the complete new content"),
+        ("replace a.py\n```\nold\n```", "two ``` blocks"),
+    ],
+)
 def test_malformed_commands_get_the_usage(text: str, message: str) -> None:
     with pytest.raises(CommandError, match="Commands \\(one per reply\\)") as error:
         parse_command(text)
@@ -306,11 +354,19 @@ def test_replace_needs_one_exact_match_and_ls_read_errors() -> None:
     env = make_env()
     env.reset(REPOS["pagination"])
     try:
-        texts = [env.step(a).observation[0]["content"] for a in [
-            f"replace pagination.py\n{fence('nothing like this')}\n{fence('x')}",
-            f"replace pagination.py\n{fence('per_page')}\n{fence('x')}", "read nothing.py", "nonsense",
-            f"write pagination.py/x.py\n{fence('x')}", f"write {'x' * 300}.py\n{fence('x')}",
-            "read a\x00b", "read ."]]
+        texts = [
+            env.step(a).observation[0]["content"]
+            for a in [
+                f"replace pagination.py\n{fence('nothing like this')}\n{fence('x')}",
+                f"replace pagination.py\n{fence('per_page')}\n{fence('x')}",
+                "read nothing.py",
+                "nonsense",
+                f"write pagination.py/x.py\n{fence('x')}",
+                f"write {'x' * 300}.py\n{fence('x')}",
+                "read a\x00b",
+                "read .",
+            ]
+        ]
         assert "not found" in texts[0] and "occurs" in texts[1] and "no such file" in texts[2]
         assert "Commands (one per reply)" in texts[3] and "cannot write" in texts[4]
         assert "not a usable file name" in texts[5] and "not a usable file name" in texts[6]
@@ -373,8 +429,9 @@ class ScriptedAgent:
     def action_ids(self, repo: str, turn: int) -> list[int]:
         return self.tokenizer.encode(self.scripts[repo][turn]) + [self.tokenizer.eos_token_id]
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
-                 keep: bool = False) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int, keep: bool = False
+    ) -> list[list[Completion]]:
         out = []
         for prompt in prompts:
             text = self.tokenizer.decode(prompt)
@@ -433,13 +490,19 @@ def test_rollout_token_in_token_out(scratch: Path) -> None:
         assert "tests passed" in episode.observations[1 + len({p for p, _, _ in FIXES[repo]})][0]["content"]
 
 
-
 def test_rollout_closes_every_episode_when_a_reset_fails(scratch: Path) -> None:
     env = Environment("coding", EnvContext(), max_turns=2)
     broken = Example(id="broken", prompt=[{"role": "user", "content": "q"}])
     with pytest.raises(ValueError, match="code_repos"):
-        rollout(env, ScriptedAgent(ByteTokenizer(), {}), ByteTokenizer(), [REPOS["dates"], broken], n=2,
-                params=SamplingParams(8), seed=0)
+        rollout(
+            env,
+            ScriptedAgent(ByteTokenizer(), {}),
+            ByteTokenizer(),
+            [REPOS["dates"], broken],
+            n=2,
+            params=SamplingParams(8),
+            seed=0,
+        )
     assert list(scratch.iterdir()) == []
 
 
@@ -448,9 +511,20 @@ def test_one_training_step_on_the_coding_env(tmp_path: Path, scratch: Path) -> N
     from reasonrl.train import train
     from tests.helpers import tiny_config
 
-    cfg = tiny_config(tmp_path, "steps=1", "task.name=code_repos", "task.path=null", "task.eval_size=1",
-                      "env.name=coding", "env.max_turns=2", "env.options={timeout_s: 5.0}", "prompts_per_step=2",
-                      "samples_per_prompt=2", "eval.samples=1", "sampling.max_new_tokens=4")
+    cfg = tiny_config(
+        tmp_path,
+        "steps=1",
+        "task.name=code_repos",
+        "task.path=null",
+        "task.eval_size=1",
+        "env.name=coding",
+        "env.max_turns=2",
+        "env.options={timeout_s: 5.0}",
+        "prompts_per_step=2",
+        "samples_per_prompt=2",
+        "eval.samples=1",
+        "sampling.max_new_tokens=4",
+    )
     run_dir = train(cfg, quiet=True)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [0, 1] and "rollout/reward" in metrics[1]

@@ -1,5 +1,6 @@
 """Two processes sharing a place: the model cache and a run directory. Writes go through unique temporary names
 and atomic renames, under a lock where two writers could meet; a dead process never holds a lock."""
+
 import importlib.util
 import os
 import signal
@@ -19,8 +20,14 @@ ROOT = Path(__file__).parents[2]
 
 
 def python(code: str, **env: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT), **env})
+    return subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT), **env},
+    )
 
 
 def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
@@ -31,8 +38,10 @@ def wait_for(predicate, what: str, timeout: float = 60.0) -> None:
 
 
 def hold_lock(path: Path, seconds: float = 60.0, **kwargs: str) -> subprocess.Popen:
-    code = (f"import time; from reasonrl.utils.files import file_lock\n"
-            f"with file_lock({str(path)!r}):\n    print('held', flush=True); time.sleep({seconds})")
+    code = (
+        f"import time; from reasonrl.utils.files import file_lock\n"
+        f"with file_lock({str(path)!r}):\n    print('held', flush=True); time.sleep({seconds})"
+    )
     proc = python(code, **kwargs)
     assert proc.stdout.readline().strip() == "held"
     return proc
@@ -79,9 +88,11 @@ def test_atomic_writes_leave_no_temporary_files_and_replace_whole(tmp_path):
     write_dir_atomically(target, lambda d: (d / "w").write_text("1"))
     write_dir_atomically(target, lambda d: (d / "v").write_text("2"))
     with pytest.raises(RuntimeError):
+
         def fail(d: Path) -> None:
             (d / "half").write_text("x")
             raise RuntimeError("crash while writing")
+
         write_dir_atomically(target, fail)
     assert (tmp_path / "a.json").read_text() == "two"
     assert sorted(p.name for p in target.iterdir()) == ["v"]  # replaced whole; the failed write left nothing
@@ -155,8 +166,13 @@ with claim_run_dir(cfg, resume=False, overwrite=True) as run_dir:
 
 def test_a_second_run_in_the_same_directory_is_refused_naming_the_first(capsys, tmp_path):
     overrides = tiny_overrides(tmp_path, "steps=1", "eval.size=2")
-    first = subprocess.Popen([sys.executable, "-c", HOLD_RUN, *overrides], cwd=ROOT, text=True,
-                             stdout=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    first = subprocess.Popen(
+        [sys.executable, "-c", HOLD_RUN, *overrides],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     assert first.stdout.readline().strip() == "held"
     for flag in ([], ["--overwrite"], ["--resume", str(tmp_path / "runs" / "tiny")]):
         t0 = time.time()
@@ -176,6 +192,7 @@ def test_a_second_run_in_the_same_directory_is_refused_naming_the_first(capsys, 
 
 def test_a_refused_run_leaves_no_lock_and_no_directory(tmp_path):
     from reasonrl.train import train
+
     cfg = load_config(None, tiny_overrides(tmp_path, "model.path=/no/such/model"))
     with pytest.raises(ValueError):
         train(cfg, quiet=True)
@@ -194,7 +211,9 @@ def test_two_real_conversions_of_the_bundled_model_into_one_fresh_cache(tmp_path
     target = tmp_path / "smollm2-135m-instruct"
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name, target.name + ".lock"]
     from transformers import AutoConfig
+
     assert AutoConfig.from_pretrained(target).model_type == "llama"
     from safetensors import safe_open
+
     with safe_open(target / "model.safetensors", "pt") as f:
         assert len(list(f.keys())) > 100

@@ -1,4 +1,5 @@
 """Config loading: defaults < YAML < overrides, type checks and helpful unknown-key errors."""
+
 from dataclasses import FrozenInstanceError
 from pathlib import Path
 
@@ -47,6 +48,7 @@ def test_config_is_frozen():
 
 def test_every_recipe_loads():
     from pathlib import Path
+
     recipes = sorted(Path(__file__).parents[2].joinpath("recipes").glob("*.yaml"))
     assert recipes, "no recipes found"
     for path in recipes:
@@ -55,6 +57,7 @@ def test_every_recipe_loads():
 
 def test_loss_is_chosen_by_name_with_its_own_defaults():
     from reasonrl.config import CISPOLoss, GSPOLoss, PPOClipLoss
+
     gspo = load_config(None, ["algo.loss.name=gspo", "algo.aggregation=seq-mean-token-mean"]).algo.loss
     assert isinstance(gspo, GSPOLoss) and (gspo.clip_low, gspo.clip_high) == (3e-4, 4e-4)
     assert load_config(None, ["algo.loss=cispo"]).algo.loss == CISPOLoss()  # short for algo.loss.name=cispo
@@ -62,8 +65,11 @@ def test_loss_is_chosen_by_name_with_its_own_defaults():
 
 
 def test_loss_fields_of_another_variant_are_rejected():
-    with pytest.raises(ValueError, match=r"algo.loss.clip_ratio_c belongs to algo.loss.name=ppo_clip, not to "
-                                         r"algo.loss.name=gspo \(which takes: name, clip_low, clip_high\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"algo.loss.clip_ratio_c belongs to algo.loss.name=ppo_clip, not to "
+        r"algo.loss.name=gspo \(which takes: name, clip_low, clip_high\)",
+    ):
         load_config(None, ["algo.loss.name=gspo", "algo.aggregation=seq-mean-token-mean", "algo.loss.clip_ratio_c=3"])
     with pytest.raises(ValueError, match=r"unknown config key 'algo.loss.clip_hi'.*did you mean 'algo.loss.clip_high'"):
         load_config(None, ["algo.loss=cispo", "algo.loss.clip_hi=3"])
@@ -77,30 +83,36 @@ def test_saved_config_with_a_loss_variant_round_trips(tmp_path):
     assert load_config(tmp_path / "config.yaml") == cfg
 
 
-@pytest.mark.parametrize("overrides, message", [
-    (["algo.loss=gspo"], "needs algo.aggregation=seq-mean-token-mean"),
-    (["algo.loss.clip_ratio_c=0.5"], "clip_ratio_c must be > 1"),
-    (["algo.mini_batches=3"], r"\(4\*8=32\) must be divisible by algo.mini_batches \(3\)"),
-    (["algo.kl.target=0.1"], "needs algo.kl.coef > 0"),
-    (["algo.overlong.buffer=100"], r"algo.overlong.buffer \(100\) must be <= sampling.max_new_tokens \(64\)"),
-    (["algo.dynamic_sampling.enabled=true", "samples_per_prompt=1"], "needs samples_per_prompt >= 2"),
-    (["algo.gamma=1.5"], r"algo.gamma must be in \[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["algo.loss=gspo"], "needs algo.aggregation=seq-mean-token-mean"),
+        (["algo.loss.clip_ratio_c=0.5"], "clip_ratio_c must be > 1"),
+        (["algo.mini_batches=3"], r"\(4\*8=32\) must be divisible by algo.mini_batches \(3\)"),
+        (["algo.kl.target=0.1"], "needs algo.kl.coef > 0"),
+        (["algo.overlong.buffer=100"], r"algo.overlong.buffer \(100\) must be <= sampling.max_new_tokens \(64\)"),
+        (["algo.dynamic_sampling.enabled=true", "samples_per_prompt=1"], "needs samples_per_prompt >= 2"),
+        (["algo.gamma=1.5"], r"algo.gamma must be in \[0, 1\]"),
+    ],
+)
 def test_algo_rules_fail_at_load(overrides, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, overrides)
 
 
-@pytest.mark.parametrize("override,message", [
-    ("algo.advantage=grpoo", r"^algo.advantage: unknown advantage estimator 'grpoo' \(did you mean 'grpo'\?\)"),
-    ("engine.name=vlm", r"^engine.name: unknown engine 'vlm' \(did you mean 'vllm'\?\)"),
-    ("env.name=corrdor", r"^env.name: unknown environment 'corrdor' \(did you mean 'corridor'\?\)"),
-    ("task.name=reasoning_gym:basic_arithmetik", r"unknown reasoning-gym dataset 'basic_arithmetik' in task.name"),
-    ("task.name=jsnl", r"^task.name: unknown task kind 'jsnl'"),
-    ("eval.tasks=[reasoning_gym:chain_summ]", r"dataset 'chain_summ' in eval.tasks\[0\]"),
-    ("forget.tasks=[reasoning_gym:leg_countin]", r"dataset 'leg_countin' in forget.tasks\[0\]"),
-    ("rewards.components={corect: 1.0}", r"unknown reward 'corect' in rewards.components \(did you mean 'correct'"),
-])
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("algo.advantage=grpoo", r"^algo.advantage: unknown advantage estimator 'grpoo' \(did you mean 'grpo'\?\)"),
+        ("engine.name=vlm", r"^engine.name: unknown engine 'vlm' \(did you mean 'vllm'\?\)"),
+        ("env.name=corrdor", r"^env.name: unknown environment 'corrdor' \(did you mean 'corridor'\?\)"),
+        ("task.name=reasoning_gym:basic_arithmetik", r"unknown reasoning-gym dataset 'basic_arithmetik' in task.name"),
+        ("task.name=jsnl", r"^task.name: unknown task kind 'jsnl'"),
+        ("eval.tasks=[reasoning_gym:chain_summ]", r"dataset 'chain_summ' in eval.tasks\[0\]"),
+        ("forget.tasks=[reasoning_gym:leg_countin]", r"dataset 'leg_countin' in forget.tasks\[0\]"),
+        ("rewards.components={corect: 1.0}", r"unknown reward 'corect' in rewards.components \(did you mean 'correct'"),
+    ],
+)
 def test_every_registry_name_is_resolved_when_the_config_loads(override, message):
     with pytest.raises(ValueError, match=message):
         load_config(None, [override])
@@ -114,11 +126,14 @@ def test_keys_that_moved_still_load_from_old_recipes_and_overrides(tmp_path):
     assert (cfg.engine.hf.merge_lora, cfg.engine.hf.prefix_cache, cfg.engine.batch_size) == (False, False, 8)
 
 
-@pytest.mark.parametrize("text,message", [
-    ("steps: 3\nalgo:\n  kl: {coef: 0.1\n", r"r.yaml:4: YAML syntax error"),
-    ("steps: 3\n  lora: 2\n", r"r.yaml:2: YAML syntax error"),
-    ("- steps\n", r"r.yaml: a recipe must be a YAML mapping, got list"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("steps: 3\nalgo:\n  kl: {coef: 0.1\n", r"r.yaml:4: YAML syntax error"),
+        ("steps: 3\n  lora: 2\n", r"r.yaml:2: YAML syntax error"),
+        ("- steps\n", r"r.yaml: a recipe must be a YAML mapping, got list"),
+    ],
+)
 def test_a_malformed_recipe_is_one_error_naming_the_file_and_line(tmp_path, text, message):
     (tmp_path / "r.yaml").write_text(text)
     with pytest.raises(ValueError, match=message):
@@ -137,6 +152,7 @@ def test_binary_and_directory_recipes_are_refused(tmp_path):
 
 def test_an_override_that_changes_the_task_env_or_loss_drops_the_old_ones_options(caplog):
     import logging
+
     root = Path(__file__).parents[2] / "recipes"
     with caplog.at_level(logging.WARNING, logger="reasonrl.config.run"):
         cfg = load_config(root / "quickstart.yaml", ["task.name=reasoning_gym:chain_sum"])

@@ -1,5 +1,6 @@
 """The corridor environment and task: moves, rewards, state keys, the split, and a scripted multi-turn rollout
 whose tokens, masks, step ends and states feed GiGPO."""
+
 import pytest
 
 from reasonrl.algos import ADVANTAGES
@@ -14,8 +15,11 @@ from reasonrl.types import Example, collate
 
 
 def example(start: int, goal: int) -> Example:
-    return Example(id=f"corridor-{start}-{goal}", prompt=[{"role": "user", "content": describe(start, goal)}],
-                   metadata={"start": start, "goal": goal})
+    return Example(
+        id=f"corridor-{start}-{goal}",
+        prompt=[{"role": "user", "content": describe(start, goal)}],
+        metadata={"start": start, "goal": goal},
+    )
 
 
 def test_moves_from_the_first_character():
@@ -51,8 +55,7 @@ def test_task_holds_every_start_goal_pair_once_with_a_held_out_quarter():
     task = load_task(TaskConfig(name="corridor", options={"length": 6, "distances": [1, 2]}, eval_size=100))
     pairs = [(e.metadata["start"], e.metadata["goal"]) for e in task.train + task.eval]
     assert len(pairs) == len(set(pairs)) == 2 * 5 + 2 * 4 and len(task.eval) == 18 // 4
-    assert all(e.prompt[-1]["content"].endswith(describe(e.metadata["start"], e.metadata["goal"]))
-               for e in task.train)
+    assert all(e.prompt[-1]["content"].endswith(describe(e.metadata["start"], e.metadata["goal"])) for e in task.train)
 
 
 class ScriptedMoves:
@@ -62,22 +65,26 @@ class ScriptedMoves:
     def __init__(self, scripts: list[str], eos: int) -> None:
         self.scripts, self.eos, self.turn = scripts, eos, 0
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
-                 keep: bool = False) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int, keep: bool = False
+    ) -> list[list[Completion]]:
         live = [s for s in self.scripts if len(s) > self.turn]
         tok = ByteTokenizer()
-        out = [Completion(tok.encode(s[self.turn]) + [self.eos] * (k % 2), [-1.0] * (1 + k % 2), k % 2 == 1)
-               for k, s in enumerate(live)]
+        out = [
+            Completion(tok.encode(s[self.turn]) + [self.eos] * (k % 2), [-1.0] * (1 + k % 2), k % 2 == 1)
+            for k, s in enumerate(live)
+        ]
         self.turn += 1
-        return [out[i * n:(i + 1) * n] for i in range(len(prompts))]
+        return [out[i * n : (i + 1) * n] for i in range(len(prompts))]
 
 
 def test_rollout_of_a_group_gives_turns_states_and_masks_for_gigpo():
     tok = ByteTokenizer()
     scripts = ["RR", "LRRR", "LLLL"]  # from 1 to 3: success in 2 turns, in 4 turns, failure
     env = Environment("corridor", EnvContext())
-    trajectories = rollout(env, ScriptedMoves(scripts, tok.eos_token_id), tok, [example(1, 3)], n=3,
-                           params=SamplingParams(2), seed=0)
+    trajectories = rollout(
+        env, ScriptedMoves(scripts, tok.eos_token_id), tok, [example(1, 3)], n=3, params=SamplingParams(2), seed=0
+    )
     assert [t.reward for t in trajectories] == [1.0, 1.0, 0.0]
     assert [t.step_rewards for t in trajectories] == [[0.0, 1.0], [0.0, 0.0, 0.0, 1.0], [0.0] * 4]
     assert trajectories[1].step_states == ["1->3", "0->3", "1->3", "2->3"]

@@ -1,5 +1,6 @@
 """The critic for gae: clipped value loss by hand, value loss falls on a fixed batch, checkpoint round trip,
 token-budget micro-batches."""
+
 import pytest
 import torch
 
@@ -28,10 +29,17 @@ def fixed_batch(seed=0):
     for i in range(8):
         prompt = torch.randint(3, 90, (4,)).tolist()
         completion = torch.randint(3, 90, (3 + i % 4,)).tolist()
-        trajectories.append(Trajectory(example=Example(id=str(i), prompt=[]), group=i // 4, tokens=prompt + completion,
-                                       mask=[False] * 4 + [True] * len(completion),
-                                       sampler_logp=[0.0] * (4 + len(completion)), completion="",
-                                       reward=float(i % 3) / 2))
+        trajectories.append(
+            Trajectory(
+                example=Example(id=str(i), prompt=[]),
+                group=i // 4,
+                tokens=prompt + completion,
+                mask=[False] * 4 + [True] * len(completion),
+                sampler_logp=[0.0] * (4 + len(completion)),
+                completion="",
+                reward=float(i % 3) / 2,
+            )
+        )
     return collate(trajectories, pad_id=0, group_size=4)
 
 
@@ -42,7 +50,7 @@ def test_critic_value_loss_falls_on_a_fixed_batch(tmp_path):
     assert (critic.values(batch) == 0).all()  # zero-initialised head: V = 0 before training
     losses = []
     for _ in range(30):
-        batch.values = critic.values(batch)   # as in the loop: values before each update
+        batch.values = critic.values(batch)  # as in the loop: values before each update
         losses.append(critic.update(batch)["critic/value_loss"])
     print(f"critic value loss: first {losses[0]:.4f}, last {losses[-1]:.4f}")
     assert losses[-1] < 0.2 * losses[0], losses
@@ -69,12 +77,17 @@ def test_critic_checkpoint_round_trip(tmp_path):
 def test_critic_token_budget_micro_batches_change_nothing(tmp_path):
     """optim.micro_batch_tokens splits the critic's passes too; values and the update come out the same."""
     batch = fixed_batch()
-    assert len(row_slices(batch, 8, 16)) >= 4      # the budget really splits the batch
+    assert len(row_slices(batch, 8, 16)) >= 4  # the budget really splits the batch
     critics = []
-    for budget in ("null", "16"):                 # 16 tokens: one or two of these 7-10 token rows at a time
+    for budget in ("null", "16"):  # 16 tokens: one or two of these 7-10 token rows at a time
         torch.manual_seed(0)
-        cfg = tiny_config(tmp_path, "algo.advantage=gae", "algo.critic.lr=0.01", "optim.micro_batch_size=8",
-                          f"optim.micro_batch_tokens={budget}")
+        cfg = tiny_config(
+            tmp_path,
+            "algo.advantage=gae",
+            "algo.critic.lr=0.01",
+            "optim.micro_batch_size=8",
+            f"optim.micro_batch_tokens={budget}",
+        )
         critic = Critic(cfg)
         for _ in range(2):
             batch.values = critic.values(batch)

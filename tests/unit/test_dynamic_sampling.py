@@ -1,4 +1,5 @@
 """DAPO dynamic sampling with backfill: degenerate groups are dropped and refilled, bounded and reported."""
+
 import logging
 import math
 
@@ -20,8 +21,18 @@ class FakeSampler:
             rewards = self.patterns.pop(0) if self.patterns else [1.0] * self.g
             example = Example(id=f"p{self.prompts}", prompt=[])
             self.prompts += 1
-            out += [Trajectory(example=example, group=k, tokens=[1, 2], mask=[False, True], sampler_logp=[0.0, 0.0],
-                               completion="", reward=r) for r in rewards]
+            out += [
+                Trajectory(
+                    example=example,
+                    group=k,
+                    tokens=[1, 2],
+                    mask=[False, True],
+                    sampler_logp=[0.0, 0.0],
+                    completion="",
+                    reward=r,
+                )
+                for r in rewards
+            ]
         return out
 
 
@@ -37,9 +48,13 @@ def test_backfill_fills_the_batch_with_non_degenerate_groups():
     # round 1 keeps 3 of 4 and needs 1 more: at a keep rate of 3/4 it asks for 2 prompts; round 2 keeps none
     # (rate 3/6) and asks for 2 again; round 3 fills the batch
     assert sampler.calls == [(0, 4), (1, 2), (2, 2)]
-    assert out.metrics(dynamic=True) == {"rollout/dropped_groups": 0.0, "sampling/tries": 3.0,
-                                         "sampling/prompts": 8.0, "sampling/degenerate_groups": 3.0,
-                                         "sampling/partial": 0.0}
+    assert out.metrics(dynamic=True) == {
+        "rollout/dropped_groups": 0.0,
+        "sampling/tries": 3.0,
+        "sampling/prompts": 8.0,
+        "sampling/degenerate_groups": 3.0,
+        "sampling/partial": 0.0,
+    }
     assert len(out.sampled) == 8 * 4 and out.warning is None
 
 
@@ -54,8 +69,9 @@ def test_gives_up_after_its_limit_with_a_partial_batch_and_a_clear_message(caplo
 
 
 def test_no_usable_group_at_all_skips_the_update():
-    out = collect_groups(FakeSampler([ALL_RIGHT] * 20), prompts=2, group_size=4,
-                         cfg=DynamicSamplingConfig(enabled=True, max_tries=2))
+    out = collect_groups(
+        FakeSampler([ALL_RIGHT] * 20), prompts=2, group_size=4, cfg=DynamicSamplingConfig(enabled=True, max_tries=2)
+    )
     assert out.groups == [] and "none: the update is skipped" in out.warning
 
 

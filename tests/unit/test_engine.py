@@ -1,4 +1,5 @@
 """HF engine: reproducible sampling, greedy determinism, limits, and sampler log-probs equal to the trainer's."""
+
 import torch
 
 from reasonrl.weights import weights_of
@@ -65,7 +66,7 @@ def test_sampler_logprobs_match_trainer_logprobs(tiny):
             for c in group:
                 tokens = torch.tensor([prompt + c.token_ids])
                 with torch.no_grad():
-                    logp = token_logprobs(model, tokens, temperature)[0, len(prompt) - 1:]
+                    logp = token_logprobs(model, tokens, temperature)[0, len(prompt) - 1 :]
                 assert torch.allclose(logp, torch.tensor(c.logprobs), atol=1e-4), (logp, c.logprobs)
 
 
@@ -82,8 +83,9 @@ def test_min_new_tokens_gives_fixed_lengths(tiny):
     with torch.no_grad():
         model.base_model.model.lm_head.weight[tok.eos_token_id] *= 30.0  # EOS likely
     engine = HFEngine(model, tok, EngineConfig())
-    out = engine.generate(prompts(tok), SamplingParams(max_new_tokens=6, temperature=1.0, min_new_tokens=6), n=4,
-                          seed=0)
+    out = engine.generate(
+        prompts(tok), SamplingParams(max_new_tokens=6, temperature=1.0, min_new_tokens=6), n=4, seed=0
+    )
     assert all(len(c.token_ids) == 6 and tok.eos_token_id not in c.token_ids for g in out for c in g)
 
 
@@ -106,9 +108,10 @@ def test_merged_copy_follows_the_adapter_after_sync_and_leaves_the_policy_alone(
         for c in out:
             tokens = torch.tensor([prompts(tok)[0] + c.token_ids])
             with torch.no_grad():
-                logp = token_logprobs(model, tokens)[0, len(prompts(tok)[0]) - 1:]
+                logp = token_logprobs(model, tokens)[0, len(prompts(tok)[0]) - 1 :]
             worst = max(worst, float((logp - torch.tensor(c.logprobs)).abs().max()))
         return worst
+
     assert max_diff() > 1e-2  # stale copy
     engine.update_weights(weights_of(model, 1))
     assert max_diff() < 1e-4
@@ -136,8 +139,9 @@ def test_sampling_frequencies_match_the_distribution():
     freq = torch.bincount(tokens, minlength=5).float() / 20000
     assert torch.allclose(freq, probs, atol=0.01) and freq[4] == 0
     assert torch.allclose(logp, probs.log()[tokens])
-    tokens, _ = sample_next(torch.log(probs[:4]).repeat(20000, 1) / 2, SamplingParams(1, 0.5),
-                            torch.Generator().manual_seed(1))  # temperature 0.5 on logits/2 gives probs back
+    tokens, _ = sample_next(
+        torch.log(probs[:4]).repeat(20000, 1) / 2, SamplingParams(1, 0.5), torch.Generator().manual_seed(1)
+    )  # temperature 0.5 on logits/2 gives probs back
     assert torch.allclose(torch.bincount(tokens, minlength=4).float() / 20000, probs[:4], atol=0.01)
 
 
@@ -151,7 +155,7 @@ def test_reserved_cache_decodes_exactly_like_the_growing_cache(tiny, monkeypatch
     params = SamplingParams(max_new_tokens=12, temperature=1.0)
     reserved = HFEngine(model, tok, EngineConfig()).generate(prompts(tok), params, n=3, seed=7)
     small = hf.reserved_cache
-    monkeypatch.setattr(hf, "reserved_cache", lambda capacity: small(4))        # forces growth mid-decode
+    monkeypatch.setattr(hf, "reserved_cache", lambda capacity: small(4))  # forces growth mid-decode
     grown = HFEngine(model, tok, EngineConfig()).generate(prompts(tok), params, n=3, seed=7)
     monkeypatch.setattr(hf, "reserved_cache", lambda capacity: DynamicCache())
     plain = HFEngine(model, tok, EngineConfig()).generate(prompts(tok), params, n=3, seed=7)

@@ -1,5 +1,6 @@
 """eval.before: the start model's evaluation is cached by (model, task, eval settings, rewards, seed, ...) and
 reused by later runs (auto), recomputed (always) or left out (skip); a reused one changes no number."""
+
 import json
 
 from reasonrl import eval_cache
@@ -28,8 +29,14 @@ def test_the_key_changes_with_what_the_evaluation_depends_on(tmp_path):
     base = tiny_config(tmp_path)
     same = tiny_config(tmp_path, "steps=99", "optim.lr=0.5", "eval.before=always")  # training keys: same eval
     assert eval_cache.key_of(base) == eval_cache.key_of(same)
-    for override in ("eval.samples=3", "task.eval_size=4", "seed=1", "sampling.max_new_tokens=9",
-                     "rewards.components={correct: 1.0}", "model.dtype=bfloat16"):
+    for override in (
+        "eval.samples=3",
+        "task.eval_size=4",
+        "seed=1",
+        "sampling.max_new_tokens=9",
+        "rewards.components={correct: 1.0}",
+        "model.dtype=bfloat16",
+    ):
         assert eval_cache.key_of(tiny_config(tmp_path, override)) != eval_cache.key_of(base), override
 
 

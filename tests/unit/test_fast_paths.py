@@ -1,5 +1,6 @@
 """Correctness guard for the optimised paths: the shared-prompt update gives the same loss, metrics and new
 weights as the plain per-sequence update on a tiny model (the log-prob equality itself is in test_model.py)."""
+
 import dataclasses
 
 import torch
@@ -19,10 +20,17 @@ def grouped_trajectories(tok, group_size=4):
         prompt = tok.apply_chat_template([{"role": "user", "content": question}])
         for i in range(group_size):
             completion = torch.randint(3, tok.vocab_size, (3 + 2 * i,)).tolist()
-            out.append(Trajectory(example=Example(id=str(g), prompt=[]), group=g, tokens=prompt + completion,
-                                  mask=[False] * len(prompt) + [True] * len(completion),
-                                  sampler_logp=[0.0] * (len(prompt) + len(completion)), completion="",
-                                  reward=float(i % 2) + 0.1 * i))
+            out.append(
+                Trajectory(
+                    example=Example(id=str(g), prompt=[]),
+                    group=g,
+                    tokens=prompt + completion,
+                    mask=[False] * len(prompt) + [True] * len(completion),
+                    sampler_logp=[0.0] * (len(prompt) + len(completion)),
+                    completion="",
+                    reward=float(i % 2) + 0.1 * i,
+                )
+            )
     return out
 
 
@@ -74,20 +82,22 @@ def test_bf16_adapter_compute_matches_fp32_adapter_compute(monkeypatch):
         with monkeypatch.context() as m:
             if not fast:
                 m.setattr(model_module, "half_precision_adapter", lambda model: contextlib.nullcontext())
-            logp = policy_logprobs(policy, batch.tokens, batch.mask, batch.groups)        # (B, T)
+            logp = policy_logprobs(policy, batch.tokens, batch.mask, batch.groups)  # (B, T)
         (logp * batch.mask).sum().backward()
         return logp.detach(), torch.cat([p.grad.flatten() for p in lora])
 
     ref_logp, ref_grad = run("float32", fast=False)
     fast_logp, fast_grad = run("bfloat16", fast=True)
     slow_logp, slow_grad = run("bfloat16", fast=False)
-    assert fast_logp.dtype == torch.float32 and (fast_logp != slow_logp).any()       # the paths do differ
+    assert fast_logp.dtype == torch.float32 and (fast_logp != slow_logp).any()  # the paths do differ
     err_fast, err_slow = (fast_logp - ref_logp).abs().mean(), (slow_logp - ref_logp).abs().mean()
     print(f"mean |logp - fp32|: bf16 adapter {err_fast:.4f}, fp32 adapter {err_slow:.4f}")
     assert err_fast < 1.5 * err_slow + 1e-3, (err_fast, err_slow)
     cos = torch.nn.functional.cosine_similarity
-    assert (cos(fast_grad, ref_grad, dim=0) > 0.98
-            and cos(fast_grad, ref_grad, dim=0) > cos(slow_grad, ref_grad, dim=0) - 0.01)
+    assert (
+        cos(fast_grad, ref_grad, dim=0) > 0.98
+        and cos(fast_grad, ref_grad, dim=0) > cos(slow_grad, ref_grad, dim=0) - 0.01
+    )
 
 
 def test_token_budget_micro_batches_cover_the_batch_within_the_budget():
@@ -99,9 +109,14 @@ def test_token_budget_micro_batches_cover_the_batch_within_the_budget():
     lengths = [3, 10, 4, 4, 12, 2, 2, 2]
     mask = torch.zeros(len(lengths), 13, dtype=torch.bool)
     for i, n in enumerate(lengths):
-        mask[i, 1:n] = True   # row i is trimmed to length n
-    batch = Batch(tokens=torch.zeros(8, 14, dtype=torch.long), mask=mask, sampler_logp=torch.zeros(8, 13),
-                  rewards=torch.zeros(8), group_size=2)
+        mask[i, 1:n] = True  # row i is trimmed to length n
+    batch = Batch(
+        tokens=torch.zeros(8, 14, dtype=torch.long),
+        mask=mask,
+        sampler_logp=torch.zeros(8, 13),
+        rewards=torch.zeros(8),
+        group_size=2,
+    )
     slices = row_slices(batch, size=4, max_tokens=24)
     assert [r for s in slices for r in range(8)[s]] == list(range(8))
     for s in slices:

@@ -1,5 +1,6 @@
 """Forgetting monitor: the KL estimators against exact KLs of a tiny autoregressive distribution, retention
 deltas and KLs exactly zero when the policy is the base, forget/* metrics in a training run, the budget stop."""
+
 import itertools
 import json
 import math
@@ -26,7 +27,7 @@ VOCAB, EOS, MAX_LEN = 3, 2, 3
 
 def next_logits(prefix: tuple[int, ...], seed: int) -> torch.Tensor:
     """Fixed random next-token logits for each prefix (a different table per seed)."""
-    code = sum((t + 1) * 4 ** i for i, t in enumerate(prefix))
+    code = sum((t + 1) * 4**i for i, t in enumerate(prefix))
     return torch.randn(VOCAB, generator=torch.Generator().manual_seed(seed * 1000 + code)) * 1.5
 
 
@@ -79,8 +80,8 @@ def test_monte_carlo_estimate_is_within_its_standard_error():
 
 
 def test_single_token_kl_by_hand():
-    logits_p = torch.tensor([[[0.0, math.log(3.0)]]])    # p = (0.25, 0.75)
-    logits_q = torch.zeros(1, 1, 2)                       # q = (0.5, 0.5)
+    logits_p = torch.tensor([[[0.0, math.log(3.0)]]])  # p = (0.25, 0.75)
+    logits_q = torch.zeros(1, 1, 2)  # q = (0.5, 0.5)
     token_kl, ratio = kl_terms(logits_p, logits_q, torch.tensor([[1]]))
     assert token_kl.item() == pytest.approx(0.25 * math.log(0.5) + 0.75 * math.log(1.5), abs=1e-6)  # 0.130812
     assert token_kl.item() == pytest.approx(0.130812, abs=1e-6)
@@ -90,7 +91,7 @@ def test_single_token_kl_by_hand():
 def test_kl_terms_match_a_slow_loop_across_chunks():
     g = torch.Generator().manual_seed(0)
     logits_p, logits_q = torch.randn(2, 70, 7, generator=g), torch.randn(2, 70, 7, generator=g)  # (B, T, V)
-    targets = torch.randint(0, 7, (2, 70), generator=g)                                        # (B, T)
+    targets = torch.randint(0, 7, (2, 70), generator=g)  # (B, T)
     token_kl, ratio = kl_terms(logits_p, logits_q, targets, temperature=0.8)
     for b in range(2):
         for t in range(70):
@@ -105,7 +106,11 @@ def test_kl_terms_match_a_slow_loop_across_chunks():
 def test_small_pure_helpers():
     assert over_budget(0.5, None) is False and over_budget(0.5, 0.4) is True and over_budget(0.3, 0.4) is False
     assert retention_metrics({"text": -2.0, "a": 0.5}, {"text": -1.5, "a": 0.5}) == {
-        "forget/text/value": -2.0, "forget/text/delta": -0.5, "forget/a/value": 0.5, "forget/a/delta": 0.0}
+        "forget/text/value": -2.0,
+        "forget/text/delta": -0.5,
+        "forget/a/value": 0.5,
+        "forget/a/delta": 0.0,
+    }
     assert mean_and_se(torch.tensor([1.0, 3.0])) == pytest.approx((2.0, 1.0))
     samples = pack([[5, 6], [7]], [[Completion([8, 9], [0.0, 0.0], True)], [Completion([4], [0.0], False)]], 0)
     assert samples.tokens.tolist() == [[5, 6, 8, 9], [7, 4, 0, 0]]
@@ -115,10 +120,18 @@ def test_small_pure_helpers():
 # ---------------------------------------------------------------------------------------------------------
 # The monitor on a tiny model
 
+
 def monitor_config(tmp_path, *overrides):
     toy = tmp_path / "toy.jsonl"
-    return tiny_config(tmp_path, "forget.enabled=true", f"forget.tasks=[{{name: jsonl, path: {toy}}}]",
-                       "forget.task_size=6", "forget.kl_prompts=3", "forget.kl_samples=2", *overrides)
+    return tiny_config(
+        tmp_path,
+        "forget.enabled=true",
+        f"forget.tasks=[{{name: jsonl, path: {toy}}}]",
+        "forget.task_size=6",
+        "forget.kl_prompts=3",
+        "forget.kl_samples=2",
+        *overrides,
+    )
 
 
 def build_monitor(cfg):
@@ -157,9 +170,9 @@ def test_kl_on_samples_matches_token_logprobs_of_policy_and_base(tmp_path):
     samples = monitor.base_samples()
     chain, k1 = sequence_kls(policy, monitor.base, samples, 1.0, 2, forward=True)
     with torch.no_grad():
-        logp = token_logprobs(policy, samples.tokens)              # (N, T)
+        logp = token_logprobs(policy, samples.tokens)  # (N, T)
         with reference(policy):
-            ref_logp = token_logprobs(policy, samples.tokens)      # (N, T)
+            ref_logp = token_logprobs(policy, samples.tokens)  # (N, T)
     assert torch.allclose(k1, ((ref_logp - logp) * samples.mask).sum(-1), atol=1e-5)
     assert (chain >= 0).all() and chain.sum() > 0
 
@@ -202,8 +215,10 @@ def test_training_logs_forget_metrics_at_every_evaluation(tmp_path):
 
 def test_budget_stop_ends_the_run_and_keeps_the_best_adapter_within_budget(tmp_path):
     from safetensors.torch import load_file
-    cfg = monitor_config(tmp_path, "steps=6", "eval.every=1", "forget.kl_budget=1e-6", "forget.on_budget=stop",
-                         "forget.tasks=[]")
+
+    cfg = monitor_config(
+        tmp_path, "steps=6", "eval.every=1", "forget.kl_budget=1e-6", "forget.on_budget=stop", "forget.tasks=[]"
+    )
     run_dir = train(cfg, quiet=True)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [0, 1] and metrics[1]["forget/over_budget"] == 1.0
@@ -220,6 +235,7 @@ def test_budget_stop_ends_the_run_and_keeps_the_best_adapter_within_budget(tmp_p
 def test_eval_cli_prints_retention_and_kls_against_the_base(capsys, tmp_path):
     from reasonrl.cli import main
     from tests.helpers import tiny_overrides
+
     main(["eval", *tiny_overrides(tmp_path, "forget.enabled=true", "forget.kl_prompts=2", "forget.kl_samples=2")])
     out = capsys.readouterr().out
     assert "forgetting vs the base model" in out and "KL(base||policy) 0.0000" in out and "text" in out
@@ -233,6 +249,7 @@ def test_a_resumed_run_measures_deltas_from_the_original_step_0(tmp_path):
 
     def last(run_dir):
         return json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
+
     want, got = last(straight), last(resumed)
     assert want["step"] == got["step"] == 2 and want["forget/text/delta"] != 0.0
     for key in ("forget/text/delta", "forget/kl_forward", "forget/kl_reverse"):
@@ -243,8 +260,9 @@ def test_sft_logs_forget_metrics_at_every_evaluation(tmp_path):
     """SFT is the offline side of the RL's Razor comparison: it logs the same forget/* metrics as train."""
     from reasonrl.sft import sft
 
-    run_dir = sft(monitor_config(tmp_path, "sft.steps=2", "eval.every=1", "sft.batch_tokens=512",
-                                 "sft.seq_len=256"), quiet=True)
+    run_dir = sft(
+        monitor_config(tmp_path, "sft.steps=2", "eval.every=1", "sft.batch_tokens=512", "sft.seq_len=256"), quiet=True
+    )
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in metrics] == [0, 1, 2]
     for m in metrics:

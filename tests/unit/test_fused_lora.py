@@ -1,4 +1,5 @@
 """The fused LoRA layer (reasonrl/fused_lora.py) against peft's own forward: outputs and every gradient."""
+
 import types
 
 import pytest
@@ -48,6 +49,7 @@ def test_fused_layer_equals_peft_forward_and_gradients(bias):
 def test_bf16_base_with_float32_adapter_takes_peft_forward_bit_for_bit():
     """Mixed dtypes (a bf16 base under autocast, float32 adapter weights) stay on peft's path."""
     from peft.helpers import disable_input_dtype_casting
+
     layer = lora_layer(True, torch.bfloat16)
     x, w = torch.randn(4, 24, dtype=torch.bfloat16), torch.randn(4, 40)
     with torch.autocast("cpu", dtype=torch.bfloat16), disable_input_dtype_casting(layer):
@@ -71,7 +73,7 @@ def test_disabled_or_merged_adapters_take_peft_forward():
     layer.forward = types.MethodType(fused_forward, layer)
     x = torch.randn(2, 24)
     with_adapter = layer(x)
-    layer.enable_adapters(False)                            # what peft's disable_adapter() context does
+    layer.enable_adapters(False)  # what peft's disable_adapter() context does
     assert torch.allclose(layer(x), layer.base_layer(x))
     layer.enable_adapters(True)
     layer.merge()
@@ -99,9 +101,9 @@ def test_policy_is_fused_and_its_logprobs_and_gradients_match_unfused(tiny):
 
     logp, g = run()
     for m in fused:
-        del m.forward                                        # back to peft's class forward
+        del m.forward  # back to peft's class forward
     logp_ref, g_ref = run()
     assert torch.allclose(logp, logp_ref, atol=1e-5)
     worst = max(float((g[n] - g_ref[n]).abs().max() / g_ref[n].abs().max()) for n in g)
-    assert worst < 1e-5              # rounding only (it was 7e-7 of the largest gradient)
+    assert worst < 1e-5  # rounding only (it was 7e-7 of the largest gradient)
     assert fuse_lora_layers(model) == len(fused)

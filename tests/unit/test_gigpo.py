@@ -1,5 +1,6 @@
 """GiGPO (arXiv:2505.10978): anchor-state groups and step advantages against a hand-worked example, a slow
 per-step reference loop on random batches, the reduction to GRPO, and the token mask (ALGORITHMS.md section 4)."""
+
 import random
 import statistics
 
@@ -19,7 +20,7 @@ EPISODES = [
     [(2, 0.0, "A"), (1, 0.0, "B"), (3, 1.0, "C")],  # group 0
     [(1, 0.0, "A"), (2, 1.0, "B")],
     [(2, 0.0, "A"), (1, 0.0, "D"), (2, 0.5, "B")],
-    [(1, 0.0, "A"), (2, 0.0, "B")],                  # group 1
+    [(1, 0.0, "A"), (2, 0.0, "B")],  # group 1
     [(2, 0.0, "A"), (1, 0.0, "B"), (1, 1.0, "E")],
     [(3, 0.0, "A"), (2, 1.0, "E")],
 ]
@@ -41,8 +42,14 @@ EPISODES = [
 #   B {0, 0.5}: mean 0.25, var (0.0625*2)/1 = 0.125, std 0.353553 -> (-0.707107, 0.707107)
 #   E {1, 1}: equal returns -> 0
 EPISODE_ADV = [0.57735, 0.57735, -1.15470, -1.15470, 0.57735, 0.57735]
-STEP_ADV = [[-0.218218, -0.57735, 0.0], [1.091089, 1.15470], [-0.872872, 0.0, -0.57735],
-            [-1.0, -0.707107], [0.0, 0.707107, 0.0], [1.0, 0.0]]
+STEP_ADV = [
+    [-0.218218, -0.57735, 0.0],
+    [1.091089, 1.15470],
+    [-0.872872, 0.0, -0.57735],
+    [-1.0, -0.707107],
+    [0.0, 0.707107, 0.0],
+    [1.0, 0.0],
+]
 CFG = AlgoConfig(gamma=0.5, std_eps=0.0)
 
 
@@ -89,6 +96,7 @@ def test_spread_steps_fills_back_to_the_previous_end():
 
 def reference(episodes, group_size: int, cfg: AlgoConfig) -> list[list[float]]:
     """Slow loop: the advantage of every sampled token of every row, in order."""
+
     def normalise(x: float, group: list[float]) -> float:
         if len(group) < 2 or max(group) == min(group):
             return 0.0
@@ -98,7 +106,7 @@ def reference(episodes, group_size: int, cfg: AlgoConfig) -> list[list[float]]:
 
     out = []
     for start in range(0, len(episodes), group_size):
-        group = episodes[start:start + group_size]
+        group = episodes[start : start + group_size]
         totals = [sum(r for _, r, _ in turns) for turns in group]
         returns = []
         for turns in group:
@@ -113,8 +121,13 @@ def reference(episodes, group_size: int, cfg: AlgoConfig) -> list[list[float]]:
                 anchors.setdefault(state, []).append(value)
         for turns, row, total in zip(group, returns, totals):
             episode = total if group_size == 1 else normalise(total, totals)
-            out.append([episode + cfg.gigpo_omega * normalise(value, anchors[state])
-                        for (n, _, state), value in zip(turns, row) for _ in range(n)])
+            out.append(
+                [
+                    episode + cfg.gigpo_omega * normalise(value, anchors[state])
+                    for (n, _, state), value in zip(turns, row)
+                    for _ in range(n)
+                ]
+            )
     return out
 
 
@@ -122,10 +135,19 @@ def reference(episodes, group_size: int, cfg: AlgoConfig) -> list[list[float]]:
 def test_matches_a_slow_reference_loop_on_random_batches(seed):
     rng = random.Random(seed)
     group_size = rng.choice([2, 3, 4])
-    episodes = [[(rng.randint(1, 3), rng.choice([0.0, 0.0, 0.5, 1.0, rng.random()]), f"s{rng.randint(0, 3)}")
-                 for _ in range(rng.randint(1, 4))] for _ in range(group_size * rng.randint(1, 3))]
-    cfg = AlgoConfig(gamma=rng.choice([1.0, 0.95, 0.5]), gigpo_omega=rng.choice([1.0, 0.3]),
-                     scale_by_std=seed % 2 == 0, unbiased_std=seed % 3 != 0)
+    episodes = [
+        [
+            (rng.randint(1, 3), rng.choice([0.0, 0.0, 0.5, 1.0, rng.random()]), f"s{rng.randint(0, 3)}")
+            for _ in range(rng.randint(1, 4))
+        ]
+        for _ in range(group_size * rng.randint(1, 3))
+    ]
+    cfg = AlgoConfig(
+        gamma=rng.choice([1.0, 0.95, 0.5]),
+        gigpo_omega=rng.choice([1.0, 0.3]),
+        scale_by_std=seed % 2 == 0,
+        unbiased_std=seed % 3 != 0,
+    )
     batch = make_multiturn_batch(episodes, group_size, observation=rng.randint(1, 3))
     adv = gigpo(batch, cfg)
     assert torch.isfinite(adv).all() and (adv[~batch.mask] == 0).all()

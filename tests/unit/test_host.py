@@ -1,4 +1,5 @@
 """Host settings: torch threads and glibc keeping freed blocks (reasonrl/utils/host.py)."""
+
 import sys
 
 import pytest
@@ -13,7 +14,7 @@ def test_configure_host_sets_threads_and_keeps_none_by_default():
         configure_host(1, keep_freed_memory=False)
         assert torch.get_num_threads() == 1
         configure_host(None, keep_freed_memory=False)
-        assert torch.get_num_threads() == 1       # None keeps torch's current count
+        assert torch.get_num_threads() == 1  # None keeps torch's current count
     finally:
         torch.set_num_threads(before)
 
@@ -21,6 +22,7 @@ def test_configure_host_sets_threads_and_keeps_none_by_default():
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc mallopt is Linux-only")
 def test_glibc_takes_the_keep_freed_blocks_setting():
     import platform
+
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("not glibc")
     assert keep_freed_blocks() is True

@@ -1,5 +1,6 @@
 """House style, checked: files under 400 lines, functions under 80 (train() under 150), module docstrings,
 and every config field documented in docs/config.md."""
+
 import ast
 import dataclasses
 import re
@@ -28,8 +29,11 @@ def test_files_and_functions_are_small():
 
 
 def test_every_module_has_a_docstring():
-    missing = [str(p.relative_to(ROOT)) for p in SOURCES
-               if p.read_text().strip() and ast.get_docstring(ast.parse(p.read_text())) is None]
+    missing = [
+        str(p.relative_to(ROOT))
+        for p in SOURCES
+        if p.read_text().strip() and ast.get_docstring(ast.parse(p.read_text())) is None
+    ]
     assert not missing, missing
 
 
@@ -60,7 +64,9 @@ def test_the_readme_is_a_short_guide_whose_links_resolve():
         for target in re.findall(r"\]\(([^)#\s]+)\)", page.read_text()):
             if not target.startswith(("http://", "https://", "mailto:")):
                 assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to missing {target}"
-    outside = [str(p.relative_to(ROOT)) for p in [ROOT / "README.md", *ROOT.glob("docs/**/*.md"),
-                                                   *ROOT.glob("reasonrl/**/*.py")]
-               if "ALGORITHMS.md" in p.read_text() or "../shared" in p.read_text()]
+    outside = [
+        str(p.relative_to(ROOT))
+        for p in [ROOT / "README.md", *ROOT.glob("docs/**/*.md"), *ROOT.glob("reasonrl/**/*.py")]
+        if "ALGORITHMS.md" in p.read_text() or "../shared" in p.read_text()
+    ]
     assert not outside, f"these point outside the repository: {outside}"

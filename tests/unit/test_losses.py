@@ -1,5 +1,6 @@
 """Policy losses (dual-clip, GSPO, CISPO, REINFORCE), TIS weights, KL in the reward and its controller, and DAPO's
 overlong penalty, against hand-computed values and slow reference computations (ALGORITHMS.md sections 0-3, 11)."""
+
 import math
 
 import pytest
@@ -19,8 +20,9 @@ DEFAULTS = {"ppo_clip": PPOClipLoss(), "gspo": GSPOLoss(), "cispo": CISPOLoss(),
 def one_token(loss: str, cfg, rho: float, adv: float) -> tuple[float, float]:
     """(loss value, d loss / d logp) for one token with ratio rho and advantage adv."""
     logp = torch.tensor([[math.log(rho)]], requires_grad=True)
-    out, _ = POLICY_LOSSES.get(loss)(logp, torch.zeros(1, 1), torch.tensor([[adv]]), torch.ones(1, 1, dtype=torch.bool),
-                                     cfg)
+    out, _ = POLICY_LOSSES.get(loss)(
+        logp, torch.zeros(1, 1), torch.tensor([[adv]]), torch.ones(1, 1, dtype=torch.bool), cfg
+    )
     out.sum().backward()
     return out.item(), logp.grad.item()
 
@@ -40,8 +42,9 @@ def test_dual_clip_floors_negative_advantages():
 def test_ppo_dual_clip_matches_a_slow_loop():
     torch.manual_seed(0)
     logp, old, adv = torch.randn(4, 5), torch.randn(4, 5), torch.randn(4, 5)
-    loss, metrics = POLICY_LOSSES.get("ppo_clip")(logp, old, adv, torch.ones(4, 5, dtype=torch.bool),
-                                                  PPOClipLoss(clip_low=0.2, clip_high=0.28, clip_ratio_c=3.0))
+    loss, metrics = POLICY_LOSSES.get("ppo_clip")(
+        logp, old, adv, torch.ones(4, 5, dtype=torch.bool), PPOClipLoss(clip_low=0.2, clip_high=0.28, clip_ratio_c=3.0)
+    )
     for i in range(4):
         for t in range(5):
             rho, a = math.exp(logp[i, t] - old[i, t]), adv[i, t].item()
@@ -57,8 +60,10 @@ def test_gspo_sequence_ratio_is_the_geometric_mean_of_token_ratios():
     logp, old = torch.randn(3, 6) * 0.1, torch.randn(3, 6) * 0.1
     mask = torch.tensor([[True] * 6, [True] * 3 + [False] * 3, [False, True, True, True, True, False]])
     _, metrics = POLICY_LOSSES.get("gspo")(logp, old, torch.ones(3, 6), mask, GSPOLoss(clip_low=0.99, clip_high=10))
-    s = [math.exp(sum((logp[i, t] - old[i, t]).item() for t in range(6) if mask[i, t]) / int(mask[i].sum()))
-         for i in range(3)]
+    s = [
+        math.exp(sum((logp[i, t] - old[i, t]).item() for t in range(6) if mask[i, t]) / int(mask[i].sum()))
+        for i in range(3)
+    ]
     # every token carries its sequence's s_i: the token-weighted mean of the ratios is sum_i |o_i| s_i / sum |o|
     lengths = mask.sum(-1).tolist()
     assert metrics["ratio_mean"] == pytest.approx(sum(n * x for n, x in zip(lengths, s)) / sum(lengths), rel=1e-6)
@@ -77,11 +82,10 @@ def test_gspo_token_gradient_equals_sequence_level_gspo(scale):
     adv = torch.tensor([1.0, -0.5, 2.0, -1.5])[:, None].expand(4, 7)
     logp = base.clone().requires_grad_(True)
     per_token, _ = POLICY_LOSSES.get("gspo")(logp, old, adv, mask, cfg)
-    aggregate(per_token, mask, "seq-mean-token-mean", batch_tokens=int(mask.sum()), batch_seqs=4,
-              max_len=7).backward()
+    aggregate(per_token, mask, "seq-mean-token-mean", batch_tokens=int(mask.sum()), batch_seqs=4, max_len=7).backward()
     reference = base.clone().requires_grad_(True)
     m = mask.float()
-    s = torch.exp(((reference - old) * m).sum(-1) / m.sum(-1))                  # (B,)
+    s = torch.exp(((reference - old) * m).sum(-1) / m.sum(-1))  # (B,)
     a = adv[:, 0]
     objective = torch.minimum(s * a, s.clamp(1 - cfg.clip_low, 1 + cfg.clip_high) * a).mean()
     (-objective).backward()
@@ -93,7 +97,7 @@ def test_cispo_keeps_the_gradient_of_clipped_tokens_with_a_capped_weight():
     cfg = CISPOLoss(clip_high=2.0)
     # rho = 3 > cap: PPO would give zero gradient; CISPO gives -min(rho, cap) A = -2 A, value -2 A.
     assert one_token("cispo", cfg, 3.0, 1.0) == pytest.approx((-2.0, -2.0))
-    assert one_token("cispo", cfg, 1.5, -1.0) == pytest.approx((1.5, 1.5))     # under the cap: -rho A
+    assert one_token("cispo", cfg, 1.5, -1.0) == pytest.approx((1.5, 1.5))  # under the cap: -rho A
     assert one_token("ppo_clip", PPOClipLoss(), 3.0, 1.0)[1] == 0.0
 
 
@@ -132,8 +136,9 @@ def test_every_loss_gives_masked_tokens_zero_gradient_off_policy(name):
     logp = (torch.randn(3, 5) * 0.5).requires_grad_(True)
     mask = torch.rand(3, 5) > 0.4
     mask[:, 0] = True
-    loss, _ = POLICY_LOSSES.get(name)(logp, logp.detach() + 0.3 * torch.randn(3, 5), torch.randn(3, 5), mask,
-                                      DEFAULTS[name])
+    loss, _ = POLICY_LOSSES.get(name)(
+        logp, logp.detach() + 0.3 * torch.randn(3, 5), torch.randn(3, 5), mask, DEFAULTS[name]
+    )
     loss.sum().backward()
     assert (logp.grad[~mask] == 0).all() and (loss[~mask] == 0).all()
 
@@ -162,9 +167,9 @@ def test_kl_controller_fixed_and_adaptive():
     fixed.update(5.0, 64)
     assert fixed.coef == 0.1
     adaptive = KLController(0.1, target=0.05, horizon=1000)
-    adaptive.update(0.1, 64)           # KL twice the target: error clipped to +0.2
+    adaptive.update(0.1, 64)  # KL twice the target: error clipped to +0.2
     assert adaptive.coef == pytest.approx(0.1 * (1 + 0.2 * 64 / 1000))
-    adaptive.update(0.04, 64)          # below target: error -0.2
+    adaptive.update(0.04, 64)  # below target: error -0.2
     assert adaptive.coef == pytest.approx(0.1 * (1 + 0.2 * 64 / 1000) * (1 - 0.2 * 64 / 1000))
 
 
@@ -176,14 +181,31 @@ def test_dapo_overlong_penalty_at_the_papers_lengths():
 
 
 def test_shape_overlong_adds_the_penalty_and_logs_it():
-    trajectories = [Trajectory(example=Example(id=str(n), prompt=[]), group=0, tokens=[1] * (2 + n),
-                               mask=[False, False] + [True] * n, sampler_logp=[0.0] * (2 + n), completion="",
-                               reward=1.0) for n in (4, 6, 8)]
+    trajectories = [
+        Trajectory(
+            example=Example(id=str(n), prompt=[]),
+            group=0,
+            tokens=[1] * (2 + n),
+            mask=[False, False] + [True] * n,
+            sampler_logp=[0.0] * (2 + n),
+            completion="",
+            reward=1.0,
+        )
+        for n in (4, 6, 8)
+    ]
     shape_overlong(trajectories, max_len=8, cfg=OverlongConfig(buffer=4))
     assert [t.reward for t in trajectories] == [1.0, 0.5, 0.0]
     assert [t.reward_parts["overlong"] for t in trajectories] == [0.0, -0.5, -1.0]
-    stepped = Trajectory(example=Example(id="s", prompt=[]), group=0, tokens=[1] * 10, mask=[False] * 2 + [True] * 8,
-                         sampler_logp=[0.0] * 10, completion="", reward=1.0, step_rewards=[0.4, 0.6],
-                         step_token_ends=[5, 9])
+    stepped = Trajectory(
+        example=Example(id="s", prompt=[]),
+        group=0,
+        tokens=[1] * 10,
+        mask=[False] * 2 + [True] * 8,
+        sampler_logp=[0.0] * 10,
+        completion="",
+        reward=1.0,
+        step_rewards=[0.4, 0.6],
+        step_token_ends=[5, 9],
+    )
     shape_overlong([stepped], max_len=8, cfg=OverlongConfig(buffer=4))
     assert stepped.reward == 0.0 and stepped.step_rewards == [0.4, -0.4]  # the last step carries the penalty

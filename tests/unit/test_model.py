@@ -1,4 +1,5 @@
 """Log-prob paths: the shared-prompt forward equals the plain forward (values and gradients); LoRA reference."""
+
 import pytest
 import torch
 
@@ -55,8 +56,9 @@ def test_completion_spans_detects_multi_turn_masks():
 def test_policy_logprobs_falls_back_for_holes(tiny):
     model, tok = tiny
     tokens = torch.randint(3, tok.vocab_size, (2, 9))
-    mask = torch.tensor([[False, True, True, False, True, True, False, False],
-                         [False, False, True, True, True, True, True, True]])
+    mask = torch.tensor(
+        [[False, True, True, False, True, True, False, False], [False, False, True, True, True, True, True, True]]
+    )
     with torch.no_grad():
         got = policy_logprobs(model, tokens, mask, torch.tensor([0, 1]))
         want = token_logprobs(model, tokens)
@@ -80,11 +82,12 @@ def test_reference_is_the_adapter_disabled_base(tiny):
 
 def test_entropy_from_the_chunks_matches_a_direct_computation_on_both_paths(tiny):
     from reasonrl.model import policy_logprobs_entropy
+
     model, tok = tiny
     tokens, mask, groups = grouped_batch(tok)
     with torch.no_grad():
-        logits = model(input_ids=tokens[:, :-1]).logits / 0.7                   # (B, T, V)
-        want = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)            # (B, T)
+        logits = model(input_ids=tokens[:, :-1]).logits / 0.7  # (B, T, V)
+        want = -(logits.softmax(-1) * logits.log_softmax(-1)).sum(-1)  # (B, T)
         shared_logp, shared = policy_logprobs_entropy(model, tokens, mask, groups, 0.7)
         plain_logp, plain = policy_logprobs_entropy(model, tokens, mask, None, 0.7)
     assert torch.allclose(plain, want, atol=1e-5)
@@ -104,24 +107,26 @@ def test_gradient_checkpointing_gives_the_same_lora_gradients():
     grads = []
     for checkpointing in (False, True):
         torch.manual_seed(0)
-        model, _ = load_policy(ModelConfig(path="tiny:llama", dtype="float32", gradient_checkpointing=checkpointing),
-                               LoraConfig(rank=4))
+        model, _ = load_policy(
+            ModelConfig(path="tiny:llama", dtype="float32", gradient_checkpointing=checkpointing), LoraConfig(rank=4)
+        )
         for name, p in model.named_parameters():
             if "lora_B" in name:
-                torch.nn.init.normal_(p, std=0.1)   # B = 0 at init would make A's gradient 0 either way
+                torch.nn.init.normal_(p, std=0.1)  # B = 0 at init would make A's gradient 0 either way
         calls = []
         attention = model.base_model.model.model.layers[0].self_attn
         attention.register_forward_pre_hook(lambda *_, calls=calls: calls.append(1))
         tokens = torch.arange(1, 25).reshape(2, 12) % 50
         token_logprobs(model, tokens).sum().backward()
-        assert len(calls) == (2 if checkpointing else 1)   # forward, and the recompute in backward
+        assert len(calls) == (2 if checkpointing else 1)  # forward, and the recompute in backward
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
     mask = torch.zeros(2, 11, dtype=torch.bool)
     mask[:, 5:] = True
     shared = torch.cat([tokens[:1], tokens[:1]])
     shared[1, 6:] = 3  # one prompt, two completions: the layout that takes the shared-prompt pass
-    assert torch.allclose(policy_logprobs(model, shared, mask, torch.tensor([0, 0]))[mask],
-                          token_logprobs(model, shared)[mask], atol=1e-5)
+    assert torch.allclose(
+        policy_logprobs(model, shared, mask, torch.tensor([0, 0]))[mask], token_logprobs(model, shared)[mask], atol=1e-5
+    )
     assert all(g.abs().sum() > 0 for g in grads[1].values())
     assert all(torch.allclose(grads[0][n], grads[1][n], atol=1e-6) for n in grads[0])
 
@@ -132,6 +137,7 @@ def test_token_logprobs_function_equals_log_softmax_gather(dtype, temperature):
     """The fused log-prob function gives log_softmax(z / T)[target] and autograd's gradient of it, across a
     chunk boundary (150 positions, chunks of 64), in float32 and with bf16 logits."""
     from reasonrl.model import TokenLogprobs
+
     torch.manual_seed(0)
     logits = (torch.randn(3, 150, 40) * 3).to(dtype).requires_grad_(True)
     targets = torch.randint(0, 40, (3, 150))
@@ -148,6 +154,7 @@ def test_token_logprobs_function_equals_log_softmax_gather(dtype, temperature):
 
 def test_token_logprobs_function_passes_gradcheck_in_float64():
     from reasonrl.model import TokenLogprobs
+
     logits = torch.randn(2, 70, 6, dtype=torch.float64, requires_grad=True)
     targets = torch.randint(0, 6, (2, 70))
     assert torch.autograd.gradcheck(lambda z: TokenLogprobs.apply(z, targets, 0.7), (logits,))

@@ -1,5 +1,6 @@
 """Multi-turn rollout: token in, token out. Sampled tokens are kept exactly, observations are appended as
 untrained tokens, and every prompt the engine sees decodes to the chat template of the conversation so far."""
+
 from __future__ import annotations
 
 import os
@@ -41,8 +42,9 @@ class RecordingEngine:
     def __init__(self, turns: list[list[int]], finished: bool = True) -> None:
         self.turns, self.finished, self.prompts, self.calls = turns, finished, [], 0
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
-                 keep: bool = False) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int, keep: bool = False
+    ) -> list[list[Completion]]:
         ids = self.turns[min(self.calls, len(self.turns) - 1)]
         self.calls += 1
         self.prompts.append([list(p) for p in prompts])
@@ -53,6 +55,7 @@ def tokenizers() -> list:
     out = [ByteTokenizer()]
     if (BUNDLED / "tokenizer.json").exists():
         from transformers import AutoTokenizer
+
         out.append(AutoTokenizer.from_pretrained(BUNDLED))
     return out
 
@@ -77,11 +80,11 @@ def test_tokens_in_tokens_out_on_every_turn(tok) -> None:
         decoded = tok.decode(prompt, skip_special_tokens=False) if not isinstance(tok, ByteTokenizer) else None
         if decoded is not None:
             assert decoded == render(tok, conversation, add_generation_prompt=True)
-            assert tok.encode(decoded, add_special_tokens=False) == prompt   # re-tokenising changes nothing
-        assert t1.tokens[:len(prompt)] == prompt
+            assert tok.encode(decoded, add_special_tokens=False) == prompt  # re-tokenising changes nothing
+        assert t1.tokens[: len(prompt)] == prompt
         sampled = turn_ids(tok, word)
-        assert t1.tokens[len(prompt):len(prompt) + len(sampled)] == sampled          # the sampled tokens, unchanged
-        assert t1.mask[len(prompt):len(prompt) + len(sampled)] == [True] * len(sampled)
+        assert t1.tokens[len(prompt) : len(prompt) + len(sampled)] == sampled  # the sampled tokens, unchanged
+        assert t1.mask[len(prompt) : len(prompt) + len(sampled)] == [True] * len(sampled)
         assert t1.step_token_ends[turn] == len(prompt) + len(sampled) - 1
         conversation += [{"role": "assistant", "content": word}, {"role": "user", "content": f"heard: {word}"}]
     # mask True exactly on sampled tokens: their count is the sum of the turns' lengths
@@ -115,13 +118,21 @@ def test_turn_limit_context_limit_and_cut_turns() -> None:
     assert t.num_turns == 2 and t.info["turn_limit"] is True
     # a turn cut at the token limit is closed with an untrained stop token before the observation
     engine = RecordingEngine([tok.encode("abc")], finished=False)
-    (t,) = rollout(Environment("test_echo", EnvContext(options={"turns": 3})), engine, tok, [EXAMPLE], n=1,
-                   params=SamplingParams(3), seed=0)
+    (t,) = rollout(
+        Environment("test_echo", EnvContext(options={"turns": 3})),
+        engine,
+        tok,
+        [EXAMPLE],
+        n=1,
+        params=SamplingParams(3),
+        seed=0,
+    )
     first_end = t.step_token_ends[0]
     assert t.tokens[first_end + 1] == tok.eos_token_id and t.mask[first_end + 1] is False and t.truncated
     short = Environment("test_echo", EnvContext(options={"turns": 3}), max_context_tokens=60)
-    (t,) = rollout(short, RecordingEngine([turn_ids(tok, "word")]), tok, [EXAMPLE], n=1, params=SamplingParams(8),
-                   seed=0)
+    (t,) = rollout(
+        short, RecordingEngine([turn_ids(tok, "word")]), tok, [EXAMPLE], n=1, params=SamplingParams(8), seed=0
+    )
     assert t.info.get("context_limit") and t.truncated and len(t.tokens) < 60
 
 
@@ -136,5 +147,12 @@ def test_reset_must_be_deterministic_within_a_group() -> None:
             return list(self.messages)
 
     with pytest.raises(ValueError, match="same prompt"):
-        rollout(Environment("test_drifting", EnvContext()), RecordingEngine([[5, 2]]), ByteTokenizer(), [EXAMPLE],
-                n=2, params=SamplingParams(4), seed=0)
+        rollout(
+            Environment("test_drifting", EnvContext()),
+            RecordingEngine([[5, 2]]),
+            ByteTokenizer(),
+            [EXAMPLE],
+            n=2,
+            params=SamplingParams(4),
+            seed=0,
+        )

@@ -1,5 +1,6 @@
 """A NaN/inf loss never reaches the weights: its optimizer step is skipped and counted (optim/skipped), and a
 run whose loss stays non-finite stops with Diverged after optim.max_nonfinite_steps steps."""
+
 import json
 
 import pytest
@@ -26,6 +27,7 @@ def poison(monkeypatch, bad_calls):
         if bad_calls == "all" or calls[-1] in bad_calls:
             value = value * float("nan")
         return value, metrics
+
     monkeypatch.setattr(update_module, "micro_batch_loss", loss)
     return calls
 
@@ -79,9 +81,11 @@ def test_token_mean_divides_by_the_mini_batch_or_the_batch_average(tmp_path, mon
         def record(params, max_norm, _seen=seen, _real=real):
             _seen.append(float(_real(params, max_norm)))
             return torch.tensor(_seen[-1])
+
         monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", record)
-        cfg = tiny_config(tmp_path, "steps=1", "algo.mini_batches=2", "optim.grad_clip=1e9",
-                          f"algo.token_normalizer={mode}")
+        cfg = tiny_config(
+            tmp_path, "steps=1", "algo.mini_batches=2", "optim.grad_clip=1e9", f"algo.token_normalizer={mode}"
+        )
         torch.manual_seed(0)
         batch = make_batch([1.0, 0.0, 1.0, 0.0], group_size=2, lengths=[5, 5, 1, 1])
         batch.tokens = torch.randint(3, 100, batch.tokens.shape)  # distinct rows, or opposite advantages cancel

@@ -1,5 +1,6 @@
 """The from-scratch pipeline's parts: the arithmetic task, pretraining text and a short pretraining run, and how
 the RL stage starts from the SFT result."""
+
 import json
 
 import pytest
@@ -16,7 +17,7 @@ from reasonrl.tokenizer import ByteTokenizer
 def test_arithmetic_task_is_split_and_solved_step_by_step():
     task = load_task(TaskConfig(name="arithmetic", options={"terms": 2, "max_value": 5}, train_size=40, eval_size=6))
     questions = [e.prompt[-1]["content"].splitlines()[0] for e in task.train]
-    assert len(task.eval) == 6 and len(task.train) == 40 and len(set(questions)) == 30   # 36 sums: 6 + 30, repeats
+    assert len(task.eval) == 6 and len(task.train) == 40 and len(set(questions)) == 30  # 36 sums: 6 + 30, repeats
     assert not set(questions) & {e.prompt[-1]["content"].splitlines()[0] for e in task.eval}
     assert worked_solution([3, 5, 9]) == "3+5=8\n8+9=17"
     facts = addition_facts({"terms": 3, "max_value": 9})
@@ -41,12 +42,23 @@ def test_pretraining_text_is_the_task_facts_or_a_file(tmp_path):
 
 
 def test_pretraining_lowers_the_loss_and_saves_a_model_that_model_path_loads(tmp_path):
-    cfg = load_config(None, ["task.name=arithmetic", "task.options={terms: 2, max_value: 3}", "threads=1",
-                             "pretrain.steps=40", "pretrain.batch_size=8", "pretrain.seq_len=32",
-                             "pretrain.hidden_size=32", "pretrain.lr=0.01"])
+    cfg = load_config(
+        None,
+        [
+            "task.name=arithmetic",
+            "task.options={terms: 2, max_value: 3}",
+            "threads=1",
+            "pretrain.steps=40",
+            "pretrain.batch_size=8",
+            "pretrain.seq_len=32",
+            "pretrain.hidden_size=32",
+            "pretrain.lr=0.01",
+        ],
+    )
     model_dir = pretrain(cfg, tmp_path / "pretrain", quiet=True)
-    losses = [json.loads(x)["pretrain/loss"]
-              for x in (tmp_path / "pretrain" / "metrics.jsonl").read_text().splitlines()]
+    losses = [
+        json.loads(x)["pretrain/loss"] for x in (tmp_path / "pretrain" / "metrics.jsonl").read_text().splitlines()
+    ]
     assert len(losses) == 40 and sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 1.0, losses
     model, tok = load_policy(ModelConfig(path=str(model_dir), dtype="float32"), LoraConfig(enabled=False))
     assert isinstance(tok, ByteTokenizer) and model.config.hidden_size == 32
@@ -62,13 +74,25 @@ def test_rl_starts_from_the_sft_model_or_continues_its_adapter(tmp_path):
 
 def test_stage_table_reads_the_accuracy_after_each_stage():
     def result(acc):
-        return {"accuracy": acc, "accuracy_ci": [acc - 0.1, acc + 0.1], "mean_reward": acc, "mean_length": 9.0,
-                "problems": 10, "samples_per_problem": 2}
+        return {
+            "accuracy": acc,
+            "accuracy_ci": [acc - 0.1, acc + 0.1],
+            "mean_reward": acc,
+            "mean_length": 9.0,
+            "problems": 10,
+            "samples_per_problem": 2,
+        }
+
     paired = {"problems": 10, "mean_diff": 0.2, "ci_low": 0.1, "ci_high": 0.3, "better": 4, "worse": 1}
-    table = stage_table({"task": "arithmetic", "before": result(0.1), "after": result(0.3), "paired": paired},
-                        {"before": result(0.3), "after": result(0.5), "paired": paired},
-                        {"pretrain": 1.0, "sft": 2.0, "rl": 3.0})
+    table = stage_table(
+        {"task": "arithmetic", "before": result(0.1), "after": result(0.3), "paired": paired},
+        {"before": result(0.3), "after": result(0.5), "paired": paired},
+        {"pretrain": 1.0, "sft": 2.0, "rl": 3.0},
+    )
     assert [(s["stage"], s["accuracy"], s["wall_s"]) for s in table["stages"]] == [
-        ("pretrain", 0.1, 1.0), ("sft", 0.3, 2.0), ("rl", 0.5, 3.0)]
+        ("pretrain", 0.1, 1.0),
+        ("sft", 0.3, 2.0),
+        ("rl", 0.5, 3.0),
+    ]
     text = format_stages(table)
     assert "rl vs sft: accuracy change +0.200" in text and "pretrain       0.100" in text

@@ -1,5 +1,6 @@
 """The run report: data extraction (NaN, half lines, families, sample caps, escaping) in Python, and the page
 itself in headless Chromium: it renders with no console message, draws the curves and lists the traces."""
+
 import json
 import re
 import shutil
@@ -24,39 +25,100 @@ def synthetic_run(root: Path, steps: int = 6, groups: int = 2, group_size: int =
     """A run directory as train() writes it, with a NaN, a half-written last line and markup in a completion."""
     run = root / "syn"
     (run / "rollouts").mkdir(parents=True)
-    (run / "config.yaml").write_text(yaml.safe_dump({
-        "name": "syn", "steps": steps, "prompts_per_step": groups, "samples_per_prompt": group_size,
-        "model": {"path": "tiny:llama"}, "task": {"name": "jsonl"},
-        "algo": {"advantage": "grpo", "loss": {"name": "ppo_clip"}},
-        "rewards": {"components": {"correct": 1.0, "format": 0.1}}}))
-    lines = [{"step": 0, "eval/accuracy": 0.25, "eval/mean_length": 20.0, "eval/pass@4": 0.5,
-              "forget/gsm8k/delta": 0.0}]
+    (run / "config.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "name": "syn",
+                "steps": steps,
+                "prompts_per_step": groups,
+                "samples_per_prompt": group_size,
+                "model": {"path": "tiny:llama"},
+                "task": {"name": "jsonl"},
+                "algo": {"advantage": "grpo", "loss": {"name": "ppo_clip"}},
+                "rewards": {"components": {"correct": 1.0, "format": 0.1}},
+            }
+        )
+    )
+    lines = [
+        {"step": 0, "eval/accuracy": 0.25, "eval/mean_length": 20.0, "eval/pass@4": 0.5, "forget/gsm8k/delta": 0.0}
+    ]
     for s in range(1, steps + 1):
-        row = {"step": s, "rollout/reward": 0.1 * s, "reward/correct": 0.1 * s, "reward/format": 0.5,
-               "loss/kl": 0.001 * s, "loss/entropy": 1.0 - 0.1 * s, "loss/pg": float("nan") if s == 2 else 0.01,
-               "rollout/completion_tokens": 30.0 - s, "rollout/truncation_rate": 0.1, "time/generate": 2.0,
-               "time/reward": 0.1, "time/update": 3.0, "time/step": 5.2}
+        row = {
+            "step": s,
+            "rollout/reward": 0.1 * s,
+            "reward/correct": 0.1 * s,
+            "reward/format": 0.5,
+            "loss/kl": 0.001 * s,
+            "loss/entropy": 1.0 - 0.1 * s,
+            "loss/pg": float("nan") if s == 2 else 0.01,
+            "rollout/completion_tokens": 30.0 - s,
+            "rollout/truncation_rate": 0.1,
+            "time/generate": 2.0,
+            "time/reward": 0.1,
+            "time/update": 3.0,
+            "time/step": 5.2,
+        }
         if s % 3 == 0:
-            row |= {"eval/accuracy": 0.25 + 0.05 * s, "eval/pass@4": 0.5, "forget/gsm8k/delta": -0.01 * s,
-                    "forget/kl_forward": 0.002 * s}
+            row |= {
+                "eval/accuracy": 0.25 + 0.05 * s,
+                "eval/pass@4": 0.5,
+                "forget/gsm8k/delta": -0.01 * s,
+                "forget/kl_forward": 0.002 * s,
+            }
         lines.append(row)
         with (run / "rollouts" / f"step_{s:06d}.jsonl").open("w") as f:
             for i in range(groups * group_size):
                 correct = float(i % 2)
-                f.write(json.dumps({
-                    "step": s, "group": i // group_size, "id": f"p{i // group_size}", "prompt": f"what is {s}+{i}?",
-                    "answer": str(s + i), "completion": EVIL if (s, i) == (3, 0) else f"it is {s + i - 1 + correct}",
-                    "reward": correct + 0.1, "reward_parts": {"correct": correct, "format": 1.0},
-                    "completion_tokens": 5 + i, "truncated": i == 3, "errors": []}) + "\n")
+                f.write(
+                    json.dumps(
+                        {
+                            "step": s,
+                            "group": i // group_size,
+                            "id": f"p{i // group_size}",
+                            "prompt": f"what is {s}+{i}?",
+                            "answer": str(s + i),
+                            "completion": EVIL if (s, i) == (3, 0) else f"it is {s + i - 1 + correct}",
+                            "reward": correct + 0.1,
+                            "reward_parts": {"correct": correct, "format": 1.0},
+                            "completion_tokens": 5 + i,
+                            "truncated": i == 3,
+                            "errors": [],
+                        }
+                    )
+                    + "\n"
+                )
     text = "".join(json.dumps(row) + "\n" for row in lines)  # json.dumps writes NaN for the nan
     (run / "metrics.jsonl").write_text(text + '{"step": 7, "rollout/rew')  # killed mid-line
     if finished:
-        (run / "summary.json").write_text(json.dumps({
-            "task": "jsonl", "steps": steps, "paired": {"problems": 8, "mean_diff": 0.1, "ci_low": -0.05,
-                                                        "ci_high": 0.25, "better": 3, "worse": 1},
-            **{k: {"problems": 8, "samples_per_problem": 2, "accuracy": acc, "accuracy_ci": [acc - 0.1, acc + 0.1],
-                   "mean_reward": acc, "reward_parts": {"correct": acc}, "mean_length": 9.0,
-                   "truncation_rate": 0.0} for k, acc in (("before", 0.25), ("after", 0.55))}}))
+        (run / "summary.json").write_text(
+            json.dumps(
+                {
+                    "task": "jsonl",
+                    "steps": steps,
+                    "paired": {
+                        "problems": 8,
+                        "mean_diff": 0.1,
+                        "ci_low": -0.05,
+                        "ci_high": 0.25,
+                        "better": 3,
+                        "worse": 1,
+                    },
+                    **{
+                        k: {
+                            "problems": 8,
+                            "samples_per_problem": 2,
+                            "accuracy": acc,
+                            "accuracy_ci": [acc - 0.1, acc + 0.1],
+                            "mean_reward": acc,
+                            "reward_parts": {"correct": acc},
+                            "mean_length": 9.0,
+                            "truncation_rate": 0.0,
+                        }
+                        for k, acc in (("before", 0.25), ("after", 0.55))
+                    },
+                }
+            )
+        )
     return run
 
 
@@ -98,8 +160,14 @@ def test_chart_groups_follow_the_families_and_stack_step_time(tmp_path):
     assert groups["Reward and its components"][0]["keys"] == ["reward/correct", "reward/format", "rollout/reward"]
     assert groups["Length (tokens)"][0]["keys"] == ["eval/mean_length", "rollout/completion_tokens"]
     assert groups["KL"][0]["keys"] == ["forget/kl_forward", "loss/kl"]
-    assert groups["Step time (s)"] == [{"title": "Step time (s)", "kind": "stack", "total": "time/step",
-                                        "keys": ["time/generate", "time/reward", "time/update"]}]
+    assert groups["Step time (s)"] == [
+        {
+            "title": "Step time (s)",
+            "kind": "stack",
+            "total": "time/step",
+            "keys": ["time/generate", "time/reward", "time/update"],
+        }
+    ]
     assert groups["Forgetting"][0]["keys"] == ["forget/gsm8k/delta"] and "Entropy" in groups
 
 
@@ -146,6 +214,7 @@ def test_an_interrupted_run_still_gives_a_page(tmp_path):
 def test_write_report_safely_warns_instead_of_raising(tmp_path, monkeypatch, caplog):
     def broken(run_dir, max_samples):
         raise RuntimeError("disk full")
+
     monkeypatch.setattr(report, "build_page", broken)
     (tmp_path / "config.yaml").write_text("steps: 1\n")
     assert write_report_safely(tmp_path) is None
@@ -165,11 +234,25 @@ def test_cli_report_writes_the_page_and_rejects_a_missing_directory(tmp_path, ca
 # ---------- headless Chromium
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
-needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (Debian: apt-get install "
-                                    "chromium; scripts/setup.sh does it when run as root)")
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync",
-         "--disable-component-update", "--disable-default-apps", "--disable-extensions", "--no-first-run",
-         "--no-default-browser-check", "--mute-audio", "--enable-logging=stderr", "--v=0"]
+needs_chromium = pytest.mark.skipif(
+    CHROMIUM is None,
+    reason="chromium is not installed (Debian: apt-get install chromium; scripts/setup.sh does it when run as root)",
+)
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-sync",
+    "--disable-component-update",
+    "--disable-default-apps",
+    "--disable-extensions",
+    "--no-first-run",
+    "--no-default-browser-check",
+    "--mute-audio",
+    "--enable-logging=stderr",
+    "--v=0",
+]
 
 
 class Elements(HTMLParser):
@@ -185,10 +268,12 @@ class Elements(HTMLParser):
 
     def count(self, tag: str, **attrs: str) -> int:
         """Elements of a tag with these attributes (class: these class names, among others)."""
+
         def has(a: dict[str, str | None], key: str, value: str) -> bool:
             if key == "class":
                 return set(value.split()) <= set((a.get("class") or "").split())
             return a.get(key) == value
+
         return sum(t == tag and all(has(a, k, v) for k, v in attrs.items()) for t, a in self.tags)
 
     def body(self) -> dict[str, str | None]:
@@ -197,9 +282,19 @@ class Elements(HTMLParser):
 
 def render(page: Path, tmp_path: Path, fragment: str = "") -> tuple[str, list[str]]:
     """The DOM after the page's scripts ran, and every console line Chromium logged (messages and errors)."""
-    proc = subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'chromium-profile'}",
-                           "--virtual-time-budget=3000", "--dump-dom", page.as_uri() + fragment],
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            CHROMIUM,
+            *FLAGS,
+            f"--user-data-dir={tmp_path / 'chromium-profile'}",
+            "--virtual-time-budget=3000",
+            "--dump-dom",
+            page.as_uri() + fragment,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Uncaught" in line]
     return proc.stdout, console

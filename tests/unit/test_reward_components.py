@@ -1,4 +1,5 @@
 """Gating, option checks, the length reward, and the batched reward_model on a tiny random model."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,8 +12,11 @@ from reasonrl.rewards.compose import Gate, RewardComposer, parse_gates
 from reasonrl.rewards.shaping import overlong_penalty, target_shaping
 from reasonrl.types import Example
 
-EXAMPLE = Example(id="r/0", prompt=[{"role": "system", "content": "Be brief."},
-                                    {"role": "user", "content": "What is 6*7?"}], answer="42")
+EXAMPLE = Example(
+    id="r/0",
+    prompt=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "What is 6*7?"}],
+    answer="42",
+)
 
 
 def test_gates_count_a_component_only_when_its_gate_passes() -> None:
@@ -24,8 +28,10 @@ def test_gates_count_a_component_only_when_its_gate_passes() -> None:
 
 
 def test_gate_syntax_and_errors() -> None:
-    cfg = RewardConfig(components={"correct": 1.0, "format": 0.1, "numeric": 1.0},
-                       gates={"format": "correct>=0.5", "numeric": "correct > 0"})
+    cfg = RewardConfig(
+        components={"correct": 1.0, "format": 0.1, "numeric": 1.0},
+        gates={"format": "correct>=0.5", "numeric": "correct > 0"},
+    )
     assert parse_gates(cfg) == {"format": Gate("correct", 0.5, False), "numeric": Gate("correct", 0.0, True)}
     assert Gate("correct", 0.5).is_open({"correct": 0.5}) and not Gate("correct", 0.0, True).is_open({"correct": 0.0})
     assert not Gate("correct").is_open({"correct": None})
@@ -56,6 +62,7 @@ def test_length_shaping() -> None:
 
 def test_length_in_tokens(tmp_path: Path) -> None:
     from tokenizers import Tokenizer, models, pre_tokenizers
+
     tokenizer = Tokenizer(models.WordLevel({"[UNK]": 0, "a": 1}, unk_token="[UNK]"))
     tokenizer.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer.save(str(tmp_path / "tokenizer.json"))
@@ -73,20 +80,32 @@ def tiny_reward_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
 
     path = tmp_path_factory.mktemp("rm")
-    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "what", "is", "6", "*", "7", "?", "42", "41", "be",
-                                         "brief", ".", "answer", ":"])}
+    vocab = {
+        w: i
+        for i, w in enumerate(
+            ["[PAD]", "[UNK]", "what", "is", "6", "*", "7", "?", "42", "41", "be", "brief", ".", "answer", ":"]
+        )
+    }
     core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     core.pre_tokenizer = pre_tokenizers.Whitespace()
     PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(path)
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, num_labels=1, pad_token_id=0)
+    config = LlamaConfig(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        num_labels=1,
+        pad_token_id=0,
+    )
     LlamaForSequenceClassification(config).save_pretrained(path)
     return str(path)
 
 
 def test_reward_model_scores_in_batches(tiny_reward_model: str) -> None:
     from reasonrl.rewards import reward_model as rm
+
     rm.load.cache_clear()
     completions = ["answer : 42", "answer : 41", "42", "what is 6 * 7 ? 42", "41 41 41"]
     examples = [EXAMPLE] * len(completions)
@@ -99,9 +118,13 @@ def test_reward_model_scores_in_batches(tiny_reward_model: str) -> None:
 
 def test_reward_model_is_loaded_lazily_in_the_trainer_process(tiny_reward_model: str) -> None:
     from reasonrl.rewards import reward_model as rm
+
     rm.load.cache_clear()
-    cfg = RewardConfig(components={"correct": 1.0, "reward_model": 0.5},
-                       options={"reward_model": {"path": tiny_reward_model}}, workers=1)
+    cfg = RewardConfig(
+        components={"correct": 1.0, "reward_model": 0.5},
+        options={"reward_model": {"path": tiny_reward_model}},
+        workers=1,
+    )
     with RewardComposer(cfg) as composer:
         assert rm.load.cache_info().currsize == 0 and list(composer.batched) == ["reward_model"]
         scored = composer.score(["answer : 42", "answer : 41"], [EXAMPLE, EXAMPLE])
@@ -112,8 +135,12 @@ def test_reward_model_is_loaded_lazily_in_the_trainer_process(tiny_reward_model:
 
 
 def test_batched_reward_failure_follows_on_error(tiny_reward_model: str) -> None:
-    cfg = RewardConfig(components={"reward_model": 1.0}, workers=1, max_failure_share=1.0,
-                       options={"reward_model": {"path": tiny_reward_model, "label": 3}})
+    cfg = RewardConfig(
+        components={"reward_model": 1.0},
+        workers=1,
+        max_failure_share=1.0,
+        options={"reward_model": {"path": tiny_reward_model, "label": 3}},
+    )
     with RewardComposer(cfg) as composer:
         scored = composer.score(["answer : 42"], [EXAMPLE])
     assert scored[0].total == 0.0 and "IndexError" in scored[0].errors[0]

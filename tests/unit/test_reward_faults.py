@@ -1,6 +1,7 @@
 """Rewards that misbehave in every way a user's function can: each failure is named in the log with its sample,
 rewards.on_error applies, nothing NaN reaches a total, and the breaker stops a reward that is broken for good
 (instead of training on zeros, or waiting out every call's timeout)."""
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,7 @@ from reasonrl.config import RewardConfig
 from reasonrl.rewards.compose import RewardComposer, RewardError
 from reasonrl.types import Example
 
-FAULTS = textwrap.dedent('''
+FAULTS = textwrap.dedent("""
     import os, time
 
     def ok(completion, example, **kw):
@@ -59,7 +60,7 @@ FAULTS = textwrap.dedent('''
     def wrong_length(completions, examples, **kw):
         return [1.0] * (len(completions) + 1)
     wrong_length.batched = True
-''')
+""")
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +76,18 @@ def examples(n: int) -> list[Example]:
 
 def score(faults: str, name: str, completions: list[str], **cfg: object) -> list:
     cfg = {"timeout_s": 20.0} | cfg  # the tensor reward's first call imports torch
-    rewards = RewardConfig(components={f"{faults}:ok": 1.0, f"{faults}:{name}": 1.0}, workers=1,
-                           **cfg)  # type: ignore[arg-type]
+    rewards = RewardConfig(components={f"{faults}:ok": 1.0, f"{faults}:{name}": 1.0}, workers=1, **cfg)  # type: ignore[arg-type]
     with RewardComposer(rewards) as composer:
         return composer.score(completions, examples(len(completions)))
 
 
-BAD_VALUES = {"nan": "returned nan", "inf": "returned inf", "text": "returned str '1.0'",
-              "tensor": "returned torch.Tensor", "wrong_length": "returned 5 values for 4 completions"}
+BAD_VALUES = {
+    "nan": "returned nan",
+    "inf": "returned inf",
+    "text": "returned str '1.0'",
+    "tensor": "returned torch.Tensor",
+    "wrong_length": "returned 5 values for 4 completions",
+}
 
 
 @pytest.mark.parametrize("name", sorted(BAD_VALUES))
@@ -95,8 +100,11 @@ def test_a_bad_return_value_is_a_named_failure_and_never_a_nan(faults, name, cap
 
 @pytest.mark.parametrize("name", sorted(BAD_VALUES))
 def test_the_breaker_stops_a_reward_that_fails_on_every_sample(faults, name):
-    with pytest.raises(RewardError, match=rf"reward '.*:{name}' failed on 4 of 4 samples, more than "
-                                          r"rewards.max_failure_share=0.5: .*last sample: example 't/3'"):
+    with pytest.raises(
+        RewardError,
+        match=rf"reward '.*:{name}' failed on 4 of 4 samples, more than "
+        r"rewards.max_failure_share=0.5: .*last sample: example 't/3'",
+    ):
         score(faults, name, ["42"] * 4)
 
 
@@ -112,8 +120,11 @@ def test_a_reward_that_raises_on_some_samples_follows_on_error(faults):
 
 def test_a_reward_that_never_returns_stops_after_k_timeouts_not_after_all_of_them(faults):
     started = time.monotonic()
-    with pytest.raises(RewardError, match=r"reward '.*:sleeps' failed 2 times in a row "
-                                          r"\(rewards.max_timeouts_in_row\): timeout after 1.0s"):
+    with pytest.raises(
+        RewardError,
+        match=r"reward '.*:sleeps' failed 2 times in a row "
+        r"\(rewards.max_timeouts_in_row\): timeout after 1.0s",
+    ):
         score(faults, "sleeps", ["42"] * 16, max_timeouts_in_row=2, timeout_s=1.0)
     assert time.monotonic() - started < 8  # 2 timeouts of 1 s (+ worker starts), not 16
 
@@ -126,8 +137,13 @@ def test_a_reward_that_allocates_without_end_hits_the_memory_limit_and_its_worke
 
 def test_a_reward_that_forks_leaves_no_process_behind(faults, tmp_path):
     pidfile = tmp_path / "pids"
-    rewards = RewardConfig(components={f"{faults}:forks": 1.0}, workers=1, timeout_s=1.0, max_failure_share=1.0,
-                           options={f"{faults}:forks": {"pidfile": str(pidfile)}})
+    rewards = RewardConfig(
+        components={f"{faults}:forks": 1.0},
+        workers=1,
+        timeout_s=1.0,
+        max_failure_share=1.0,
+        options={f"{faults}:forks": {"pidfile": str(pidfile)}},
+    )
     with RewardComposer(rewards) as composer:
         scored = composer.score(["42"], examples(1))
     assert "timeout" in scored[0].errors[0]

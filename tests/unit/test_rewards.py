@@ -1,4 +1,5 @@
 """Rewards: answer extraction, built-in rewards, composition, and the worker-process isolation."""
+
 from __future__ import annotations
 
 import logging
@@ -15,7 +16,7 @@ from reasonrl.rewards.compose import RewardComposer, RewardError
 from reasonrl.rewards.isolation import Call, Outcome, WorkerPool, function_ref, resolve_function
 from reasonrl.types import Example
 
-USER_REWARDS = '''
+USER_REWARDS = """
 import os, sys
 
 def ok(completion, example, **options):
@@ -46,7 +47,7 @@ def torch_loaded(completion, example):
 def is_example(completion, example):
     from reasonrl.types import Example
     return float(isinstance(example, Example))
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -63,37 +64,55 @@ def example(answer: str | None = "42", **metadata: object) -> Example:
 # ---------------------------------------------------------------------------------------------------------
 # Answer extraction (pure)
 
-@pytest.mark.parametrize("text, expected", [
-    ("work\nAnswer: 42", "42"),
-    ("**Answer:** 42", "42"),
-    ("**Answer: 42**", "42"),
-    ("answer: 7\nlater... ANSWER: 9.", "9"),
-    ("Final answer: \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
-    ("so \\boxed{\\frac{a}{b}} is it", "\\frac{a}{b}"),
-    ("\\boxed{1} then \\boxed{2}", "2"),
-    ("**Answer:**\n\n  17  ", "17"),
-    ("no answer here", None),
-    ("broken \\boxed{12", None),
-])
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("work\nAnswer: 42", "42"),
+        ("**Answer:** 42", "42"),
+        ("**Answer: 42**", "42"),
+        ("answer: 7\nlater... ANSWER: 9.", "9"),
+        ("Final answer: \\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("so \\boxed{\\frac{a}{b}} is it", "\\frac{a}{b}"),
+        ("\\boxed{1} then \\boxed{2}", "2"),
+        ("**Answer:**\n\n  17  ", "17"),
+        ("no answer here", None),
+        ("broken \\boxed{12", None),
+    ],
+)
 def test_extract_answer(text: str, expected: str | None) -> None:
     assert extract_answer(text) == expected
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("Answer: 5", "5"),
-    ("we get\n17", "17"),
-    ("the total is 3 apples plus 4 pears, which makes 7 pieces of fruit in all of the baskets", "7"),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("Answer: 5", "5"),
+        ("we get\n17", "17"),
+        ("the total is 3 apples plus 4 pears, which makes 7 pieces of fruit in all of the baskets", "7"),
+        ("", None),
+    ],
+)
 def test_lenient_answer(text: str, expected: str | None) -> None:
     assert lenient_answer(text) == expected
 
 
-@pytest.mark.parametrize("a, b, expected", [
-    ("1,000", "1000", True), ("-3", "-3.0", True), ("3.0", "3", True), ("1/2", "0.5", True),
-    ("$5", "5", True), ("5.", "5", True), ("0.333333", "1/3", True), ("1000000", "1000001", False),
-    ("2", "3", False), ("five", "5", None), ("x", "y", None),
-])
+@pytest.mark.parametrize(
+    "a, b, expected",
+    [
+        ("1,000", "1000", True),
+        ("-3", "-3.0", True),
+        ("3.0", "3", True),
+        ("1/2", "0.5", True),
+        ("$5", "5", True),
+        ("5.", "5", True),
+        ("0.333333", "1/3", True),
+        ("1000000", "1000001", False),
+        ("2", "3", False),
+        ("five", "5", None),
+        ("x", "y", None),
+    ],
+)
 def test_numbers_equal(a: str, b: str, expected: bool | None) -> None:
     assert numbers_equal(a, b) is expected
 
@@ -101,15 +120,19 @@ def test_numbers_equal(a: str, b: str, expected: bool | None) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # Built-in rewards, called in-process
 
-@pytest.mark.parametrize("completion, answer, expected", [
-    ("Answer: \\frac{1}{2}", "0.5", 1.0),
-    ("Answer: 0.5", "\\frac{1}{2}", 1.0),
-    ("The result is \\boxed{42}.", "42", 1.0),
-    ("Answer: 1,000", "1000", 1.0),
-    ("Answer: paris", "Paris", 1.0),
-    ("Answer: 41", "42", 0.0),
-    ("I think it is\n42", "42", 1.0),  # lenient: the bare last line
-])
+
+@pytest.mark.parametrize(
+    "completion, answer, expected",
+    [
+        ("Answer: \\frac{1}{2}", "0.5", 1.0),
+        ("Answer: 0.5", "\\frac{1}{2}", 1.0),
+        ("The result is \\boxed{42}.", "42", 1.0),
+        ("Answer: 1,000", "1000", 1.0),
+        ("Answer: paris", "Paris", 1.0),
+        ("Answer: 41", "42", 0.0),
+        ("I think it is\n42", "42", 1.0),  # lenient: the bare last line
+    ],
+)
 def test_correct(completion: str, answer: str, expected: float) -> None:
     assert REWARDS.get("correct")(completion, example(answer)) == expected
 
@@ -122,6 +145,7 @@ def test_correct_not_lenient_and_not_applicable() -> None:
 
 def test_correct_uses_reasoning_gym_scorer() -> None:
     import reasoning_gym
+
     entry = reasoning_gym.create_dataset("basic_arithmetic", size=1, seed=3, max_terms=2)[0]
     info = {"dataset": "basic_arithmetic", "config": {"max_terms": 2}, "entry": entry}
     ex = example(entry["answer"], reasoning_gym=info)
@@ -132,10 +156,17 @@ def test_correct_uses_reasoning_gym_scorer() -> None:
     assert correct(f"so the sum is\n{entry['answer']}", ex, lenient=False) == 0.0
 
 
-@pytest.mark.parametrize("completion, expected", [
-    ("work\nAnswer: 5", 1.0), ("work\n**Answer:** 5\n\n", 1.0), ("Answer: 5\nthen more text", 0.0),
-    ("**Answer:**", 0.0), ("the answer is 5", 0.0), ("", 0.0),
-])
+@pytest.mark.parametrize(
+    "completion, expected",
+    [
+        ("work\nAnswer: 5", 1.0),
+        ("work\n**Answer:** 5\n\n", 1.0),
+        ("Answer: 5\nthen more text", 0.0),
+        ("**Answer:**", 0.0),
+        ("the answer is 5", 0.0),
+        ("", 0.0),
+    ],
+)
 def test_format(completion: str, expected: float) -> None:
     assert REWARDS.get("format")(completion, example()) == expected
 
@@ -152,6 +183,7 @@ def test_format_pattern_and_numeric() -> None:
 
 # ---------------------------------------------------------------------------------------------------------
 # Worker pool
+
 
 @pytest.fixture(scope="module")
 def pool() -> Iterator[WorkerPool]:
@@ -215,14 +247,18 @@ def test_pool_close_kills_workers(user_file: str) -> None:
 # ---------------------------------------------------------------------------------------------------------
 # Composition
 
+
 def test_compose_builtins_weights_and_parts() -> None:
     import reasoning_gym
+
     entry = reasoning_gym.create_dataset("leg_counting", size=1, seed=0)[0]
     rg_example = example(entry["answer"], reasoning_gym={"dataset": "leg_counting", "config": {}, "entry": entry})
     cfg = RewardConfig(components={"correct": 1.0, "format": 0.1, "numeric": 0.5}, workers=1)
     with RewardComposer(cfg) as composer:
-        scored = composer.score(["x\nAnswer: 42", "it is 41", "Answer: \\boxed{42}", f"Answer: {entry['answer']}"],
-                                [example("42"), example("42"), example("Paris"), rg_example])
+        scored = composer.score(
+            ["x\nAnswer: 42", "it is 41", "Answer: \\boxed{42}", f"Answer: {entry['answer']}"],
+            [example("42"), example("42"), example("Paris"), rg_example],
+        )
     assert scored[0].parts == {"correct": 1.0, "format": 1.0, "numeric": 1.0}
     assert scored[0].total == pytest.approx(1.6)
     assert scored[1].parts == {"correct": 0.0, "format": 0.0, "numeric": 0.0} and scored[1].total == 0.0
@@ -232,8 +268,13 @@ def test_compose_builtins_weights_and_parts() -> None:
 
 
 def composer(user_file: str, on_error: str, **options: object) -> RewardComposer:
-    cfg = RewardConfig(components={f"{user_file}:ok": 1.0, f"{user_file}:boom": 0.5}, workers=1,
-                       timeout_s=5.0, on_error=on_error, options=dict(options))  # type: ignore[arg-type]
+    cfg = RewardConfig(
+        components={f"{user_file}:ok": 1.0, f"{user_file}:boom": 0.5},
+        workers=1,
+        timeout_s=5.0,
+        on_error=on_error,
+        options=dict(options),
+    )  # type: ignore[arg-type]
     return RewardComposer(cfg)
 
 
@@ -275,10 +316,12 @@ def test_compose_validation(user_file: str, tmp_path: Path) -> None:
 
 def test_compose_user_reward_with_options(tmp_path: Path) -> None:
     path = tmp_path / "scaled.py"
-    path.write_text(textwrap.dedent('''
+    path.write_text(
+        textwrap.dedent("""
         def scaled(completion, example, scale=1.0):
             return scale * len(completion)
-    '''))
+    """)
+    )
     cfg = RewardConfig(components={f"{path}:scaled": 2.0}, options={f"{path}:scaled": {"scale": 0.5}}, workers=1)
     with RewardComposer(cfg) as c:
         (scored,) = c.score(["abcd"], [example()])

@@ -1,6 +1,7 @@
 """The seam between sampling and learning: WeightUpdate is a value (it survives pickling and rebuilds the policy
 in an engine that shares nothing with the learner), and the sync check catches every way a sync can go wrong,
 at the step it happens."""
+
 import io
 import json
 from dataclasses import replace
@@ -37,14 +38,16 @@ def engine_gap(engine, policy: torch.nn.Module) -> float:
         for c in group:
             tokens = torch.tensor([prompt + c.token_ids])
             with torch.no_grad():
-                want = policy_logprobs(policy, tokens, torch.ones(1, tokens.shape[1] - 1, dtype=torch.bool), None,
-                                       1.0)[0, len(prompt) - 1:]
+                want = policy_logprobs(policy, tokens, torch.ones(1, tokens.shape[1] - 1, dtype=torch.bool), None, 1.0)[
+                    0, len(prompt) - 1 :
+                ]
             worst = max(worst, float((want - torch.tensor(c.logprobs)).abs().max()))
     return worst
 
 
-@pytest.mark.parametrize("lora,merge", [(True, True), (True, False), (False, True)],
-                         ids=["lora-merged", "lora-unmerged", "full"])
+@pytest.mark.parametrize(
+    "lora,merge", [(True, True), (True, False), (False, True)], ids=["lora-merged", "lora-unmerged", "full"]
+)
 def test_a_pickled_weight_update_rebuilds_the_policy_in_an_engine_of_its_own(lora, merge):
     model_cfg, lora_cfg = ModelConfig(path="tiny:llama", dtype="float32"), LoraConfig(rank=4, enabled=lora)
     policy, tok = load_policy(model_cfg, lora_cfg)
@@ -61,12 +64,17 @@ def test_a_pickled_weight_update_rebuilds_the_policy_in_an_engine_of_its_own(lor
 
 
 def sabotages(update: WeightUpdate, last: WeightUpdate | None) -> dict[str, WeightUpdate | None]:
-    return {"skipped": None, "wrong version": replace(update, version=update.version + 1),
-            "one tensor perturbed": perturbed(update, 0.05), "stale weights": replace(last, version=update.version)}
+    return {
+        "skipped": None,
+        "wrong version": replace(update, version=update.version + 1),
+        "one tensor perturbed": perturbed(update, 0.05),
+        "stale weights": replace(last, version=update.version),
+    }
 
 
-@pytest.mark.parametrize("lora,merge", [(True, True), (True, False), (False, True)],
-                         ids=["lora-merged", "lora-unmerged", "full"])
+@pytest.mark.parametrize(
+    "lora,merge", [(True, True), (True, False), (False, True)], ids=["lora-merged", "lora-unmerged", "full"]
+)
 def test_the_sync_check_catches_every_sabotage_at_that_step(tmp_path, lora, merge):
     cfg = tiny_config(tmp_path, f"lora.enabled={str(lora).lower()}", f"engine.hf.merge_lora={str(merge).lower()}")
     learner = Learner(cfg)
@@ -96,13 +104,18 @@ def test_a_run_whose_sync_fails_stops_at_that_step_with_its_checkpoints_intact(t
     def skip_version_3(self, update):
         if update.version != 3:
             real(self, update)
+
     monkeypatch.setattr(RolloutWorker, "update_weights", skip_version_3)
     from reasonrl.cli import main
+
     with pytest.raises(SystemExit) as e:
         main(["train", *tiny_overrides(tmp_path, "steps=6", "save_every=1"), "--quiet"])
     err = capsys.readouterr().err
-    assert e.value.code == 1 and err.startswith("error: weight sync failed after step 3 (policy version 3): the "
-                                                "engine serves version 2") and err.count("\n") == 1, err
+    assert (
+        e.value.code == 1
+        and err.startswith("error: weight sync failed after step 3 (policy version 3): the engine serves version 2")
+        and err.count("\n") == 1
+    ), err
     run = tmp_path / "runs" / "tiny"
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["step_000001", "step_000002"]
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [0, 1, 2]
@@ -125,8 +138,9 @@ def test_the_check_costs_little_and_its_time_is_logged(tmp_path):
 
 
 def test_kl_coefficient_has_one_owner_and_resumes(tmp_path):
-    cfg = tiny_config(tmp_path, "algo.kl.coef=0.05", "algo.kl.target=0.01", "algo.kl.placement=reward",
-                      "algo.kl.estimator=k1")
+    cfg = tiny_config(
+        tmp_path, "algo.kl.coef=0.05", "algo.kl.target=0.01", "algo.kl.placement=reward", "algo.kl.estimator=k1"
+    )
     learner = Learner(cfg)
     assert (learner.kl.coef, learner.kl.estimator, learner.kl.placement) == (0.05, "k1", "reward")
     learner.kl.update(0.02, 16)
@@ -152,13 +166,16 @@ def test_adapter_off_samples_the_base_and_leaves_the_policy_as_it_was(merge):
     trained = engine.generate(PROMPTS, SamplingParams(8, 1.0), n=2, seed=3)
     assert greedy(engine) != greedy(base)  # the adapter changes what is sampled
     assert greedy(engine, adapter=False) == greedy(base)
-    for got, want in zip(engine.generate(PROMPTS, SamplingParams(8, 1.0), n=2, seed=3, adapter=False),
-                         base.generate(PROMPTS, SamplingParams(8, 1.0), n=2, seed=3)):
+    for got, want in zip(
+        engine.generate(PROMPTS, SamplingParams(8, 1.0), n=2, seed=3, adapter=False),
+        base.generate(PROMPTS, SamplingParams(8, 1.0), n=2, seed=3),
+    ):
         for a, b in zip(got, want):
             assert a.token_ids == b.token_ids and max(abs(x - y) for x, y in zip(a.logprobs, b.logprobs)) < 1e-4
     again = engine.generate(PROMPTS, SamplingParams(8, 1.0), n=2, seed=3)
-    assert [[(c.token_ids, c.logprobs) for c in g] for g in again] == [[(c.token_ids, c.logprobs) for c in g]
-                                                                      for g in trained]  # bit for bit
+    assert [[(c.token_ids, c.logprobs) for c in g] for g in again] == [
+        [(c.token_ids, c.logprobs) for c in g] for g in trained
+    ]  # bit for bit
 
 
 def test_adapter_off_is_refused_without_lora():

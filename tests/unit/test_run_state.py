@@ -1,4 +1,5 @@
 """A run's state.json (running, finished, stopped, failed, killed) and the stop-after-this-step signal handling."""
+
 import os
 import signal
 import subprocess
@@ -28,8 +29,9 @@ def test_each_state_reads_back_and_is_described_in_one_line(tmp_path):
     assert read_state(tmp_path)["state"] == "running"  # this process is alive
     assert describe_state(tmp_path) == f"state: running after step 3 of 10 (pid {os.getpid()})"
     write_state(tmp_path, "stopped", command="sft", step=3, steps=10, signal="SIGINT")
-    assert describe_state(tmp_path) == (f"state: stopped after step 3 of 10 (SIGINT); continue with "
-                                        f"`reasonrl sft --resume {tmp_path}`")
+    assert describe_state(tmp_path) == (
+        f"state: stopped after step 3 of 10 (SIGINT); continue with `reasonrl sft --resume {tmp_path}`"
+    )
     write_state(tmp_path, "finished", command="train", step=10, steps=10)
     assert describe_state(tmp_path) == "state: finished (10 steps)"
     assert not list(tmp_path.glob(".*tmp*")), "a state write left a temporary file"

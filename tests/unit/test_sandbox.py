@@ -1,4 +1,5 @@
 """The sandbox and the code_tests reward: scores, limits, containment, and nothing left running."""
+
 from __future__ import annotations
 
 import os
@@ -68,16 +69,19 @@ def test_correct_and_half_correct_solutions() -> None:
 
 
 def test_tests_as_a_source_string() -> None:
-    tests = ("import math\ndef close(a, b):\n    return math.isclose(a, b)\nassert close(half(3), 1.5)\n"
-             "assert half(4) == 2")
+    tests = (
+        "import math\ndef close(a, b):\n    return math.isclose(a, b)\nassert close(half(3), 1.5)\nassert half(4) == 2"
+    )
     assert run_tests("def half(x):\n    return x / 2", tests, FAST).fraction == 1.0
     report = run_tests("def half(x):\n    return x // 2", tests, FAST)
     assert report.total == 2 and report.passed == 1
 
 
 def test_faked_results_and_exit_do_not_score() -> None:
-    liar = ("import sys\nprint('0 total 1')\nfor i in range(4):\n    print(f'0 {i} 1 \"\"')\n"
-            "def add(a, b):\n    sys.exit(0)\nmul = add")
+    liar = (
+        "import sys\nprint('0 total 1')\nfor i in range(4):\n    print(f'0 {i} 1 \"\"')\n"
+        "def add(a, b):\n    sys.exit(0)\nmul = add"
+    )
     assert run_tests(liar, TESTS, FAST).passed == 0
     assert run_tests("import os\nos._exit(0)", TESTS, FAST).passed == 0
 
@@ -102,10 +106,12 @@ def test_memory_bomb_scores_zero() -> None:
 
 @pytest.mark.skipif(not NAMESPACES and os.geteuid() == 0, reason="RLIMIT_NPROC does not bind root")
 def test_fork_bomb_is_contained_and_nothing_is_left_running() -> None:
-    bomb = ("import os, subprocess\n"
-            "for _ in range(50):\n"
-            "    try:\n        subprocess.Popen(['sleep', '987.654'])\n    except OSError:\n        break\n"
-            "while True:\n    try:\n        os.fork()\n    except OSError:\n        pass")
+    bomb = (
+        "import os, subprocess\n"
+        "for _ in range(50):\n"
+        "    try:\n        subprocess.Popen(['sleep', '987.654'])\n    except OSError:\n        break\n"
+        "while True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    )
     report = run_tests(bomb, TESTS, Limits(timeout_s=2, max_processes=16))
     assert report.passed == 0
     time.sleep(0.2)
@@ -114,9 +120,11 @@ def test_fork_bomb_is_contained_and_nothing_is_left_running() -> None:
 
 @needs_namespaces
 def test_escaped_daemon_is_killed_with_the_sandbox() -> None:
-    daemon = ("import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-              "        os.execvp('sleep', ['sleep', '876.543'])\n    os._exit(0)\ntime.sleep(0.3)\n"
-              "def add(a, b):\n    return a + b\ndef mul(a, b):\n    return a * b")
+    daemon = (
+        "import os, time\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+        "        os.execvp('sleep', ['sleep', '876.543'])\n    os._exit(0)\ntime.sleep(0.3)\n"
+        "def add(a, b):\n    return a + b\ndef mul(a, b):\n    return a * b"
+    )
     assert run_tests(daemon, TESTS, FAST).passed == 4
     time.sleep(0.2)
     assert processes_with("876.543") == []
@@ -126,11 +134,13 @@ def test_escaped_daemon_is_killed_with_the_sandbox() -> None:
 def test_filesystem_is_read_only_outside_the_work_directory(tmp_path: Path) -> None:
     target = tmp_path / "escaped.txt"
     os.chmod(tmp_path, 0o777)
-    program = (f"import os\nfor path in [{str(target)!r}, '/tmp/reasonrl-escape', os.path.expanduser('~/x')]:\n"
-               "    try:\n        open(path, 'w').write('x')\n        print('wrote', path)\n"
-               "    except OSError as e:\n        print('blocked', path, e.errno)\n"
-               "print(open('/root/.bashrc').read() if os.path.exists('/root') and os.access('/root', os.R_OK) "
-               "else 'no root')")
+    program = (
+        f"import os\nfor path in [{str(target)!r}, '/tmp/reasonrl-escape', os.path.expanduser('~/x')]:\n"
+        "    try:\n        open(path, 'w').write('x')\n        print('wrote', path)\n"
+        "    except OSError as e:\n        print('blocked', path, e.errno)\n"
+        "print(open('/root/.bashrc').read() if os.path.exists('/root') and os.access('/root', os.R_OK) "
+        "else 'no root')"
+    )
     result = run(["{python}", "main.py"], {"main.py": program}, FAST)
     assert not target.exists() and not Path("/tmp/reasonrl-escape").exists()
     assert result.stdout.count("blocked") == 2 and "wrote" in result.stdout  # only HOME (the work dir) is writable
@@ -139,9 +149,11 @@ def test_filesystem_is_read_only_outside_the_work_directory(tmp_path: Path) -> N
 
 @needs_namespaces
 def test_no_network() -> None:
-    program = ("import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n    print('open')\n"
-               "except OSError as e:\n    print('blocked', e.errno)\n"
-               "print(sorted(n for _, n in socket.if_nameindex()))")
+    program = (
+        "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=2)\n    print('open')\n"
+        "except OSError as e:\n    print('blocked', e.errno)\n"
+        "print(sorted(n for _, n in socket.if_nameindex()))"
+    )
     result = run(["{python}", "main.py"], {"main.py": program}, FAST)
     assert result.stdout.startswith("blocked") and "['lo']" in result.stdout
 

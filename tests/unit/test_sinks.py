@@ -1,4 +1,5 @@
 """Metric sinks: metrics.jsonl always, TensorBoard and W&B (offline) when log.sinks names them; config checks."""
+
 import importlib.util
 import json
 from pathlib import Path
@@ -32,7 +33,8 @@ def test_jsonl_is_always_written_and_nan_becomes_null(tmp_path):
     sinks.log(1, {"rollout/reward": 0.5, "loss/kl": float("nan")})
     sinks.close()
     assert [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()] == [
-        {"step": 1, "rollout/reward": 0.5, "loss/kl": None}]
+        {"step": 1, "rollout/reward": 0.5, "loss/kl": None}
+    ]
     assert len(sinks.sinks) == 1
 
 
@@ -62,8 +64,11 @@ def test_tensorboard_events_read_back_and_a_resume_replaces_the_steps_after_its_
     assert [(e.step, e.value) for e in events.Scalars("rollout/reward")] == [(1, 1.0), (2, 2.0), (3, 30.0), (4, 40.0)]
 
 
-@pytest.mark.skipif(not has_wandb, reason="the wandb package is not installed (pip install wandb); the sink was "
-                    "checked by hand against wandb 0.31.0 offline")
+@pytest.mark.skipif(
+    not has_wandb,
+    reason="the wandb package is not installed (pip install wandb); the sink was "
+    "checked by hand against wandb 0.31.0 offline",
+)
 def test_wandb_offline_run_is_written_locally_and_resumed_with_the_same_id(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     sinks = MetricSinks(tmp_path, config(tmp_path, "wandb"), start=0)

@@ -1,4 +1,5 @@
 """The steps reward: claim extraction, sympy checks, credit modes, bounds, and per-step rewards on tokens."""
+
 from __future__ import annotations
 
 import time
@@ -24,17 +25,20 @@ def holds(text: str) -> list[bool]:
     return [v.holds for v in verdicts(text)]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("17 + 25 = 42", [("17 + 25", "42")]),
-    ("so 12 * 3 = 36 = 30 + 6 apples", [("12 * 3", "36"), ("36", "30 + 6")]),
-    ("3x = 12 => x = 4", [("3x", "12"), ("x", "4")]),
-    ("Step 1: 7 - 2 = 5.", [("7 - 2", "5")]),
-    ("$\\frac{1}{2} + \\frac{1}{4} = \\frac{3}{4}$", [("\\frac{1}{2} + \\frac{1}{4}", "\\frac{3}{4}")]),
-    ("**Total:** 2 × 3 = **6**", [("2 × 3", "6")]),
-    ("x ≈ 3 and 2 < 3 and a word = 5", []),
-    ("code `i = i + 1` and\n```python\nx = x + 1\n```\n", []),
-    ("1 +\n1 = 2", [("1", "2")]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("17 + 25 = 42", [("17 + 25", "42")]),
+        ("so 12 * 3 = 36 = 30 + 6 apples", [("12 * 3", "36"), ("36", "30 + 6")]),
+        ("3x = 12 => x = 4", [("3x", "12"), ("x", "4")]),
+        ("Step 1: 7 - 2 = 5.", [("7 - 2", "5")]),
+        ("$\\frac{1}{2} + \\frac{1}{4} = \\frac{3}{4}$", [("\\frac{1}{2} + \\frac{1}{4}", "\\frac{3}{4}")]),
+        ("**Total:** 2 × 3 = **6**", [("2 × 3", "6")]),
+        ("x ≈ 3 and 2 < 3 and a word = 5", []),
+        ("code `i = i + 1` and\n```python\nx = x + 1\n```\n", []),
+        ("1 +\n1 = 2", [("1", "2")]),
+    ],
+)
 def test_claims(text: str, expected: list[tuple[str, str]]) -> None:
     assert [(c.left, c.right) for c in claims(text)] == expected
 
@@ -45,19 +49,22 @@ def test_claim_offsets_point_at_the_original_text() -> None:
     assert [text[:e].rstrip()[-2:] for e in ends] == ["42", "12"]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("17 + 25 = 42", [True]),
-    ("17 + 25 = 43", [False]),
-    ("10/3 = 3.33 and 22/7 = 3.15 and 0.1 + 0.2 = 0.3", [True, False, True]),
-    ("2(x + 3) = 2x + 6 but 2(x + 3) = 2x + 3", [True, False]),
-    ("3x + 2 = 14, so 3x = 12, so x = 4", [True, True]),       # the first equation is a premise
-    ("3x = 12 => x = 5", [False]),
-    ("x^2 = 9 so x = 3", [True]),
-    ("a = 5, b = 3, so a + b = 8 and ab = 16", [True]),       # ab is a word: not a claim
-    ("a = 5, b = 3, so a + b = 8 and a*b = 16", [True, False]),
-    ("4 = 4 and 1 + 1 = 2 and 1 + 1 = 2", [True]),           # trivial and repeated claims do not count
-    ("2^10 = 1024, 5² = 25, 2 x 3 = 6, -3 + 5 = 2", [True, True, True, True]),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("17 + 25 = 42", [True]),
+        ("17 + 25 = 43", [False]),
+        ("10/3 = 3.33 and 22/7 = 3.15 and 0.1 + 0.2 = 0.3", [True, False, True]),
+        ("2(x + 3) = 2x + 6 but 2(x + 3) = 2x + 3", [True, False]),
+        ("3x + 2 = 14, so 3x = 12, so x = 4", [True, True]),  # the first equation is a premise
+        ("3x = 12 => x = 5", [False]),
+        ("x^2 = 9 so x = 3", [True]),
+        ("a = 5, b = 3, so a + b = 8 and ab = 16", [True]),  # ab is a word: not a claim
+        ("a = 5, b = 3, so a + b = 8 and a*b = 16", [True, False]),
+        ("4 = 4 and 1 + 1 = 2 and 1 + 1 = 2", [True]),  # trivial and repeated claims do not count
+        ("2^10 = 1024, 5² = 25, 2 x 3 = 6, -3 + 5 = 2", [True, True, True, True]),
+    ],
+)
 def test_verdicts(text: str, expected: list[bool]) -> None:
     assert holds(text) == expected
 
@@ -97,8 +104,9 @@ def test_steps_reward() -> None:
 def test_step_scores_through_the_composer() -> None:
     cfg = RewardConfig(components={"correct": 1.0, "steps": 0.5}, workers=1)
     with RewardComposer(cfg) as composer:
-        good, bad, plain = composer.score(["3x = 12 => x = 4\nAnswer: 4", "3x = 12 => x = 5\nAnswer: 5", "Answer: 4"],
-                                          [EXAMPLE] * 3)
+        good, bad, plain = composer.score(
+            ["3x = 12 => x = 4\nAnswer: 4", "3x = 12 => x = 5\nAnswer: 5", "Answer: 4"], [EXAMPLE] * 3
+        )
     assert good.parts == {"correct": 1.0, "steps": 1.0} and good.total == 1.5 and good.steps == [(16, 0.5)]
     assert bad.total == 0.0 and bad.steps == [(16, 0.0)]
     assert plain.parts["steps"] is None and plain.total == 1.0 and plain.steps == []
@@ -119,8 +127,9 @@ class ScriptedEngine:
     def __init__(self, ids: list[int]) -> None:
         self.ids = ids
 
-    def generate(self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int,
-                 keep: bool = False) -> list[list[Completion]]:
+    def generate(
+        self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int, keep: bool = False
+    ) -> list[list[Completion]]:
         return [[Completion(list(self.ids), [0.0] * len(self.ids), True) for _ in range(n)] for _ in prompts]
 
 

@@ -1,4 +1,5 @@
 """Tasks: reasoning-gym generation (held-out eval, options) and JSONL files (split, errors)."""
+
 from __future__ import annotations
 
 import csv
@@ -24,8 +25,20 @@ def questions(examples: list) -> list[str]:
 
 
 def test_registry_kinds() -> None:
-    assert TASKS.names() == ["arithmetic", "code", "code_repos", "corridor", "csv", "gymnasium", "hf", "json", "jsonl",
-                             "parquet", "reasoning_gym", "sokoban"]
+    assert TASKS.names() == [
+        "arithmetic",
+        "code",
+        "code_repos",
+        "corridor",
+        "csv",
+        "gymnasium",
+        "hf",
+        "json",
+        "jsonl",
+        "parquet",
+        "reasoning_gym",
+        "sokoban",
+    ]
 
 
 def test_reasoning_gym_disjoint_and_deterministic() -> None:
@@ -47,8 +60,19 @@ def test_reasoning_gym_disjoint_and_deterministic() -> None:
 
 def test_reasoning_gym_eval_replaces_train_duplicates() -> None:
     # 1-digit a+b has 100 distinct problems: many eval candidates repeat train ones and must be replaced.
-    cfg = rg(options={"min_terms": 2, "max_terms": 2, "min_digits": 1, "max_digits": 1, "operators": ["+"],
-                      "allow_negation": False, "allow_parentheses": False}, train_size=60, eval_size=20)
+    cfg = rg(
+        options={
+            "min_terms": 2,
+            "max_terms": 2,
+            "min_digits": 1,
+            "max_digits": 1,
+            "operators": ["+"],
+            "allow_negation": False,
+            "allow_parentheses": False,
+        },
+        train_size=60,
+        eval_size=20,
+    )
     task = load_task(cfg)
     assert len(task.eval) == 20 and not set(questions(task.train)) & set(questions(task.eval))
     with pytest.raises(ValueError, match="distinct problems outside train"):
@@ -116,8 +140,11 @@ def test_jsonl_errors(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"/data\.jsonl:12: invalid JSON \("):
         load_task(TaskConfig(name="jsonl", path=bad_json))
     missing = write_jsonl(tmp_path / "m.jsonl", [good, {"prompt": "q", "solution": "a"}])
-    with pytest.raises(ValueError, match=r"m\.jsonl:2: missing field 'answer' \(fields: prompt, solution\); "
-                                         r"set task\.answer_field"):
+    with pytest.raises(
+        ValueError,
+        match=r"m\.jsonl:2: missing field 'answer' \(fields: prompt, solution\); "
+        r"set task\.answer_field",
+    ):
         load_task(TaskConfig(name="jsonl", path=missing))
     with pytest.raises(ValueError, match="is not a file"):
         load_task(TaskConfig(name="jsonl", path=str(tmp_path / "nope.jsonl")))
@@ -133,13 +160,15 @@ RECORDS = [{"question": f"What is {i}+1?", "solution": i + 1, "level": str(i % 3
 
 
 def mapped(name: str, path: Path, **kwargs: object) -> TaskConfig:
-    return TaskConfig(name=name, path=str(path), prompt_field="question", answer_field="solution", eval_size=4,
-                      **kwargs)  # type: ignore[arg-type]
+    return TaskConfig(
+        name=name, path=str(path), prompt_field="question", answer_field="solution", eval_size=4, **kwargs
+    )  # type: ignore[arg-type]
 
 
 def same_split(a, b) -> bool:
-    return [e.prompt for e in a.train] == [e.prompt for e in b.train] and \
-        [e.prompt for e in a.eval] == [e.prompt for e in b.eval]
+    return [e.prompt for e in a.train] == [e.prompt for e in b.train] and [e.prompt for e in a.eval] == [
+        e.prompt for e in b.eval
+    ]
 
 
 def test_json_csv_parquet_hf_give_the_same_task(tmp_path: Path) -> None:
@@ -155,6 +184,7 @@ def test_json_csv_parquet_hf_give_the_same_task(tmp_path: Path) -> None:
     assert from_csv.train[0].source.startswith(f"{tmp_path / 'd.csv'}:row ")
     pq = pytest.importorskip("pyarrow.parquet")
     import pyarrow
+
     pq.write_table(pyarrow.Table.from_pylist(RECORDS), tmp_path / "d.parquet")
     assert same_split(load_task(mapped("parquet", tmp_path / "d.parquet")), jsonl)
     datasets = pytest.importorskip("datasets")
@@ -188,8 +218,13 @@ def test_file_errors_name_the_file_row_and_field(tmp_path: Path) -> None:
 
 def test_tests_field_makes_the_answer_optional(tmp_path: Path) -> None:
     rows = [{"task": f"Write f{i}.", "checks": [f"assert f{i}() == {i}"]} for i in range(8)]
-    cfg = TaskConfig(name="jsonl", path=write_jsonl(tmp_path / "c.jsonl", rows), prompt_field="task",
-                     tests_field="checks", eval_size=2)
+    cfg = TaskConfig(
+        name="jsonl",
+        path=write_jsonl(tmp_path / "c.jsonl", rows),
+        prompt_field="task",
+        tests_field="checks",
+        eval_size=2,
+    )
     task = load_task(cfg)
     checks = {row["task"]: row["checks"] for row in rows}
     for example in task.train + task.eval:
@@ -230,6 +265,7 @@ def test_every_reference_solution_passes_its_tests_in_the_sandbox() -> None:
     from reasonrl.rewards.code import run_tests
     from reasonrl.sandbox import Limits
     from reasonrl.tasks.code import CODE_TASKS
+
     records = [json.loads(line) for line in CODE_TASKS.read_text().splitlines()]
     for record in records:  # the tests are not vacuous: each calls the function the prompt asks for
         name = record["prompt"].split("`")[1].split("(")[0]

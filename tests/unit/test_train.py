@@ -1,4 +1,5 @@
 """The loop on a tiny model: masks, one full step, LoRA leaves the base untouched, files on disk."""
+
 import json
 
 import pytest
@@ -19,19 +20,21 @@ def test_rollout_masks_prompt_false_and_sampled_true(tiny, tmp_path):
     from reasonrl.envs import EnvContext, Environment
     from reasonrl.rewards.compose import RewardComposer
     from reasonrl.rollout import rollout
+
     model, tok = tiny
     cfg = tiny_config(tmp_path)
     env = Environment("single_turn", EnvContext(rewards=RewardComposer(cfg.rewards)))
     examples = [Example(id=str(i), prompt=[{"role": "user", "content": f"q{i}"}], answer="1") for i in range(2)]
     try:
-        trajs = rollout(env, HFEngine(model, tok, EngineConfig()), tok, examples, n=3,
-                        params=SamplingParams(6, 1.0), seed=0)
+        trajs = rollout(
+            env, HFEngine(model, tok, EngineConfig()), tok, examples, n=3, params=SamplingParams(6, 1.0), seed=0
+        )
     finally:
         env.close()
     assert [t.group for t in trajs] == [0, 0, 0, 1, 1, 1]
     for t in trajs:
         prompt = tok.apply_chat_template(t.example.prompt)
-        assert t.tokens[:len(prompt)] == prompt
+        assert t.tokens[: len(prompt)] == prompt
         assert t.mask == [False] * len(prompt) + [True] * (len(t.tokens) - len(prompt))
         assert all(lp == 0.0 for lp, m in zip(t.sampler_logp, t.mask) if not m)
     batch = collate(trajs, tok.pad_token_id, group_size=3)
@@ -57,8 +60,9 @@ def test_one_full_step_writes_the_run_and_keeps_base_weights(tmp_path):
     for step in ("step_000001", "step_000002"):
         ckpt = run_dir / "checkpoints" / step
         assert (ckpt / "adapter" / "adapter_model.safetensors").is_file() and (ckpt / "optim.pt").is_file()
-    trained, _ = load_policy(ModelConfig(path="tiny:llama", dtype="float32", adapter=str(run_dir / "adapter")),
-                             LoraConfig())
+    trained, _ = load_policy(
+        ModelConfig(path="tiny:llama", dtype="float32", adapter=str(run_dir / "adapter")), LoraConfig()
+    )
     base_state = base.state_dict()
     changed = 0
     for name, p in trained.named_parameters():
@@ -77,6 +81,7 @@ def test_reference_is_never_run_without_kl(tmp_path, monkeypatch):
 
     def forbidden(model):
         raise AssertionError("the reference policy ran although algo.kl.coef=0")
+
     monkeypatch.setattr(reasonrl.update, "reference", forbidden)
     train(tiny_config(tmp_path, "steps=1", "algo.kl.coef=0"), quiet=True)
     with pytest.raises(AssertionError, match="reference policy ran"):
@@ -84,15 +89,37 @@ def test_reference_is_never_run_without_kl(tmp_path, monkeypatch):
 
 
 def test_every_algorithm_knob_runs_a_full_step(tmp_path):
-    cfg = tiny_config(tmp_path, "steps=2", "save_every=1", "algo.advantage=gae", "algo.kl.coef=0.05",
-                      "algo.kl.placement=reward", "algo.kl.estimator=k1", "algo.kl.target=0.01", "algo.epochs=2",
-                      "algo.mini_batches=2", "algo.entropy_coef=0.01", "algo.tis_cap=2.0", "algo.overlong.buffer=4",
-                      "algo.dynamic_sampling.enabled=true", "algo.loss.clip_ratio_c=3.0")
+    cfg = tiny_config(
+        tmp_path,
+        "steps=2",
+        "save_every=1",
+        "algo.advantage=gae",
+        "algo.kl.coef=0.05",
+        "algo.kl.placement=reward",
+        "algo.kl.estimator=k1",
+        "algo.kl.target=0.01",
+        "algo.epochs=2",
+        "algo.mini_batches=2",
+        "algo.entropy_coef=0.01",
+        "algo.tis_cap=2.0",
+        "algo.overlong.buffer=4",
+        "algo.dynamic_sampling.enabled=true",
+        "algo.loss.clip_ratio_c=3.0",
+    )
     run_dir = train(cfg, quiet=True)
     metrics = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    for key in ("critic/value_loss", "critic/grad_norm", "loss/entropy", "loss/tis_weight", "loss/kl",
-                "loss/kl_coef", "loss/dual_clip_frac", "sampling/tries", "sampling/degenerate_groups",
-                "reward/overlong"):
+    for key in (
+        "critic/value_loss",
+        "critic/grad_norm",
+        "loss/entropy",
+        "loss/tis_weight",
+        "loss/kl",
+        "loss/kl_coef",
+        "loss/dual_clip_frac",
+        "sampling/tries",
+        "sampling/degenerate_groups",
+        "reward/overlong",
+    ):
         assert key in metrics[2], key
     assert metrics[1]["loss/kl_coef"] == 0.05 and metrics[2]["loss/kl_coef"] != 0.05  # adaptive
     ckpt = run_dir / "checkpoints" / "step_000002"
@@ -103,19 +130,44 @@ def test_every_algorithm_knob_runs_a_full_step(tmp_path):
 def test_collate_places_step_rewards_at_step_ends_and_overlong_filtering_drops_truncated_rows():
     from reasonrl.types import Trajectory
     from reasonrl.update import drop_truncated
+
     ex = Example(id="0", prompt=[])
-    single = Trajectory(example=ex, group=0, tokens=[7, 8, 9, 10], mask=[False, True, True, True],
-                        sampler_logp=[0.0] * 4, completion="", reward=0.5, truncated=True)
-    steps = Trajectory(example=ex, group=0, tokens=[7, 8, 9, 10, 11], mask=[False, True, True, False, True],
-                       sampler_logp=[0.0] * 5, completion="", reward=1.0, step_rewards=[0.2, 0.8],
-                       step_token_ends=[2, 4])
+    single = Trajectory(
+        example=ex,
+        group=0,
+        tokens=[7, 8, 9, 10],
+        mask=[False, True, True, True],
+        sampler_logp=[0.0] * 4,
+        completion="",
+        reward=0.5,
+        truncated=True,
+    )
+    steps = Trajectory(
+        example=ex,
+        group=0,
+        tokens=[7, 8, 9, 10, 11],
+        mask=[False, True, True, False, True],
+        sampler_logp=[0.0] * 5,
+        completion="",
+        reward=1.0,
+        step_rewards=[0.2, 0.8],
+        step_token_ends=[2, 4],
+    )
     batch = collate([single, steps], pad_id=0, group_size=2)
     assert batch.token_rewards.tolist() == [[0.0, 0.0, 0.5, 0.0], [0.0, 0.0, 0.0, 1.0]]
     assert batch.step_ends.tolist() == [[False, False, True, False], [False, True, False, True]]
     assert torch.allclose(batch.step_rewards, torch.tensor([[0.0, 0.0, 0.5, 0.0], [0.0, 0.2, 0.0, 0.8]]))
     kept = drop_truncated(batch)
     assert kept.size == 1 and kept.rewards.tolist() == [1.0]
-    bad = Trajectory(example=ex, group=0, tokens=[7, 8, 9], mask=[False, True, True], sampler_logp=[0.0] * 3,
-                     completion="", step_rewards=[0.2, 0.8], step_token_ends=[0, 2])
+    bad = Trajectory(
+        example=ex,
+        group=0,
+        tokens=[7, 8, 9],
+        mask=[False, True, True],
+        sampler_logp=[0.0] * 3,
+        completion="",
+        step_rewards=[0.2, 0.8],
+        step_token_ends=[0, 2],
+    )
     with pytest.raises(ValueError, match="must end on a sampled token"):
         collate([bad, bad], pad_id=0, group_size=2)

@@ -2,6 +2,7 @@
 .venv-vllm, made by scripts/setup_vllm.sh; without vLLM they skip). On the bundled model in float32: greedy
 completions equal the hf engine's, sampler log-probs equal the trainer's (so on-policy ratios start at 1), LoRA
 and full updates are served at once, and the sync check catches every sabotage."""
+
 import importlib.util
 import json
 from dataclasses import replace
@@ -9,9 +10,13 @@ from dataclasses import replace
 import pytest
 import torch
 
-pytestmark = [pytest.mark.vllm,
-              pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                                 reason="needs vLLM: bash scripts/setup_vllm.sh, then .venv-vllm/bin/python -m pytest")]
+pytestmark = [
+    pytest.mark.vllm,
+    pytest.mark.skipif(
+        importlib.util.find_spec("vllm") is None,
+        reason="needs vLLM: bash scripts/setup_vllm.sh, then .venv-vllm/bin/python -m pytest",
+    ),
+]
 
 from reasonrl.config import EngineConfig, LoraConfig, ModelConfig, load_config  # noqa: E402
 from reasonrl.engine import ENGINES, SamplingParams  # noqa: E402
@@ -50,8 +55,9 @@ def max_gap(policy, prompt, completions, temperature):
     for c in completions:
         tokens = torch.tensor([prompt + c.token_ids])
         with torch.no_grad():
-            want = policy_logprobs(policy, tokens, torch.ones(1, tokens.shape[1] - 1, dtype=torch.bool), None,
-                                   temperature)[0, len(prompt) - 1:]
+            want = policy_logprobs(
+                policy, tokens, torch.ones(1, tokens.shape[1] - 1, dtype=torch.bool), None, temperature
+            )[0, len(prompt) - 1 :]
         worst = max(worst, float((want - torch.tensor(c.logprobs)).abs().max()))
     return worst
 
@@ -127,8 +133,10 @@ def test_the_sync_check_catches_sabotage_of_a_vllm_worker(tmp_path):
     from reasonrl.roles import Learner, RolloutWorker
     from reasonrl.sync_check import SyncCheck, SyncError
     from reasonrl.tasks import load_task
-    cfg = load_config("recipes/quickstart.yaml", [f"output_dir={tmp_path}", "model.dtype=float32",
-                                                  "engine.name=vllm", "lora.rank=8"])
+
+    cfg = load_config(
+        "recipes/quickstart.yaml", [f"output_dir={tmp_path}", "model.dtype=float32", "engine.name=vllm", "lora.rank=8"]
+    )
     learner = Learner(cfg)
     worker = RolloutWorker(cfg, learner.tokenizer, load_task(cfg.task).train[:4])
     try:
@@ -157,6 +165,7 @@ def test_the_sync_check_catches_sabotage_of_a_vllm_worker(tmp_path):
 @pytest.mark.slow
 def test_grpo_with_the_vllm_engine_learns_the_toy_task(tmp_path):
     from tests.learning import SCENARIOS
+
     scenario = SCENARIOS["vllm:toy_grpo"]
     got = scenario.measure(tmp_path)
     print(f"vllm engine, toy task: first 5 steps {got['first']:.3f}, last 5 steps {got['last']:.3f}")
