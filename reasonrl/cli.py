@@ -1,8 +1,9 @@
-"""Command line: reasonrl train | sft | pipeline | eval | report | list.
+"""Command line: reasonrl train | sft | seeds | pipeline | eval | report | list.
 
     reasonrl train recipes/quickstart.yaml [key.sub=value ...] [--overwrite] [--quiet] [--check]
     reasonrl train --resume runs/quickstart
     reasonrl sft recipe.yaml [key=value ...] [--overwrite] [--quiet]      (or --resume RUN_DIR)
+    reasonrl seeds recipes/quickstart.yaml --n 5 [key=value ...] [--first-seed S] [--quiet]
     reasonrl pipeline recipes/pipeline_tiny.yaml [key=value ...] [--overwrite] [--quiet]
     reasonrl eval [recipe.yaml] [key=value ...] [--adapter DIR | --run RUN_DIR] [--tasks a,b] [--json out.json]
     reasonrl report runs/quickstart [--out report.html] [--max-samples 2000]
@@ -67,6 +68,14 @@ def cmd_pipeline(args: argparse.Namespace) -> None:
 
     cfg = load_config(*split_recipe(args.recipe, args.overrides))
     print(f"pipeline directory: {pipeline(cfg, overwrite=args.overwrite, quiet=args.quiet)}")
+
+
+def cmd_seeds(args: argparse.Namespace) -> None:
+    from reasonrl.config import load_config
+    from reasonrl.seeds import run_seeds
+
+    cfg = load_config(*split_recipe(args.recipe, args.overrides))
+    print(f"wrote {run_seeds(cfg, args.n, args.first_seed, args.quiet, args.metric)}")
 
 
 def split_recipe(first: str | None, rest: list[str]) -> tuple[str | None, list[str]]:
@@ -197,6 +206,14 @@ def build_parser() -> argparse.ArgumentParser:
                 "reference answers, estimate a step's time and memory; train nothing",
             )
         p.set_defaults(func=func)
+    p = sub.add_parser("seeds", help="train a recipe over several seeds: before/after accuracy with 95% intervals")
+    p.add_argument("recipe", help="YAML recipe (e.g. recipes/quickstart.yaml)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. steps=20")
+    p.add_argument("--n", type=int, default=5, help="how many seeds (default 5)")
+    p.add_argument("--first-seed", type=int, help="the first seed (default: the config's seed)")
+    p.add_argument("--metric", default="accuracy", help="accuracy (default) or mean_reward (tasks without answers)")
+    p.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
+    p.set_defaults(func=cmd_seeds)
     p = sub.add_parser("pipeline", help="pretrain a tiny model from scratch, SFT it, then RL it (DeepSeekMath)")
     p.add_argument("recipe", help="YAML recipe (e.g. recipes/pipeline_tiny.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.steps=200 steps=20")

@@ -67,8 +67,10 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"model.device={name!r} is not a device; use cpu, cuda, cuda:N or auto") from None
 
 
-def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig) -> tuple[nn.Module, object]:
-    """The trainable policy: the base model with a fresh (or given) LoRA adapter, or all weights trainable."""
+def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig, seed: int | None = None) -> tuple[nn.Module, object]:
+    """The trainable policy: the base model with a fresh (or given) LoRA adapter, or all weights trainable.
+    seed: the fresh adapter's initialisation (its A matrices are random) comes from it; None: from torch's
+    global generator as it stands."""
     device = resolve_device(model_cfg.device)
     model, tokenizer = load_base(model_cfg)
     model = cast("PreTrainedModel", model.to(device))  # a transformers model, not yet wrapped by peft
@@ -92,7 +94,10 @@ def load_policy(model_cfg: ModelConfig, lora_cfg: LoraConfig) -> tuple[nn.Module
             task_type="CAUSAL_LM",
         )
         # peft keeps adapter weights in float32 even when the base is bf16 (autocast_adapter_dtype).
-        model = get_peft_model(model, peft_cfg)
+        with torch.random.fork_rng(devices=[], enabled=seed is not None):  # the global generator is left as it was
+            if seed is not None:
+                torch.manual_seed(seed)
+            model = get_peft_model(model, peft_cfg)
     else:
         model = model.float()
         for p in model.parameters():

@@ -147,7 +147,7 @@ class Learner:
         self.cfg = cfg
         self.advantage_fn = ADVANTAGES.get(cfg.algo.advantage)
         self.loss_fn = POLICY_LOSSES.get(cfg.algo.loss.name)
-        self.policy, self.tokenizer = load_policy(cfg.model, cfg.lora)
+        self.policy, self.tokenizer = load_policy(cfg.model, cfg.lora, seed=cfg.seed)
         self.critic = Critic(cfg) if needs_critic(self.advantage_fn) else None  # gae: a learned V(s_t)
         self.kl = KLController.from_config(cfg.algo.kl)
         self.optimizer, self.scheduler = make_optimizer(self.policy, cfg)

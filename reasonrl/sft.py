@@ -136,7 +136,7 @@ def run_sft(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
     demos = load_demos(cfg, task)
     env = make_environment(cfg)
     try:
-        policy, tokenizer = load_policy(cfg.model, cfg.lora)
+        policy, tokenizer = load_policy(cfg.model, cfg.lora, seed=cfg.seed)
         stop_id = end_of_turn_id(tokenizer)
         sequences = [encode_demo(tokenizer, d, stop_id) for d in demos]
         long = [s for s in sequences if len(s.tokens) > cfg.sft.seq_len]

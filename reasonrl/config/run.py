@@ -28,7 +28,8 @@ class RunConfig:
     output_dir: str = "runs"
     """Where run directories go."""
     seed: int = 0
-    """Seed of prompt order and sampling (each step samples with seed*1000003 + step)."""
+    """Seed of prompt order, of the fresh LoRA adapter's initialisation and of sampling (each step samples with
+    seed*1000003 + step). task.seed is separate: the train/eval split stays the same across seeds."""
     steps: int = 20
     """Policy updates (one rollout batch each)."""
     prompts_per_step: int = 4

@@ -3,7 +3,14 @@
 import pytest
 import torch
 
-from reasonrl.model import completion_spans, policy_logprobs, reference, shared_prompt_logprobs, token_logprobs
+from reasonrl.model import (
+    completion_spans,
+    load_policy,
+    policy_logprobs,
+    reference,
+    shared_prompt_logprobs,
+    token_logprobs,
+)
 
 
 def grouped_batch(tok, group_size=3):
@@ -158,3 +165,18 @@ def test_token_logprobs_function_passes_gradcheck_in_float64():
     logits = torch.randn(2, 70, 6, dtype=torch.float64, requires_grad=True)
     targets = torch.randint(0, 6, (2, 70))
     assert torch.autograd.gradcheck(lambda z: TokenLogprobs.apply(z, targets, 0.7), (logits,))
+
+
+def test_the_run_seed_sets_the_lora_initialisation_and_leaves_the_global_generator_alone():
+    from reasonrl.config import LoraConfig, ModelConfig
+
+    def adapter(seed, lora=True):
+        model_cfg = ModelConfig(path="tiny:llama", dtype="float32")
+        policy, _ = load_policy(model_cfg, LoraConfig(enabled=lora, rank=4), seed=seed)
+        return [p.detach().flatten() for n, p in policy.named_parameters() if "lora_A" in n]
+
+    adapter(None, lora=False)  # loading the tiny model seeds the global generator; no adapter draws from it
+    expected = torch.rand(3)
+    first = torch.cat(adapter(1))
+    assert torch.equal(torch.rand(3), expected)  # the seeded initialisation left the global generator alone
+    assert torch.equal(torch.cat(adapter(1)), first) and not torch.equal(torch.cat(adapter(2)), first)

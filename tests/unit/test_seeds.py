@@ -1,0 +1,68 @@
+"""`reasonrl seeds` and the statistics it prints (reasonrl/stats.py), against hand and table values."""
+
+import json
+import math
+
+import pytest
+
+from reasonrl.cli import main
+from reasonrl.stats import incomplete_beta, mean_interval, paired_t_test, t_cdf, t_quantile
+from tests.helpers import tiny_overrides
+
+
+@pytest.mark.parametrize(
+    "p, df, t",  # Student's t table
+    [(0.975, 1, 12.706), (0.975, 2, 4.303), (0.975, 4, 2.776), (0.975, 10, 2.228), (0.95, 30, 1.697)],
+)
+def test_t_quantiles_match_the_table(p, df, t):
+    assert t_quantile(p, df) == pytest.approx(t, abs=1e-3)
+
+
+def test_t_cdf_and_incomplete_beta_against_closed_forms():
+    for x in (0.1, 0.5, 0.9):  # I_x(1, 1) = x, I_x(a, 1) = x^a, I_x(1, b) = 1 - (1 - x)^b
+        assert incomplete_beta(1, 1, x) == pytest.approx(x)
+        assert incomplete_beta(3, 1, x) == pytest.approx(x**3)
+        assert incomplete_beta(1, 2.5, x) == pytest.approx(1 - (1 - x) ** 2.5)
+    for t in (-3.0, -0.7, 0.0, 0.4, 2.5):  # df = 1 is Cauchy: 1/2 + atan(t)/pi; df = 2: 1/2 + t / (2 sqrt(2 + t^2))
+        assert t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)
+        assert t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
+
+
+def test_mean_interval_and_paired_t_test_by_hand():
+    mean, low, high = mean_interval([0.58, 0.62, 0.70])
+    half = 4.302653 * math.sqrt(((0.58 - 0.6333) ** 2 + (0.62 - 0.6333) ** 2 + (0.70 - 0.6333) ** 2) / 2) / math.sqrt(3)
+    assert mean == pytest.approx(0.63333, abs=1e-5) and high - mean == pytest.approx(half, abs=1e-4)
+    assert mean - low == pytest.approx(high - mean)
+    t, p = paired_t_test([0.5, 0.6, 0.55], [0.6, 0.65, 0.6])  # changes 0.1, 0.05, 0.05: mean 1/15, sd 1/(20 sqrt 3)
+    assert t == pytest.approx(4.0) and p == pytest.approx(1 - t_cdf(4.0, 2)) and p == pytest.approx(0.02860, abs=1e-4)
+    assert math.isnan(mean_interval([0.5])[1]) and paired_t_test([0.1, 0.2], [0.2, 0.3])[1] == 0.0
+
+
+def test_seeds_repeat_exactly_and_differ_across_seeds(tmp_path, capsys):
+    def seeds(out, *extra):
+        out.mkdir(exist_ok=True)
+        overrides = tiny_overrides(out, "steps=2", "eval.samples=2", "eval.temperature=1.0")
+        main(["seeds", *overrides, "--n", "2", "--quiet", "--metric", "mean_reward", *extra])
+        return json.loads((out / "runs" / "tiny-seeds.json").read_text())
+
+    first = seeds(tmp_path / "a")
+    out = capsys.readouterr().out
+    assert "held-out mean reward over 2 seeds" in out and "paired t-test of after > before" in out
+    assert [r["run"] for r in first["seeds"]] == ["tiny-seed0", "tiny-seed1"]
+    assert seeds(tmp_path / "b") == first  # the same seeds in a fresh place: the same numbers
+    runs = tmp_path / "a" / "runs"
+    metrics = [(runs / f"tiny-seed{s}" / "metrics.jsonl").read_text().splitlines() for s in (0, 1)]
+    assert metrics[0][1] != metrics[1][1]  # step 1 differs across seeds (prompts, adapter, samples)
+    (runs / "tiny-seed1" / "summary.json").unlink()  # an unfinished seed is resumed, a finished one reused
+    assert seeds(tmp_path / "a") == first
+
+
+def test_bad_seed_requests_get_one_line(tmp_path, capsys):
+    for args, message in [
+        (["--n", "0"], "error: --n 0: give at least 1 seed"),
+        (["--metric", "loss"], "error: --metric 'loss': one of accuracy, mean_reward"),
+    ]:
+        with pytest.raises(SystemExit) as exit_info:
+            main(["seeds", *tiny_overrides(tmp_path, "steps=1"), *args])
+        assert exit_info.value.code == 2 and capsys.readouterr().err.startswith(message)
+    assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
