@@ -25,11 +25,12 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from reasonrl.config import RunConfig
+from reasonrl.early_stop import EarlyStop, Watcher
 from reasonrl.errors import RunStopped
 from reasonrl.eval_progress import EvalProgress
 from reasonrl.evaluate import EvalResult
@@ -143,10 +144,15 @@ class Run:
         forget: Any,
         evaluate: Evaluate,
         command: str = "train",
+        save_adapter: Callable[[Path], Any] | None = None,
+        watchers: Sequence[Watcher] = (),
     ) -> None:
         self.cfg, self.run_dir, self.resume, self.quiet, self.steps = cfg, run_dir, resume, quiet, steps
         self.command = command  # train | sft: what --resume continues it with
         self.forget, self.evaluate = forget, evaluate
+        self.early = EarlyStop(cfg.eval.early_stop, run_dir, save_adapter)  # eval.early_stop; off by default
+        self.watchers = [self.early.watch, *watchers]  # after each evaluation: a reason to stop, or None
+        self.stop_reason: str | None = None
         self.evals: dict[str, Any] = {}
         self.sink: MetricSinks | None = None
         self.progress: Progress | None = None
@@ -167,6 +173,7 @@ class Run:
             restore_checkpoint(ckpt)
             start, self.evals = state["step"], state.get("evals", {})
             self.forget.restore(state.get("forget", {}))
+            self.early.restore(state.get("early_stop", {}))
         # Steps after the checkpoint are re-run and re-logged; without one, so is the start evaluation (step 0).
         truncate_metrics(self.run_dir / "metrics.jsonl", start if start else -1)
         self.sink = MetricSinks(self.run_dir, self.cfg, start)  # metrics.jsonl + log.sinks (tensorboard, wandb)
@@ -229,19 +236,25 @@ class Run:
         last = done == self.steps
         if last or (self.cfg.eval.every and done % self.cfg.eval.every == 0):
             metrics |= self._evaluate(done)
+            reasons = [watch(done, metrics) for watch in self.watchers]  # every watcher sees every evaluation
+            self.stop_reason = next((r for r in reasons if r), None) if not last else None
         self.sink.log(done, metrics)
         fault_point("metrics")
         self.progress.update(step, shown)
         signum = stop_requested()
-        if last or self.forget.stop or signum or done % self.cfg.save_every == 0:
-            save_checkpoint(self.run_dir, done, {"evals": self.evals, "forget": self.forget.state()} | state, write)
+        stop = bool(self.forget.stop or self.stop_reason)
+        if last or stop or signum or done % self.cfg.save_every == 0:
+            kept = {"evals": self.evals, "forget": self.forget.state(), "early_stop": self.early.state()}
+            save_checkpoint(self.run_dir, done, kept | state, write)
         self._state("running", step=done)
         if signum and not last:
             self.progress.close()
             self.sink.close()
             self._state("stopped", step=done, signal=signal.Signals(signum).name)
             raise RunStopped(self.run_dir, done, signum)
-        return bool(self.forget.stop)  # forget.on_budget=stop: the KL budget is spent
+        if self.stop_reason:
+            self.progress.write(f"stopping after step {done}: {self.stop_reason}")
+        return stop  # the KL budget is spent (forget.on_budget=stop), or a watcher stopped the run
 
     def finish(self, save: Callable[[Path], Any], summary: dict[str, Any] | None = None) -> Path:
         """Close the logs, save the result (save(run_dir)), write summary.json, the table and the report."""
@@ -251,9 +264,11 @@ class Run:
         self.progress.close()
         self.sink.close()
         save(self.run_dir)
+        stopped = {"stopped_early": self.stop_reason} if self.stop_reason else {}
+        early = {"early_stop": best} if (best := self.early.summary()) else {}
         finish_run(
             self.run_dir,
-            summarize(self.evals, self.cfg) | (summary or {}) | self.forget.finish(),
+            summarize(self.evals, self.cfg) | (summary or {}) | self.forget.finish() | stopped | early,
             self.cfg,
             self.progress,
         )

@@ -18,7 +18,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,6 +27,7 @@ from reasonrl.evaluate import EvalResult, eval_sets, paired_comparison
 from reasonrl.forgetting import format_forget, make_monitor
 from reasonrl.report import write_report_safely
 from reasonrl.roles import Learner, RolloutWorker
+from reasonrl.early_stop import Watcher
 from reasonrl.run import STATE_FILE, Run, RunStopped, catch_stop_signals, read_state, write_state
 from reasonrl.sync_check import SyncCheck
 from reasonrl.tasks import load_task
@@ -139,14 +140,17 @@ def prepare_run_dir(run_dir: Path, cfg: RunConfig, resume: bool) -> None:
         save_config(cfg, run_dir / "config.yaml")
 
 
-def train(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
-    """Train with cfg; returns the run directory. resume=True continues runs/<name> from its last checkpoint."""
+def train(
+    cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False, watchers: Sequence[Watcher] = ()
+) -> Path:
+    """Train with cfg; returns the run directory. resume=True continues runs/<name> from its last checkpoint.
+    watchers: called after each evaluation; one that returns a reason stops the run there (a sweep's pruner)."""
     configure_host(cfg.threads, cfg.keep_freed_memory)
     with claim_run_dir(cfg, resume, overwrite) as run_dir:
-        return run_training(cfg, run_dir, resume, quiet)
+        return run_training(cfg, run_dir, resume, quiet, watchers)
 
 
-def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Path:
+def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watchers: Sequence[Watcher] = ()) -> Path:
     """The controller: ask the rollout worker for groups, the learner for an update, then sync and check the
     engine (reasonrl/roles.py has the two roles; reasonrl/run.py the evaluations, logs and checkpoints)."""
     task = load_task(cfg.task)  # everything that can reject the config runs before the run directory is made
@@ -157,6 +161,7 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
     try:
         sync = SyncCheck(learner.tokenizer, task.train, cfg.engine.verify, cfg.engine.verify_tolerance, cfg.model.dtype)
         forget = make_monitor(cfg, learner.policy, learner.tokenizer, worker.engine, task.eval, run_dir)
+        save_adapter = cast(Callable[[Path], None], learner.policy.save_pretrained)  # writes into a directory
         run = Run(
             cfg,
             run_dir,
@@ -168,6 +173,8 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
                 worker.evaluate(eval_examples, report=run.eval_progress()).to_dict(),
                 extra_eval_metrics(worker, extra_sets),
             ),
+            save_adapter=save_adapter,
+            watchers=watchers,
         )
 
         def load(ckpt: Path, state: dict[str, Any]) -> None:
@@ -216,9 +223,7 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool) -> Pa
                 learner.save,
             ):
                 break
-        return run.finish(
-            lambda d: write_dir_atomically(d / "adapter", cast(Callable[[Path], None], learner.policy.save_pretrained))
-        )
+        return run.finish(lambda d: write_dir_atomically(d / "adapter", save_adapter))
     finally:
         worker.close()
 
@@ -276,6 +281,11 @@ def format_summary(summary: dict[str, Any]) -> str:
         )
     if summary.get("forget"):
         lines.append(format_forget(summary["forget"]))
+    if summary.get("stopped_early"):
+        lines.append(f"stopped early: {summary['stopped_early']}")
+    if best := summary.get("early_stop"):
+        kept = f"; its adapter is in {best['adapter']}/" if best.get("adapter") else ""
+        lines.append(f"best {best['metric']} {best['best']:.4g} at step {best['step']}{kept}")
     return "\n".join(lines)
 
 

@@ -32,6 +32,25 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class EarlyStopConfig:
+    metric: str | None = None
+    """A metric logged at evaluations (e.g. eval/accuracy, eval/pass@4, forget/text/value) to stop on; None:
+    off. Needs eval.every > 0."""
+    patience: int = 3
+    """Stop after this many evaluations in a row without an improvement of more than min_delta."""
+    min_delta: float = 0.0
+    """The smallest change that counts as an improvement."""
+    mode: Literal["max", "min"] = "max"
+    """Whether higher (max) or lower (min) is better."""
+    keep_best: bool = True
+    """Save the adapter of the best evaluation to RUN_DIR/adapter_best (the run's adapter stays the last one)."""
+
+    def __post_init__(self) -> None:
+        if self.patience < 1:
+            raise ValueError(f"eval.early_stop.patience must be >= 1, got {self.patience}")
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     every: int = 0
     """Evaluate every N steps (0: only at the start and the end)."""
@@ -49,6 +68,7 @@ class EvalConfig:
     k: list[int] | None = None
     """The k of pass@k (unbiased) and maj@k (majority vote); None: 1 and eval.samples. k > eval.samples is
     skipped. Use temperature > 0 for k > 1."""
+    early_stop: EarlyStopConfig = field(default_factory=EarlyStopConfig)
     tasks: list[str] = field(default_factory=list)
     """More task names evaluated besides the run's task (each its own table, eval/<task>/* in training), with
     the run's rewards and prompt settings and the dataset's default options; e.g. [reasoning_gym:chain_sum]."""

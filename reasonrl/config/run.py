@@ -85,6 +85,11 @@ class RunConfig:
                 f"sampling.temperature must be > 0 for RL (got {self.sampling.temperature}); "
                 "greedy samples give a group no variance"
             )
+        if self.eval.early_stop.metric is not None and not self.eval.every:
+            raise ValueError(
+                f"eval.early_stop.metric={self.eval.early_stop.metric!r} needs evaluations during the run: "
+                "set eval.every (e.g. eval.every=5)"
+            )
         if self.algo.kl.coef < 0:
             raise ValueError(f"algo.kl.coef must be >= 0, got {self.algo.kl.coef}")
         if self.batch_size % self.algo.mini_batches:
