@@ -1,9 +1,10 @@
-"""Command line: reasonrl train | sft | seeds | pipeline | eval | report | list.
+"""Command line: reasonrl train | sft | seeds | sweep | pipeline | eval | report | list.
 
     reasonrl train recipes/quickstart.yaml [key.sub=value ...] [--overwrite] [--quiet] [--check]
     reasonrl train --resume runs/quickstart
     reasonrl sft recipe.yaml [key=value ...] [--overwrite] [--quiet]      (or --resume RUN_DIR)
     reasonrl seeds recipes/quickstart.yaml --n 5 [key=value ...] [--first-seed S] [--quiet]
+    reasonrl sweep recipes/quickstart.yaml --space SPACE.yaml [--trials 8] [--resume] [--storage URL] [key=value ...]
     reasonrl pipeline recipes/pipeline_tiny.yaml [key=value ...] [--overwrite] [--quiet]
     reasonrl eval [recipe.yaml] [key=value ...] [--adapter DIR | --run RUN_DIR] [--tasks a,b] [--json out.json]
     reasonrl report runs/quickstart [--out report.html] [--max-samples 2000]
@@ -76,6 +77,17 @@ def cmd_seeds(args: argparse.Namespace) -> None:
 
     cfg = load_config(*split_recipe(args.recipe, args.overrides))
     print(f"wrote {run_seeds(cfg, args.n, args.first_seed, args.quiet, args.metric)}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from reasonrl.config import load_config
+    from reasonrl.sweep import sweep
+
+    cfg = load_config(*split_recipe(args.recipe, args.overrides))
+    where = sweep(
+        cfg, args.space, args.trials, args.name, args.storage, args.resume, args.sampler, args.pruner, args.quiet
+    )
+    print(f"sweep directory: {where}")
 
 
 def split_recipe(first: str | None, rest: list[str]) -> tuple[str | None, list[str]]:
@@ -180,6 +192,30 @@ def quiet_libraries() -> None:
         pass
 
 
+def add_tuning_commands(sub: Any) -> None:
+    """`reasonrl seeds` and `reasonrl sweep`."""
+    p = sub.add_parser("seeds", help="train a recipe over several seeds: before/after accuracy with 95% intervals")
+    p.add_argument("recipe", help="YAML recipe (e.g. recipes/quickstart.yaml)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. steps=20")
+    p.add_argument("--n", type=int, default=5, help="how many seeds (default 5)")
+    p.add_argument("--first-seed", type=int, help="the first seed (default: the config's seed)")
+    p.add_argument("--metric", default="accuracy", help="accuracy (default) or mean_reward (tasks without answers)")
+    p.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
+    p.set_defaults(func=cmd_seeds)
+    p = sub.add_parser("sweep", help="search hyperparameters on Optuna (pruning on evaluations); each trial a run")
+    p.add_argument("recipe", help="YAML recipe (e.g. recipes/quickstart.yaml)")
+    p.add_argument("overrides", nargs="*", help="dotted overrides for every trial, e.g. steps=20 eval.every=5")
+    p.add_argument("--space", required=True, help="the search space (YAML; see docs/tuning.md)")
+    p.add_argument("--trials", type=int, default=8, help="finished trials to reach (default 8)")
+    p.add_argument("--name", help="the sweep's name (default <recipe name>-sweep)")
+    p.add_argument("--storage", help="an Optuna RDB URL shared by several processes (default: sweep.db, SQLite)")
+    p.add_argument("--resume", action="store_true", help="continue the sweep (resumes trials left by a crash)")
+    p.add_argument("--sampler", default="tpe", help="tpe (default), random or grid")
+    p.add_argument("--pruner", default="median", help="median (default), hyperband or none")
+    p.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
+    p.set_defaults(func=cmd_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reasonrl", description="RL for reasoning language models")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -206,14 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "reference answers, estimate a step's time and memory; train nothing",
             )
         p.set_defaults(func=func)
-    p = sub.add_parser("seeds", help="train a recipe over several seeds: before/after accuracy with 95% intervals")
-    p.add_argument("recipe", help="YAML recipe (e.g. recipes/quickstart.yaml)")
-    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. steps=20")
-    p.add_argument("--n", type=int, default=5, help="how many seeds (default 5)")
-    p.add_argument("--first-seed", type=int, help="the first seed (default: the config's seed)")
-    p.add_argument("--metric", default="accuracy", help="accuracy (default) or mean_reward (tasks without answers)")
-    p.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
-    p.set_defaults(func=cmd_seeds)
+    add_tuning_commands(sub)
     p = sub.add_parser("pipeline", help="pretrain a tiny model from scratch, SFT it, then RL it (DeepSeekMath)")
     p.add_argument("recipe", help="YAML recipe (e.g. recipes/pipeline_tiny.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.steps=200 steps=20")

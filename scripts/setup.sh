@@ -32,4 +32,4 @@ if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt
 fi
 
 # Convert the bundled model to a cached safetensors directory (once; ~30 s).
-HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "from reasonrl.model import bundled_model_dir; bundled_model_dir()"
+HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "from reasonrl.model_files import bundled_model_dir; bundled_model_dir()"

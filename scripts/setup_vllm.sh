@@ -25,4 +25,4 @@ if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     pip uninstall -y torchvision torchaudio torchcodec >/dev/null 2>&1 || true
     echo "$want" > "$stamp"
 fi
-HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "from reasonrl.model import bundled_model_dir; bundled_model_dir()"
+HF_HUB_OFFLINE=1 "$VENV/bin/python" -c "from reasonrl.model_files import bundled_model_dir; bundled_model_dir()"
