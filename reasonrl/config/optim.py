@@ -9,7 +9,8 @@ from typing import Literal
 @dataclass(frozen=True)
 class OptimConfig:
     lr: float = 2e-4
-    """LoRA learning rate (about 10x a full fine-tune's)."""
+    """LoRA learning rate (about 10x a full fine-tune's). `auto`: from the model's hidden size when the config
+    loads (Tinker's formula, reasonrl/config/lr.py; the value is logged and saved in the run's config.yaml)."""
     weight_decay: float = 0.0
     """AdamW weight decay."""
     betas: tuple[float, float] = (0.9, 0.99)

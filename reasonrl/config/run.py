@@ -4,6 +4,7 @@ defaults < YAML recipe < dotted CLI overrides, validated once."""
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ import yaml
 
 from reasonrl.config.algo import AlgoConfig
 from reasonrl.config.engine import EngineConfig, SamplingConfig
+from reasonrl.config.lr import resolve_auto_lr
 from reasonrl.config.model import LoraConfig, ModelConfig
 from reasonrl.config.optim import EvalConfig, OptimConfig
 from reasonrl.config.stages import ForgetConfig, LogConfig, PretrainConfig, SFTConfig
@@ -194,6 +196,8 @@ def load_config(
         set_dotted(data, MOVED.get(key, key), value)
         from_overrides.add(MOVED.get(key, key))
     try:
+        if line := resolve_auto_lr(data):
+            print(line, file=sys.stderr, flush=True)
         cfg = build(RunConfig, migrate(data))
         if check_names:
             from reasonrl.config.names import resolve_names
@@ -257,6 +261,8 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
     for text in overrides:
         key, value = parse_override(text)
         set_dotted(data, MOVED.get(key, key), value)
+    if line := resolve_auto_lr(data):
+        print(line, file=sys.stderr, flush=True)
     return build(RunConfig, migrate(data))
 
 
