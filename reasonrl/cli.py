@@ -1,4 +1,4 @@
-"""Command line: reasonrl train | sft | seeds | sweep | pipeline | eval | report | list.
+"""Command line: reasonrl train | sft | seeds | sweep | pipeline | eval | report | compare | list.
 
     reasonrl train recipes/quickstart.yaml [key.sub=value ...] [--overwrite] [--quiet] [--check]
     reasonrl train --resume runs/quickstart
@@ -8,6 +8,7 @@
     reasonrl pipeline recipes/pipeline_tiny.yaml [key=value ...] [--overwrite] [--quiet]
     reasonrl eval [recipe.yaml] [key=value ...] [--adapter DIR | --run RUN_DIR] [--tasks a,b] [--json out.json]
     reasonrl report runs/quickstart [--out report.html] [--max-samples 2000]
+    reasonrl compare RUN_DIR... | SWEEP_DIR [--out compare.html]
     reasonrl list [tasks|rewards|advantages|losses|kl|environments|engines] [--options NAME]
 
 Errors in user input print one line (`error: ...`) and exit with status 2; a failing reward or weight sync
@@ -88,6 +89,12 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         cfg, args.space, args.trials, args.name, args.storage, args.resume, args.sampler, args.pruner, args.quiet
     )
     print(f"sweep directory: {where}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from reasonrl.report.compare import write_compare
+
+    print(f"wrote {write_compare(args.paths, args.out)}")
 
 
 def split_recipe(first: str | None, rest: list[str]) -> tuple[str | None, list[str]]:
@@ -267,6 +274,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="where to write the page (default RUN_DIR/report.html)")
     p.add_argument("--max-samples", type=int, default=2000, help="cap on embedded traces (default 2000)")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("compare", help="one HTML page comparing runs, or a sweep's trials")
+    p.add_argument("paths", nargs="+", help="run directories, or one sweep directory")
+    p.add_argument("--out", help="where to write the page (default SWEEP_DIR/compare.html, else ./compare.html)")
+    p.set_defaults(func=cmd_compare)
     p = sub.add_parser("list", help="list the registered tasks, rewards, algorithms, environments, engines")
     p.add_argument(
         "kind",

@@ -281,7 +281,8 @@ def write_trials(study: optuna.Study, sweep_dir: Path, space: Space) -> None:
     ]
     sign = -1 if space.direction == "maximize" else 1
     rows.sort(key=lambda r: (r["value"] is None, sign * (r["value"] or 0.0), r["number"]))
-    atomic_write_text(sweep_dir / "trials.json", json.dumps({"objective": space.objective, "trials": rows}, indent=1))
+    out = {"objective": space.objective, "direction": space.direction, "trials": rows, "importance": importance(study)}
+    atomic_write_text(sweep_dir / "trials.json", json.dumps(out, indent=1))
     keys = list(space.params)
     print(f"\n{sweep_dir.name}: {len(rows)} trials, {space.objective} ({space.direction}), best first")
     print(f"{'trial':>6}  {'state':9}{space.objective:>16}  " + "  ".join(f"{k:>9}" for k in keys))
@@ -290,6 +291,20 @@ def write_trials(study: optuna.Study, sweep_dir: Path, space: Space) -> None:
         params = "  ".join(f"{shown(r['params'].get(k, '-')):>{max(len(k), 9)}}" for k in keys)
         print(f"{r['number']:>6}  {r['state']:9}{value:>16}  {params}")
     print(f"trials: {sweep_dir / 'trials.json'}")
+
+
+def importance(study: optuna.Study) -> dict[str, float] | None:
+    """Optuna's parameter importance (PED-ANOVA by default in Optuna 5) over the complete trials; None with
+    fewer than 2 of them or when it cannot be computed (e.g. a parameter that never varied)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    if len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))) < 2:
+        return None
+    try:
+        return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (ValueError, RuntimeError):
+        return None
 
 
 def shown(value: Any) -> str:
