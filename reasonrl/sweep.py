@@ -240,6 +240,8 @@ def sweep(
     except ImportError:
         raise ValueError("reasonrl sweep needs Optuna: pip install 'optuna>=5,<6' (or the tune extra)") from None
 
+    if trials < 1:
+        raise ValueError(f"--trials {trials}: give at least 1")
     space = load_space(space_file, cfg)
     make_sampler(sampler, space, cfg.seed), make_pruner(pruner)  # bad names fail before anything is written
     sweep_dir = Path(cfg.output_dir) / (name or f"{cfg.name}-sweep")

@@ -107,3 +107,12 @@ def test_a_sweep_killed_with_minus_9_resumes_without_losing_or_repeating_a_trial
     assert steps == [0, 1, 2, 3, 4, 5, 6]  # trial 1 resumed from its checkpoint: each step logged once
     with pytest.raises(SystemExit):  # a finished sweep name is not silently reused
         main(args)
+
+
+def test_the_shipped_sweep_spaces_fit_their_recipe():
+    from reasonrl.config import load_config
+    from reasonrl.sweep import load_space
+
+    for space in sorted((ROOT / "recipes" / "sweeps").glob("*.yaml")):
+        loaded = load_space(str(space), load_config(ROOT / "recipes" / "quickstart.yaml"))
+        assert loaded.params and all(set(row) <= set(loaded.params) for row in loaded.enqueue), space
