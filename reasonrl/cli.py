@@ -181,7 +181,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 def cmd_list(args: argparse.Namespace) -> None:
     from reasonrl.listing import describe, list_all  # an index: no torch, no registries imported
 
-    print(describe(args.options) if args.options else list_all(args.kind))
+    print(describe(args.options, args.kind) if args.options else list_all(args.kind))
 
 
 def quiet_libraries() -> None:
@@ -311,6 +311,9 @@ def main(argv: list[str] | None = None) -> None:
         quiet_libraries()
     try:
         args.func(args)
+    except BrokenPipeError:  # `reasonrl list | head`: the reader left; say nothing more
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
     except (ValueError, KeyError, FileNotFoundError) as e:
         if os.environ.get("REASONRL_DEBUG"):
             raise

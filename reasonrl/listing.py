@@ -243,13 +243,19 @@ def list_all(kind: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def describe(name: str) -> str:
-    """A name's summary and options, found in whichever registry has it."""
+def describe(name: str, kind: str | None = None) -> str:
+    """A name's summary and options, found in whichever registry has it (or only in `kind`'s)."""
     if name.startswith("reasoning_gym:"):
         options = rg_options(name.partition(":")[2])
         return _table(f"{name}: a reasoning-gym dataset; its options go in task.options", options)
     index = load_index()
-    found = [(kind, entries[name]) for kind, entries in index.items() if name in entries and kind in KINDS]
+    found = [(k, entries[name]) for k, entries in index.items() if name in entries and k in KINDS and kind in (None, k)]
+    elsewhere = [k for k, entries in index.items() if name in entries and k in KINDS]
+    if not found and elsewhere:
+        raise ValueError(
+            f"{name!r} is not among the {kind}; it is one of the {', '.join(elsewhere)}: "
+            f"reasonrl list {elsewhere[0]} --options {name}"
+        )
     if not found:
         import difflib
 

@@ -78,3 +78,22 @@ def test_options_of_tasks_and_algorithms_are_the_config_keys_they_read(capsys):
     main(["list", "--options", "hf"])
     out = capsys.readouterr().out
     assert "split  str  default 'train'" in out and "engine.hf.merge_lora" in out  # the task and the engine
+
+
+def test_a_kind_narrows_the_options_and_a_closed_pipe_is_quiet(capsys):
+    main(["list", "tasks", "--options", "sokoban"])
+    out = capsys.readouterr().out
+    assert "sokoban (task)" in out and "(environment)" not in out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["list", "tasks", "--options", "ppo_clip"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "it is one of the losses: reasonrl list losses --options ppo_clip" in err
+    done = subprocess.run(  # `true` exits at once: every write of `reasonrl list` meets a closed pipe
+        f"{sys.executable} -m reasonrl.cli list | true",
+        shell=True,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "Traceback" not in done.stderr and "BrokenPipe" not in done.stderr, done.stderr
