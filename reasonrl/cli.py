@@ -77,7 +77,7 @@ def cmd_seeds(args: argparse.Namespace) -> None:
     from reasonrl.seeds import run_seeds
 
     cfg = load_config(*split_recipe(args.recipe, args.overrides))
-    print(f"wrote {run_seeds(cfg, args.n, args.first_seed, args.quiet, args.metric)}")
+    print(f"wrote {run_seeds(cfg, args.n, args.first_seed, args.quiet, args.metric, args.greedy)}")
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
@@ -207,6 +207,7 @@ def add_tuning_commands(sub: Any) -> None:
     p.add_argument("--n", type=int, default=5, help="how many seeds (default 5)")
     p.add_argument("--first-seed", type=int, help="the first seed (default: the config's seed)")
     p.add_argument("--metric", default="accuracy", help="accuracy (default) or mean_reward (tasks without answers)")
+    p.add_argument("--greedy", action="store_true", help="also the greedy accuracy of the start model and each adapter")
     p.add_argument("--quiet", action="store_true", help="log lines instead of progress bars")
     p.set_defaults(func=cmd_seeds)
     p = sub.add_parser("sweep", help="search hyperparameters on Optuna (pruning on evaluations); each trial a run")

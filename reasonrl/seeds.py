@@ -40,8 +40,40 @@ def run_seed(cfg: RunConfig, quiet: bool) -> dict[str, Any]:
     return json.loads((run_dir / "summary.json").read_text())
 
 
-def seeds_table(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """rows: {seed, before, after} accuracies -> the per-seed rows and the statistics across seeds."""
+def greedy_accuracy(cfg: RunConfig, adapter: Path | None) -> float | None:
+    """Held-out accuracy of the start model (adapter None) or a run's adapter, decoding greedily (one sample)."""
+    from reasonrl.engine import ENGINES
+    from reasonrl.envs import make_environment
+    from reasonrl.evaluate import eval_sets, evaluate_run
+    from reasonrl.model import load_policy
+
+    greedy = apply_overrides(cfg, ["eval.temperature=0", "eval.samples=1"])
+    if adapter is not None:
+        greedy = apply_overrides(greedy, [f"model.adapter={adapter}"])
+    policy, tokenizer = load_policy(greedy.model, greedy.lora)
+    engine = ENGINES.get(greedy.engine.name)(greedy.model, greedy.lora, greedy.engine, tokenizer, shared=policy)
+    env = make_environment(greedy)
+    try:
+        ((_, examples),) = eval_sets(greedy, [greedy.task.name])
+        return evaluate_run(env, engine, tokenizer, examples, greedy).accuracy
+    finally:
+        env.close()
+
+
+def add_greedy(row: dict[str, Any], cfg: RunConfig, base: float | None) -> None:
+    """row["greedy_before"/"greedy_after"]: greedy accuracy of the start model and of the seed's adapter (kept in
+    RUN_DIR/greedy.json, so a rerun reuses it). Greedy decoding does not depend on the seed: one base value."""
+    run_dir = Path(cfg.output_dir) / cfg.name
+    cached = run_dir / "greedy.json"
+    if not cached.is_file():
+        atomic_write_text(cached, json.dumps({"after": greedy_accuracy(cfg, run_dir / "adapter")}))
+    row |= {"greedy_before": base, "greedy_after": json.loads(cached.read_text())["after"]}
+
+
+def seeds_table(rows: list[dict[str, Any]], prefix: str = "") -> dict[str, Any]:
+    """rows: {seed, before, after} accuracies -> the per-seed rows and the statistics across seeds (of the
+    prefix+before / prefix+after values, e.g. greedy_)."""
+    rows = [r | {"before": r.get(prefix + "before"), "after": r.get(prefix + "after")} for r in rows]
     paired = [r for r in rows if r["before"] is not None and r["after"] is not None]
     out: dict[str, Any] = {"seeds": rows}
     for key in ("before", "after"):
@@ -85,20 +117,35 @@ def format_seeds(name: str, table: dict[str, Any]) -> str:
 METRICS = ("accuracy", "mean_reward")
 
 
-def run_seeds(cfg: RunConfig, n: int, first: int | None = None, quiet: bool = False, metric: str = "accuracy") -> Path:
+def run_seeds(
+    cfg: RunConfig,
+    n: int,
+    first: int | None = None,
+    quiet: bool = False,
+    metric: str = "accuracy",
+    greedy: bool = False,
+) -> Path:
     """Train cfg over n seeds, print the table of `metric` (held-out accuracy, or mean reward for tasks without
     reference answers), write <output_dir>/<name>-seeds.json; returns that file."""
+    if greedy and metric != "accuracy":
+        raise ValueError("--greedy measures accuracy: leave --metric at accuracy")
     if metric not in METRICS:
         raise ValueError(f"--metric {metric!r}: one of {', '.join(METRICS)}")
-    rows = []
+    rows, base = [], None
     for seeded in seed_configs(cfg, n, first):
         summary = run_seed(seeded, quiet)
         before, after = summary.get("before") or {}, summary["after"]
         rows.append({"seed": seeded.seed, "run": seeded.name, "before": before.get(metric), "after": after[metric]})
+        if greedy:
+            base = greedy_accuracy(seeded, None) if base is None else base
+            add_greedy(rows[-1], seeded, base)
     if all(r["after"] is None for r in rows):
         raise ValueError(f"the runs logged no held-out {metric} (no reference answers?); use --metric mean_reward")
     table = seeds_table(rows) | {"metric": metric}
     print(format_seeds(cfg.name, table), flush=True)
+    if greedy:
+        table["greedy"] = seeds_table(rows, "greedy_") | {"metric": "greedy accuracy"}
+        print(format_seeds(cfg.name, table["greedy"]), flush=True)
     target = Path(cfg.output_dir) / f"{cfg.name}-seeds.json"
     atomic_write_text(target, json.dumps(table, indent=1))
     return target

@@ -66,3 +66,19 @@ def test_bad_seed_requests_get_one_line(tmp_path, capsys):
             main(["seeds", *tiny_overrides(tmp_path, "steps=1"), *args])
         assert exit_info.value.code == 2 and capsys.readouterr().err.startswith(message)
     assert not (tmp_path / "runs").exists()  # nothing trained, nothing written
+
+
+def test_greedy_accuracy_beside_the_sampled_one(tmp_path, capsys):
+    args = tiny_overrides(tmp_path, "steps=2", "eval.samples=2", "eval.temperature=1.0")
+    args += ["rewards.components={correct: 1.0}", "--n", "2", "--quiet", "--greedy"]
+    main(["seeds", *args])
+    table = json.loads((tmp_path / "runs" / "tiny-seeds.json").read_text())
+    greedy = table["greedy"]
+    assert "held-out greedy accuracy over 2 seeds" in capsys.readouterr().out
+    assert [r["greedy_before"] for r in greedy["seeds"]] == [greedy["seeds"][0]["before"]] * 2  # one base value
+    cached = [tmp_path / "runs" / f"tiny-seed{s}" / "greedy.json" for s in (0, 1)]
+    assert [json.loads(c.read_text())["after"] for c in cached] == [r["after"] for r in greedy["seeds"]]
+    stamps = [c.stat().st_mtime_ns for c in cached]
+    main(["seeds", *args])  # finished seeds and their greedy scores are reused
+    assert [c.stat().st_mtime_ns for c in cached] == stamps
+    assert json.loads((tmp_path / "runs" / "tiny-seeds.json").read_text()) == table
