@@ -116,3 +116,17 @@ def test_the_shipped_sweep_spaces_fit_their_recipe():
     for space in sorted((ROOT / "recipes" / "sweeps").glob("*.yaml")):
         loaded = load_space(str(space), load_config(ROOT / "recipes" / "quickstart.yaml"))
         assert loaded.params and all(set(row) <= set(loaded.params) for row in loaded.enqueue), space
+
+
+def test_a_trial_past_the_kl_budget_is_stopped(tmp_path):
+    space = space_file(
+        tmp_path,
+        "objective: eval/mean_reward\nkl_budget: 1.0e-9\nparams:\n  optim.lr: {type: categorical, choices: [0.01]}\n",
+    )
+    forget = ["forget.enabled=true", "forget.kl_prompts=2", "forget.kl_samples=2", "forget.text=null"]
+    main(["sweep", *overrides(tmp_path, *forget), "--space", space, "--trials", "1", "--quiet"])
+    (trial,) = load_trials(tmp_path)
+    assert trial["state"] == "PRUNED" and trial["note"].startswith("pruned by the sweep: forget/kl_forward")
+    assert "> kl_budget 1e-09" in trial["note"]
+    with pytest.raises(SystemExit):  # the budget needs the monitor that measures it
+        main(["sweep", *overrides(tmp_path), "--space", space, "--trials", "1", "--name", "other"])
