@@ -93,6 +93,22 @@ def check_override(cfg: RunConfig, key: str, value: Any, where: str) -> None:
         raise ValueError(f"{where}: {e}") from None
 
 
+def as_choice(value: Any) -> Any:
+    """Optuna stores categorical choices of None, bool, int, float and str; anything else (a dict of reward
+    weights, a list) goes in as its JSON text and comes out decoded (suggest)."""
+    return value if value is None or isinstance(value, bool | int | float | str) else json.dumps(value)
+
+
+def decoded(space: Space, params: dict[str, Any]) -> dict[str, Any]:
+    """A stored trial's params with JSON-encoded categorical choices turned back into their values."""
+    out = dict(params)
+    for key, value in params.items():
+        spec = space.params.get(key, {})
+        if spec.get("type") == "categorical":
+            out[key] = next((c for c in spec["choices"] if as_choice(c) == value), value)
+    return out
+
+
 def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, spec in space.params.items():
@@ -102,7 +118,10 @@ def suggest(trial: optuna.Trial, space: Space) -> dict[str, Any]:
             step, log = int(spec.get("step", 1)), bool(spec.get("log", False))
             out[key] = trial.suggest_int(key, int(spec["low"]), int(spec["high"]), step=step, log=log)
         else:
-            out[key] = trial.suggest_categorical(key, spec["choices"])
+            choices = [as_choice(c) for c in spec["choices"]]
+            encoded = [c for c, raw in zip(choices, spec["choices"]) if c is not raw]
+            picked = trial.suggest_categorical(key, choices)
+            out[key] = json.loads(picked) if picked in encoded else picked
     return out
 
 
@@ -218,7 +237,9 @@ def open_study(
     )
     if not exists:
         for row in space.enqueue:
-            study.enqueue_trial(row)
+            study.enqueue_trial(
+                {k: as_choice(v) if space.params[k]["type"] == "categorical" else v for k, v in row.items()}
+            )
     return study
 
 
@@ -253,7 +274,16 @@ def sweep(
             continue
         trial = optuna.trial.Trial(study, frozen._trial_id)  # the dead process's trial: finish it, do not redo it
         print(f"resuming trial {frozen.number} (its process is gone)", flush=True)
-        print(run_trial(study, trial, trial_config(cfg, sweep_dir, frozen.number, frozen.params), space, True, quiet))
+        print(
+            run_trial(
+                study,
+                trial,
+                trial_config(cfg, sweep_dir, frozen.number, decoded(space, frozen.params)),
+                space,
+                True,
+                quiet,
+            )
+        )
     started = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)  # not WAITING (enqueued)
     while len(study.get_trials(deepcopy=False, states=started)) < trials:
         trial = study.ask()
@@ -273,7 +303,7 @@ def write_trials(study: optuna.Study, sweep_dir: Path, space: Space) -> None:
             "number": t.number,
             "state": t.state.name,
             "value": t.value,
-            "params": t.params,
+            "params": decoded(space, t.params),
             "run_dir": t.user_attrs.get("run_dir"),
             "note": t.user_attrs.get("error") or t.user_attrs.get("pruned"),
             "intermediate": {str(k): v for k, v in t.intermediate_values.items()},
@@ -305,7 +335,7 @@ def importance(study: optuna.Study) -> dict[str, float] | None:
         return None
     try:
         return {k: float(v) for k, v in optuna.importance.get_param_importances(study).items()}
-    except (ValueError, RuntimeError):
+    except (ValueError, RuntimeError, TypeError):
         return None
 
 

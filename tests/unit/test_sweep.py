@@ -55,6 +55,7 @@ def test_a_bad_trial_is_pruned_and_a_crashing_one_recorded_as_failed(tmp_path, c
     main(["sweep", *overrides(tmp_path), "--space", space, "--trials", "4", "--quiet"])
     trials = {t["number"]: t for t in load_trials(tmp_path)}
     assert [trials[n]["state"] for n in range(4)] == ["COMPLETE", "COMPLETE", "PRUNED", "FAIL"]
+    assert trials[2]["params"] == {"rewards.components": bad, "model.path": "tiny:llama"}  # a dict choice, decoded
     # stopped at its first evaluation (step 2), below the median of the two complete trials there
     assert trials[2]["note"].startswith("pruned by the sweep: eval/mean_reward") and list(
         trials[2]["intermediate"]
