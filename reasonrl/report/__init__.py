@@ -62,13 +62,18 @@ def build_page(run_dir: Path, max_samples: int = MAX_SAMPLES) -> str:
         or "<p class=muted>No forget/* metrics logged (the forgetting monitor was off or has not run yet).</p>",
         "config": html.escape(config_text),
         "css": (ASSETS / "report.css").read_text(),
-        "js": (ASSETS / "report.js").read_text(),
+        "js": page_script("report.js"),
         "data": embed_json(data),
     }
     for key in ("css", "js"):
         assert "</" + ("style" if key == "css" else "script") not in sections[key].lower(), key
     template = (ASSETS / "report.html").read_text()
     return re.sub(r"\{\{(\w+)\}\}", lambda m: sections[m.group(1)], template)  # one pass: inserts not rescanned
+
+
+def page_script(name: str) -> str:
+    """A page's script: the helpers both pages share (assets/common.js), then its own."""
+    return (ASSETS / "common.js").read_text() + "\n" + (ASSETS / name).read_text()
 
 
 def default_smoothing(points: int) -> float:

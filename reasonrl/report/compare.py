@@ -19,7 +19,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from reasonrl.report import ASSETS, embed_json
+from reasonrl.report import ASSETS, embed_json, page_script
 from reasonrl.report.curves import downsample, metric_series
 from reasonrl.report.files import clean, read_jsonl
 from reasonrl.utils.files import atomic_write_text
@@ -83,7 +83,7 @@ def build_compare_page(paths: list[Path], page_dir: Path) -> str:
         "title": html.escape(title),
         "notes": "".join(f"<li>{html.escape(n)}</li>" for n in notes),
         "css": (ASSETS / "report.css").read_text(),
-        "js": (ASSETS / "compare.js").read_text(),
+        "js": page_script("compare.js"),
         "data": embed_json(data),
     }
     assert "</script" not in sections["js"].lower() and "</style" not in sections["css"].lower()
