@@ -56,7 +56,7 @@ def read_state(run_dir: Path) -> dict[str, Any]:
     if not path.is_file():
         return {"state": "unknown"}
     record = json.loads(path.read_text())
-    if record.get("state") == "running" and not _alive(int(record.get("pid", 0))):
+    if record.get("state") == "running" and not process_alive(int(record.get("pid", 0))):
         record["state"] = "killed"
     return record
 
@@ -81,7 +81,8 @@ def describe_state(run_dir: Path) -> str:
     return f"state: {state}{where} ({detail}); continue with `reasonrl {command} --resume {run_dir}`"
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process pid (on this host) is running; a zombie counts as gone."""
     try:
         os.kill(pid, 0)
     except (ProcessLookupError, ValueError):

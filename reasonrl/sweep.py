@@ -158,15 +158,12 @@ def trial_config(cfg: RunConfig, sweep_dir: Path, number: int, params: dict[str,
 
 def owner_alive(attrs: dict[str, Any]) -> bool:
     """Whether the process that runs a trial still does (another host's trials are taken to be alive)."""
+    from reasonrl.run import process_alive
+
     if attrs.get("host") != socket.gethostname():
         return True
-    try:
-        os.kill(int(attrs.get("pid", -1)), 0)
-    except (ProcessLookupError, ValueError):
-        return False
-    except PermissionError:
-        return True
-    return int(attrs.get("pid", -1)) != os.getpid()
+    pid = attrs.get("pid")  # none: its process died before it recorded itself
+    return isinstance(pid, int) and pid > 0 and pid != os.getpid() and process_alive(pid)
 
 
 def run_trial(study: optuna.Study, trial: optuna.Trial, cfg: RunConfig, space: Space, resume: bool, quiet: bool) -> str:

@@ -131,3 +131,15 @@ def test_a_trial_past_the_kl_budget_is_stopped(tmp_path):
     assert "> kl_budget 1e-09" in trial["note"]
     with pytest.raises(SystemExit):  # the budget needs the monitor that measures it
         main(["sweep", *overrides(tmp_path), "--space", space, "--trials", "1", "--name", "other"])
+
+
+def test_whose_trial_is_still_running():
+    import socket
+
+    from reasonrl.sweep import owner_alive
+
+    here = socket.gethostname()
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    assert not owner_alive({"host": here})  # killed before it recorded its pid: not -1, which is every process
+    assert not owner_alive({"host": here, "pid": int(done.stdout)})  # exited
+    assert owner_alive({"host": here, "pid": os.getppid()}) and owner_alive({"host": "elsewhere", "pid": 1})
