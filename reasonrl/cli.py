@@ -105,11 +105,8 @@ def split_recipe(first: str | None, rest: list[str]) -> tuple[str | None, list[s
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from reasonrl.engine import ENGINES
-    from reasonrl.envs import make_environment
     from reasonrl.eval_progress import EvalProgress
-    from reasonrl.evaluate import eval_sets, evaluate_run, format_overview, format_result
-    from reasonrl.model import load_policy
+    from reasonrl.evaluate import eval_sets, evaluate_run, format_overview, format_result, load_for_eval
     from reasonrl.utils.config_io import config_to_dict
     from reasonrl.utils.host import configure_host
 
@@ -121,9 +118,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
             f"--tasks {args.tasks!r} names no task; give e.g. --tasks reasoning_gym:chain_sum,reasoning_gym:gcd"
         )
     sets = eval_sets(cfg, names)  # every task loads (and can fail) before the model does
-    policy, tokenizer = load_policy(cfg.model, cfg.lora)
-    engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, cfg.engine, tokenizer, shared=policy)
-    env = make_environment(cfg)
+    policy, tokenizer, engine, env = load_for_eval(cfg)
     note = f", temperature {cfg.eval.temperature:g} (model {cfg.model.path}{', adapter ' + adapter if adapter else ''})"
     results = []
     try:

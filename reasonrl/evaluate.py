@@ -257,6 +257,18 @@ def evaluate_run(
     )
 
 
+def load_for_eval(cfg: Any) -> tuple[Any, Any, Engine, Environment]:
+    """What an evaluation outside training needs: the policy (with cfg.model.adapter when set), its tokenizer, an
+    engine (cfg.engine) sampling it, and the environment. The caller closes the environment."""
+    from reasonrl.engine import ENGINES
+    from reasonrl.envs import make_environment
+    from reasonrl.model import load_policy
+
+    policy, tokenizer = load_policy(cfg.model, cfg.lora)
+    engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, cfg.engine, tokenizer, shared=policy)
+    return policy, tokenizer, engine, make_environment(cfg)
+
+
 def eval_task_names(cfg: Any, names: Sequence[str] | None = None) -> list[str]:
     """The tasks to evaluate: `names` when given (e.g. --tasks a,b), else the run's task then eval.tasks;
     duplicates dropped, order kept."""

@@ -42,17 +42,12 @@ def run_seed(cfg: RunConfig, quiet: bool) -> dict[str, Any]:
 
 def greedy_accuracy(cfg: RunConfig, adapter: Path | None) -> float | None:
     """Held-out accuracy of the start model (adapter None) or a run's adapter, decoding greedily (one sample)."""
-    from reasonrl.engine import ENGINES
-    from reasonrl.envs import make_environment
-    from reasonrl.evaluate import eval_sets, evaluate_run
-    from reasonrl.model import load_policy
+    from reasonrl.evaluate import eval_sets, evaluate_run, load_for_eval
 
     greedy = apply_overrides(cfg, ["eval.temperature=0", "eval.samples=1"])
     if adapter is not None:
         greedy = apply_overrides(greedy, [f"model.adapter={adapter}"])
-    policy, tokenizer = load_policy(greedy.model, greedy.lora)
-    engine = ENGINES.get(greedy.engine.name)(greedy.model, greedy.lora, greedy.engine, tokenizer, shared=policy)
-    env = make_environment(greedy)
+    _, tokenizer, engine, env = load_for_eval(greedy)
     try:
         ((_, examples),) = eval_sets(greedy, [greedy.task.name])
         return evaluate_run(env, engine, tokenizer, examples, greedy).accuracy
