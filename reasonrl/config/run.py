@@ -13,6 +13,7 @@ import yaml
 
 from reasonrl.config.algo import AlgoConfig
 from reasonrl.config.engine import EngineConfig, SamplingConfig
+from reasonrl.config.dtype import resolve_auto_dtype
 from reasonrl.config.lr import resolve_auto_lr
 from reasonrl.config.model import LoraConfig, ModelConfig
 from reasonrl.config.optim import EvalConfig, OptimConfig
@@ -198,6 +199,7 @@ def load_config(
     try:
         if line := resolve_auto_lr(data):
             print(line, file=sys.stderr, flush=True)
+        resolve_auto_dtype(data)
         cfg = build(RunConfig, migrate(data))
         if check_names:
             from reasonrl.config.names import resolve_names
@@ -263,6 +265,7 @@ def apply_overrides(cfg: RunConfig, overrides: list[str] | tuple[str, ...]) -> R
         set_dotted(data, MOVED.get(key, key), value)
     if line := resolve_auto_lr(data):
         print(line, file=sys.stderr, flush=True)
+    resolve_auto_dtype(data)
     return build(RunConfig, migrate(data))
 
 
