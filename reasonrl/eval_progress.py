@@ -23,6 +23,12 @@ class EvalProgress:
         """(problem index, completion) -> full credit or not, or None when it cannot be scored."""
         self.problems_scored, self.verdicts = 0, [0, 0]  # problems seen, [correct, scored] samples
 
+    def restart(self, label: str) -> None:
+        """Report another pass over the problems (the greedy one after the sampled one) from zero."""
+        self.label = label
+        self.started = self.shown = time.monotonic()
+        self.scorer, self.problems_scored, self.verdicts = None, 0, [0, 0]
+
     def __call__(self, done: int, total: int, groups: list[list[Completion]] | None = None) -> None:
         if self.scorer is not None and groups is not None:
             for i in range(self.problems_scored, len(groups)):

@@ -119,6 +119,9 @@ class EvalResult:
     """k (as a string) -> maj@k over the problems the 'correct' reward scores."""
     answer_rate: float | None = None
     """Fraction of samples that gave a final answer (the rest cannot vote in maj@k)."""
+    greedy: dict[str, Any] | None = None
+    """The same problems decoded greedily, one sample each (an EvalResult as a dict), when eval.greedy is on
+    and the samples above were drawn at a temperature above 0."""
 
     def metrics(self, prefix: str) -> dict[str, float]:
         out = {
@@ -131,6 +134,14 @@ class EvalResult:
         out.update({f"{prefix}/pass@{k}": v for k, v in self.pass_at_k.items()})
         out.update({f"{prefix}/maj@{k}": v for k, v in self.maj_at_k.items()})
         out.update({f"{prefix}/reward/{k}": v for k, v in self.reward_parts.items()})
+        if self.greedy is not None:
+            greedy = EvalResult(**self.greedy)
+            if greedy.accuracy is not None:
+                out[f"{prefix}/greedy/accuracy"] = greedy.accuracy
+            out |= {
+                f"{prefix}/greedy/mean_reward": greedy.mean_reward,
+                f"{prefix}/greedy/mean_length": greedy.mean_length,
+            }
         return out
 
     def to_dict(self) -> dict[str, Any]:
@@ -242,19 +253,17 @@ def evaluate_run(
         cfg.eval.max_new_tokens or cfg.sampling.max_new_tokens, cfg.eval.temperature, cfg.sampling.top_p
     )
     lenient = bool(cfg.rewards.options.get("correct", {}).get("lenient", True))
-    return evaluate(
-        env,
-        engine,
-        tokenizer,
-        examples,
-        params,
-        cfg.eval.samples,
-        seed=cfg.seed + 12345,
-        task=task or cfg.task.name,
-        ks=cfg.eval.k,
-        lenient=lenient,
-        report=report,
+    name = task or cfg.task.name
+    result = evaluate(
+        env, engine, tokenizer, examples, params, cfg.eval.samples, cfg.seed + 12345, name, cfg.eval.k, lenient, report
     )
+    if cfg.eval.greedy and cfg.eval.temperature > 0:
+        if report is not None:
+            report.restart(f"{report.label} (greedy)")
+        greedy = replace(params, temperature=0.0, top_p=1.0)
+        best = evaluate(env, engine, tokenizer, examples, greedy, 1, cfg.seed + 12345, name, [1], lenient, report)
+        result.greedy = best.to_dict()
+    return result
 
 
 def load_for_eval(cfg: Any) -> tuple[Any, Any, Engine, Environment]:
@@ -319,6 +328,10 @@ def format_result(result: EvalResult, note: str = "") -> str:
         )
     else:
         lines.append(row("pass@1 (accuracy)", "-", "no 'correct' reward configured"))
+    if result.greedy is not None and (greedy := EvalResult(**result.greedy)).accuracy is not None:
+        lo, hi = greedy.accuracy_ci or (0.0, 1.0)
+        what = f"95% CI [{lo:.3f}, {hi:.3f}] (one greedy completion per problem, length {greedy.mean_length:.1f})"
+        lines.append(row("greedy accuracy", f"{greedy.accuracy:.3f}", what))
     for k, value in result.pass_at_k.items():
         if k != "1":
             lines.append(row(f"pass@{k}", f"{value:.3f}", "unbiased estimator"))

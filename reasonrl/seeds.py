@@ -2,7 +2,8 @@
 
     reasonrl seeds recipes/quickstart.yaml --n 5 [overrides]   # runs <name>-seed0 ... <name>-seed4
     -> <output_dir>/<name>-seeds.json and a table: each seed's held-out accuracy before and after, the mean
-       with a 95% t interval, and a one-sided paired t-test of "after > before" across seeds
+       with a 95% t interval, and a one-sided paired t-test of "after > before" across seeds; the same for
+       greedy accuracy when the runs measured it (eval.greedy with sampled evaluations, or --greedy)
 
 The seed (RunConfig.seed) fans out to the prompt order, the LoRA initialisation and sampling; the task's seed
 (task.seed: its train/eval split and generated problems) stays fixed, so every run is scored on the same
@@ -131,14 +132,16 @@ def run_seeds(
         summary = run_seed(seeded, quiet)
         before, after = summary.get("before") or {}, summary["after"]
         rows.append({"seed": seeded.seed, "run": seeded.name, "before": before.get(metric), "after": after[metric]})
-        if greedy:
+        if metric == "accuracy" and before.get("greedy") and after.get("greedy"):  # eval.greedy measured both
+            rows[-1] |= {"greedy_before": before["greedy"]["accuracy"], "greedy_after": after["greedy"]["accuracy"]}
+        elif greedy:
             base = greedy_accuracy(seeded, None) if base is None else base
             add_greedy(rows[-1], seeded, base)
     if all(r["after"] is None for r in rows):
         raise ValueError(f"the runs logged no held-out {metric} (no reference answers?); use --metric mean_reward")
     table = seeds_table(rows) | {"metric": metric}
     print(format_seeds(cfg.name, table), flush=True)
-    if greedy:
+    if all("greedy_after" in r for r in rows):
         table["greedy"] = seeds_table(rows, "greedy_") | {"metric": "greedy accuracy"}
         print(format_seeds(cfg.name, table["greedy"]), flush=True)
     target = Path(cfg.output_dir) / f"{cfg.name}-seeds.json"

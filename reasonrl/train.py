@@ -245,40 +245,70 @@ def finish_run(run_dir: Path, summary: dict[str, Any], cfg: RunConfig, progress:
 
 
 def summarize(evals: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
-    """The before/after summary; without a step-0 evaluation (eval.before=skip) before and paired are None."""
+    """The before/after summary; without a step-0 evaluation (eval.before=skip) before and paired are None.
+    With greedy evaluations (eval.greedy), paired_greedy compares those too."""
     steps = sorted(evals, key=int)
     after = EvalResult(**evals[steps[-1]])
     before = EvalResult(**evals["0"]) if "0" in evals and steps[-1] != "0" else None
+    greedy = before is not None and before.greedy is not None and after.greedy is not None
     return {
         "task": cfg.task.name,
         "steps": int(steps[-1]),
-        "after": after.to_dict() | {"per_problem": None},
-        "before": before.to_dict() | {"per_problem": None} if before else None,
+        "after": _without_problems(after),
+        "before": _without_problems(before) if before else None,
         "paired": paired_comparison(before, after) if before else None,
+        "paired_greedy": paired_comparison(EvalResult(**before.greedy), EvalResult(**after.greedy))  # type: ignore[arg-type,union-attr]
+        if greedy
+        else None,
     }
 
 
+def _without_problems(result: EvalResult) -> dict[str, Any]:
+    out = result.to_dict() | {"per_problem": None}
+    if out["greedy"] is not None:
+        out["greedy"] = out["greedy"] | {"per_problem": None}
+    return out
+
+
+def _ci(r: dict[str, Any]) -> str:
+    return f"[{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]" if r["accuracy_ci"] else "-"
+
+
+def _acc(r: dict[str, Any]) -> str:
+    return f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "-"
+
+
+def _paired(p: dict[str, Any]) -> str:
+    return f"{p['mean_diff']:+.3f} [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}], {p['better']} better, {p['worse']} worse"
+
+
 def format_summary(summary: dict[str, Any]) -> str:
-    """The before/after table printed at the end of a run."""
+    """The before/after table printed at the end of a run: accuracy with its interval, pass@k when there are
+    several samples, greedy accuracy beside the sampled one (eval.greedy), reward, length, truncation."""
     b, a = summary["before"], summary["after"]
+    rows = [("before", b)] * (b is not None) + [(f"after {summary['steps']}", a)]
+    k = max((int(k) for k in a.get("pass_at_k", {}) if int(k) > 1), default=None)
+    greedy = all(r.get("greedy") for _, r in rows)
+    drawn = f"{a['samples_per_problem']} samples" + (" each, and greedy" if greedy else "")
+    head = f"{'':10}{'sampled' if greedy else 'accuracy':>9}{'95% CI':>18}"
+    head += f"{f'pass@{k}':>8}" * (k is not None) + f"{'greedy':>8}{'95% CI':>18}" * greedy
     lines = [
-        f"\nheld-out {summary['task']}: {a['problems']} problems x {a['samples_per_problem']} samples",
-        f"{'':8}{'accuracy':>10}{'95% CI':>18}{'n':>6}{'reward':>9}{'length':>8}{'truncated':>11}",
+        f"\nheld-out {summary['task']}: {a['problems']} problems x {drawn}",
+        head + f"{'reward':>8}{'length':>8}{'truncated':>11}",
     ]
-    for label, r in [("before", b)] * (b is not None) + [(f"after {summary['steps']}", a)]:
-        acc = f"{r['accuracy']:.3f}" if r["accuracy"] is not None else "-"
-        ci = f"[{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]" if r["accuracy_ci"] else "-"
-        n = r["problems"] * r["samples_per_problem"]
-        lines.append(
-            f"{label:8}{acc:>10}{ci:>18}{n:>6}{r['mean_reward']:>9.3f}{r['mean_length']:>8.1f}"
-            f"{r['truncation_rate']:>11.2f}"
-        )
-    p = summary.get("paired") or {}
+    for label, r in rows:
+        line = f"{label:10}{_acc(r):>9}{_ci(r):>18}"
+        if k is not None:
+            line += f"{r['pass_at_k'].get(str(k), float('nan')):>8.3f}"
+        if greedy:
+            line += f"{_acc(r['greedy']):>8}{_ci(r['greedy']):>18}"
+        lines.append(line + f"{r['mean_reward']:>8.3f}{r['mean_length']:>8.1f}{r['truncation_rate']:>11.2f}")
+    p, g = summary.get("paired") or {}, summary.get("paired_greedy") or {}
+    lead = f"paired on the same {p.get('problems')} problems: "
     if p:
-        lines.append(
-            f"paired on the same {p['problems']} problems: accuracy change {p['mean_diff']:+.3f} "
-            f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}], {p['better']} better, {p['worse']} worse"
-        )
+        lines.append(lead + ("sampled accuracy " if g else "accuracy change ") + _paired(p))
+    if g:
+        lines.append(" " * len(lead) + "greedy accuracy  " + _paired(g))
     if summary.get("forget"):
         lines.append(format_forget(summary["forget"]))
     if summary.get("stopped_early"):

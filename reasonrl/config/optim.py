@@ -64,6 +64,9 @@ class EvalConfig:
     """Samples per held-out problem (accuracy averages over them; pass@k and maj@k need k of them)."""
     temperature: float = 0.0
     """0 is greedy."""
+    greedy: bool = True
+    """When temperature > 0, also decode every problem greedily (one sample): the tables show greedy accuracy
+    beside the sampled one (eval/greedy/*), since sampling can improve while the model's best answer does not."""
     max_new_tokens: int | None = None
     """None: sampling.max_new_tokens."""
     k: list[int] | None = None

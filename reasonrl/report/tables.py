@@ -40,16 +40,20 @@ def summary_html(summary: dict[str, Any] | None) -> str:
         "mean length",
         "truncated",
     ]
+    greedy = isinstance(before.get("greedy"), dict) and isinstance(after.get("greedy"), dict)
+    if greedy:
+        header[1:2] = ["sampled accuracy"]
+        header[3:3] = ["greedy accuracy", "95% CI"]
     rows = []
     for label, r in (("before", before), (f"after {summary.get('steps', '')}".strip(), after)):
-        ci = r.get("accuracy_ci")
-        ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, list) and len(ci) == 2 and None not in ci else None
         n = (r.get("problems") or 0) * (r.get("samples_per_problem") or 0)
+        best = [r["greedy"].get("accuracy"), ci_text(r["greedy"])] if greedy else []
         rows.append(
             [
                 label,
                 r.get("accuracy"),
-                ci_text,
+                ci_text(r),
+                *best,
                 n,
                 r.get("mean_reward"),
                 *[(r.get("reward_parts") or {}).get(p) for p in parts],
@@ -61,14 +65,21 @@ def summary_html(summary: dict[str, Any] | None) -> str:
         f"<p>Held-out {html.escape(str(summary.get('task', '')))}: {html.escape(fmt(before.get('problems')))}"
         f" problems x {html.escape(fmt(before.get('samples_per_problem')))} samples.</p>" + table(header, rows)
     )
-    p = summary.get("paired") or {}
-    if p and all(is_number(p.get(k)) for k in ("mean_diff", "ci_low", "ci_high")):
-        out += (
-            f"<p>Paired on the same {html.escape(fmt(p.get('problems')))} problems: accuracy change "
-            f"<b>{p['mean_diff']:+.3f}</b> [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}], "
-            f"{html.escape(fmt(p.get('better')))} better, {html.escape(fmt(p.get('worse')))} worse.</p>"
-        )
+    for key, what in (("paired", "sampled accuracy" if greedy else "accuracy"), ("paired_greedy", "greedy accuracy")):
+        p = summary.get(key) or {}
+        if p and all(is_number(p.get(k)) for k in ("mean_diff", "ci_low", "ci_high")):
+            out += (
+                f"<p>Paired on the same {html.escape(fmt(p.get('problems')))} problems: {what} change "
+                f"<b>{p['mean_diff']:+.3f}</b> [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}], "
+                f"{html.escape(fmt(p.get('better')))} better, {html.escape(fmt(p.get('worse')))} worse.</p>"
+            )
     return out
+
+
+def ci_text(r: dict[str, Any]) -> str | None:
+    """'[0.212, 0.297]' from an evaluation's accuracy_ci, or None when it has none."""
+    ci = r.get("accuracy_ci")
+    return f"[{ci[0]:.3f}, {ci[1]:.3f}]" if isinstance(ci, list) and len(ci) == 2 and None not in ci else None
 
 
 def steps_table_html(rows: list[dict[str, Any]], prefix: str) -> str:

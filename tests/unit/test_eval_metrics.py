@@ -245,7 +245,9 @@ def test_eval_progress_shows_accuracy_so_far_and_counts_what_the_full_scoring_co
     progress(4, 4, groups + [[Completion([1], [0.0], True)] * 2])  # done: counted, not printed
     assert len(lines) == 1 and progress.verdicts == [4, 6]
 
-    overrides = tiny_overrides(tmp_path, "eval.samples=4", "rewards.components={correct: 1.0}", "engine.batch_size=8")
+    overrides = tiny_overrides(
+        tmp_path, "eval.samples=4", "rewards.components={correct: 1.0}", "engine.batch_size=8", "eval.greedy=false"
+    )
     cfg = load_config(None, overrides)
     policy, tokenizer = load_policy(cfg.model, cfg.lora)
     engine = ENGINES.get(cfg.engine.name)(cfg.model, cfg.lora, cfg.engine, tokenizer, shared=policy)
@@ -255,3 +257,37 @@ def test_eval_progress_shows_accuracy_so_far_and_counts_what_the_full_scoring_co
     result = evaluate_run(make_environment(cfg), engine, tokenizer, examples, cfg, report=progress)
     assert len(lines) == len(examples) // 2 - 1  # 2 problems x 4 samples per chunk; the last chunk is not shown
     assert progress.verdicts == [sum(p["correct"] for p in result.per_problem), len(examples) * 4]
+
+
+def test_sampled_evaluations_also_decode_greedily_and_the_summary_pairs_both(tmp_path, capsys):
+    from reasonrl.train import format_summary, train
+    from tests.helpers import tiny_config
+
+    cfg = tiny_config(tmp_path, "steps=2", "rewards.components={correct: 1.0}")
+    assert cfg.eval.temperature > 0 and cfg.eval.greedy
+    run_dir = train(cfg, quiet=True)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    for side in ("before", "after"):
+        greedy = summary[side]["greedy"]
+        assert greedy["samples_per_problem"] == 1 and greedy["problems"] == summary[side]["problems"]
+        assert greedy["per_problem"] is None  # kept in the checkpoint's evals, not in the summary
+    assert set(summary["paired_greedy"]) >= {"mean_diff", "ci_low", "ci_high", "better", "worse"}
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert "eval/greedy/accuracy" in rows[0] and "eval/greedy/accuracy" in rows[-1]
+    table = format_summary(summary)
+    assert "sampled" in table and "greedy" in table and "greedy accuracy" in table.splitlines()[-1]
+
+    # The greedy pass is what `reasonrl eval eval.temperature=0 eval.samples=1` gives for the trained adapter.
+    target = tmp_path / "greedy.json"
+    capsys.readouterr()
+    main(["eval", "--run", str(run_dir), "eval.temperature=0", "eval.samples=1", "--json", str(target)])
+    alone = next(iter(json.loads(target.read_text())["tasks"].values()))
+    assert alone["accuracy"] == summary["after"]["greedy"]["accuracy"]
+    assert alone["mean_length"] == summary["after"]["greedy"]["mean_length"]
+    assert "greedy accuracy" not in capsys.readouterr().out  # greedy already: no second pass
+
+    target = tmp_path / "off.json"
+    main(["eval", *tiny_overrides(tmp_path, "eval.greedy=false"), "--json", str(target)])
+    assert next(iter(json.loads(target.read_text())["tasks"].values()))["greedy"] is None
+    main(["eval", *tiny_overrides(tmp_path, "rewards.components={correct: 1.0}"), "--json", str(target)])
+    assert "greedy accuracy" in capsys.readouterr().out

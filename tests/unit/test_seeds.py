@@ -69,16 +69,25 @@ def test_bad_seed_requests_get_one_line(tmp_path, capsys):
 
 
 def test_greedy_accuracy_beside_the_sampled_one(tmp_path, capsys):
+    # eval.greedy (on by default) measured greedy accuracy in each run: the table reads it from the summaries.
     args = tiny_overrides(tmp_path, "steps=2", "eval.samples=2", "eval.temperature=1.0")
-    args += ["rewards.components={correct: 1.0}", "--n", "2", "--quiet", "--greedy"]
+    args += ["rewards.components={correct: 1.0}", "--n", "2", "--quiet"]
     main(["seeds", *args])
     table = json.loads((tmp_path / "runs" / "tiny-seeds.json").read_text())
     greedy = table["greedy"]
     assert "held-out greedy accuracy over 2 seeds" in capsys.readouterr().out
     assert [r["greedy_before"] for r in greedy["seeds"]] == [greedy["seeds"][0]["before"]] * 2  # one base value
-    cached = [tmp_path / "runs" / f"tiny-seed{s}" / "greedy.json" for s in (0, 1)]
-    assert [json.loads(c.read_text())["after"] for c in cached] == [r["after"] for r in greedy["seeds"]]
+    assert not (tmp_path / "runs" / "tiny-seed0" / "greedy.json").exists()
+
+    # Runs without it (eval.greedy=false): --greedy evaluates the start model and each adapter afterwards, and
+    # gets the numbers the runs' own greedy pass got (the same seeds train the same adapters).
+    off = tmp_path / "off"
+    args = [a.replace(str(tmp_path / "runs"), str(off)) for a in args] + ["eval.greedy=false", "--greedy"]
+    main(["seeds", *args])
+    again = json.loads((off / "tiny-seeds.json").read_text())["greedy"]
+    assert [(r["before"], r["after"]) for r in again["seeds"]] == [(r["before"], r["after"]) for r in greedy["seeds"]]
+    cached = [off / f"tiny-seed{s}" / "greedy.json" for s in (0, 1)]
+    assert [json.loads(c.read_text())["after"] for c in cached] == [r["after"] for r in again["seeds"]]
     stamps = [c.stat().st_mtime_ns for c in cached]
     main(["seeds", *args])  # finished seeds and their greedy scores are reused
     assert [c.stat().st_mtime_ns for c in cached] == stamps
-    assert json.loads((tmp_path / "runs" / "tiny-seeds.json").read_text()) == table
