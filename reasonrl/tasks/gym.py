@@ -13,6 +13,7 @@ from typing import Any
 
 from reasonrl.config import TaskConfig
 from reasonrl.tasks import TASKS, Task, derive_seed, make_prompt, plain
+from reasonrl.tasks.worked import worked_solution
 from reasonrl.types import Example
 
 _RESERVED_OPTIONS = {"seed": "task.seed", "size": "task.train_size / task.eval_size"}
@@ -72,12 +73,18 @@ def _rg_example(
     entry = plain(entry)
     answer = entry.get("answer")
     info = {"dataset": dataset, "config": plain(options), "entry": entry}
+    metadata: dict[str, Any] = {"reasoning_gym": info}
+    answer = None if answer is None else str(answer)
+    if not entry.get("metadata", {}).get("answer_cot"):
+        solution = worked_solution(dataset, entry.get("metadata", {}), answer)
+        if solution is not None:
+            metadata["solution"] = solution  # written by reasonrl/tasks/worked.py
     return Example(
         id=f"{dataset}/{split}/{index}",
         prompt=make_prompt(entry["question"], cfg),
-        answer=None if answer is None else str(answer),
+        answer=answer,
         task=cfg.name,
-        metadata={"reasoning_gym": info},
+        metadata=metadata,
         source=source,
     )
 
