@@ -4,11 +4,11 @@
     .venv/bin/python experiments/razor.py --analyse-only # redo the table and plot from the runs on disk
 
 New task: the quickstart's one-digit +/- (bundled SmolLM2-135M-Instruct, LoRA r16). RL: the quickstart's GRPO
-recipe. SFT: the same model, LoRA and task, trained on the task's reference replies (a worked line and "Answer: <n>"), the
-offline labels an SFT user has. Both evaluate every few steps with the forgetting monitor on (forget.*):
-retention = log-likelihood of held-out general text and accuracy on one-digit products (not trained on),
-as deltas from step 0, and the forward KL from the base to the policy on the new task's prompts (base samples
-drawn once). The script prints every evaluated point, fits forgetting against the forward KL over both
+recipe. SFT: the same model, LoRA and task, trained on the task's reference replies (a worked line and "Answer:
+<n>"), the offline labels an SFT user has. Both evaluate every few steps with the forgetting monitor on
+(forget.*): retention = log-likelihood of held-out general text and accuracy on one-digit products (not trained
+on), as deltas from step 0, and the forward KL from the base to the policy on the new task's prompts (base
+samples drawn once). The script prints every evaluated point, fits forgetting against the forward KL over both
 methods' points (linear, and quadratic as in the paper), and writes docs/razor.svg and docs/razor.json.
 """
 
