@@ -46,7 +46,8 @@ def _legs(metadata: dict[str, Any]) -> str | None:
     lines, parts = [], []
     for animal, count in animals.items():
         legs = int(count) * ANIMALS[animal]
-        lines.append(f"{count} {animal}{'s' if count != 1 else ''} have {count} * {ANIMALS[animal]} = {legs} legs")
+        verb = "have" if count != 1 else "has"
+        lines.append(f"{count} {animal}{'s' if count != 1 else ''} {verb} {count} * {ANIMALS[animal]} = {legs} legs")
         parts.append(legs)
     if len(parts) > 1:
         lines.append(f"{' + '.join(map(str, parts))} = {sum(parts)}")

@@ -1,0 +1,76 @@
+"""experiments/reasoning_study.py: every arm runs, the report pools seeds and pairs arms on the same problems."""
+
+import importlib.util
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import tiny_overrides
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("reasoning_study", ROOT / "experiments" / "reasoning_study.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_step_stats_count_verified_false_and_padding_steps(study):
+    texts = ["3 - 7 = -4\n-4 + 2 = -2\nAnswer: -2", "1 + 1 = 2\n3 - 7 = 5", "Answer: 4"]
+    questions = ["Calculate 3 - 7 + 2."] * 3
+    stats = study.step_stats(texts, questions)
+    assert stats["with_step"] == pytest.approx(2 / 3)
+    assert stats["steps_per_completion"] == pytest.approx(4 / 3)
+    assert stats["false_steps"] == pytest.approx(1 / 4)
+    assert stats["trivial_steps"] == pytest.approx(1 / 3)  # 1 + 1 = 2 uses no number of the problem
+
+
+def test_gated_correct_needs_every_step_to_hold(study):
+    from reasonrl.types import Example
+
+    example = Example(id="x", prompt="Calculate 3 - 7 + 2.", answer="-2")
+    assert study.gated_correct("3 - 7 = -4\n-4 + 2 = -2\nAnswer: -2", example) == 1.0
+    assert study.gated_correct("3 - 7 = -3\n-3 + 1 = -2\nAnswer: -2", example) == 0.0
+    assert study.gated_correct("Answer: -2", example) == 0.0  # no working: the gate stays shut
+    assert study.gated_correct("3 - 7 = -4\nAnswer: 5", example) == 0.0
+
+
+def test_paired_change_averages_seeds_per_problem(study):
+    def run(values):
+        return {"after": {"problems": {f"p{i}": [v, v] for i, v in enumerate(values)}}}
+
+    base = [run([0, 0, 1, 1]), run([0, 1, 1, 1])]
+    arm = [run([1, 0, 1, 1]), run([1, 1, 1, 1])]
+    change = study.paired_change(arm, base, which=1)
+    assert change["problems"] == 4 and change["mean"] == pytest.approx((1 + 0 + 0 + 0) / 4)  # p1: 0.5 both sides
+    assert change["low"] < change["mean"] < change["high"]
+
+
+def test_a_tiny_study_runs_every_kind_of_arm_and_writes_its_report(study, tmp_path, capsys):
+    runs, out = tmp_path / "study", tmp_path / "docs" / "reasoning.md"
+    overrides = [
+        o
+        for o in tiny_overrides(tmp_path, "rewards.components={correct: 1.0}")
+        if not o.startswith(("output_dir", "name"))
+    ]
+    args = ["--families", "arith3", "--arms", "outcome,steps,gate,sft_rl", "--seeds", "2", "--steps", "2"]
+    args += ["--runs", str(runs), "--out", str(out), "--quiet", *overrides, "log_rollouts_every=1"]
+    study.main(args)
+    report = out.read_text()
+    for arm in ("outcome", "steps", "gate", "sft_rl"):
+        assert f"| {arm} (" in report
+        assert (runs / f"arith3-{arm}-seed1" / "summary.json").is_file()
+    assert (runs / "arith3-sft_rl-seed0-sft" / "adapter").is_dir()
+    summary = json.loads(out.with_suffix(".json").read_text())["arith3"]
+    assert summary["outcome"]["seeds"] == 2 and "vs_outcome" not in summary["outcome"]
+    change = summary["steps"]["vs_outcome"]["greedy"]
+    assert change["problems"] == 8 and math.isfinite(change["mean"])
+    assert out.with_suffix(".svg").read_text().startswith("<svg")
+    stamp = (runs / "arith3-outcome-seed0" / "summary.json").stat().st_mtime_ns
+    study.main(args)  # finished runs are reused
+    assert (runs / "arith3-outcome-seed0" / "summary.json").stat().st_mtime_ns == stamp
