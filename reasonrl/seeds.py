@@ -79,7 +79,38 @@ def seeds_table(rows: list[dict[str, Any]], prefix: str = "") -> dict[str, Any]:
         changes = [r["after"] - r["before"] for r in paired]
         t, p = paired_t_test([r["before"] for r in paired], [r["after"] for r in paired])
         out["change"] = dict(zip(("mean", "low", "high"), mean_interval(changes))) | {"t": t, "p": p}
+    if pooled := pooled_change([r.get("problems") for r in rows], prefix):
+        out["pooled"] = pooled
     return out
+
+
+def pooled_change(tables: list[dict[str, list[Any]] | None], prefix: str = "") -> dict[str, float] | None:
+    """The change paired over problems and pooled over seeds: each problem's after - before averaged over the
+    seeds, then the mean over problems with a 95% t interval and a one-sided t-test of 'above zero' (the
+    problems are the units, as in the single-run paired line; this says nothing about other seeds' spread)."""
+    kept = [t for t in tables if t and prefix + "before" in t and prefix + "after" in t]
+    if len(kept) != len(tables) or not kept:
+        return None
+    sums: dict[str, list[float]] = {}
+    for t in kept:
+        for i, b, a in zip(t["id"], t[prefix + "before"], t[prefix + "after"], strict=True):
+            if a is not None and b is not None:
+                sums.setdefault(i, []).append(a - b)
+    diffs = [sum(v) / len(v) for v in sums.values() if len(v) == len(kept)]
+    if len(diffs) < 2:
+        return None
+    mean, low, high = mean_interval(diffs)
+    t_value, p_value = paired_t_test([0.0] * len(diffs), diffs)
+    return {
+        "mean": mean,
+        "low": low,
+        "high": high,
+        "t": t_value,
+        "p": p_value,
+        "problems": len(diffs),
+        "better": sum(d > 0 for d in diffs),
+        "worse": sum(d < 0 for d in diffs),
+    }
 
 
 def format_seeds(name: str, table: dict[str, Any]) -> str:
@@ -107,6 +138,13 @@ def format_seeds(name: str, table: dict[str, Any]) -> str:
         verdict = "above zero" if c["p"] < 0.05 else "not shown to be above zero"
         lines.append(f"change  {interval(c, '+')}")
         lines.append(f"paired t-test of after > before across seeds: t = {c['t']:.2f}, p = {c['p']:.3f} ({verdict})")
+    if c := table.get("pooled"):
+        verdict = "above zero" if c["p"] < 0.05 else "not shown to be above zero"
+        lines.append(
+            f"paired over {c['problems']} problems, pooled over seeds: change {c['mean']:+.3f} "
+            f"[{c['low']:+.3f}, {c['high']:+.3f}], {c['better']} better, {c['worse']} worse; "
+            f"t = {c['t']:.2f}, p = {c['p']:.3g} ({verdict})"
+        )
     return "\n".join(lines)
 
 
@@ -132,6 +170,8 @@ def run_seeds(
         summary = run_seed(seeded, quiet)
         before, after = summary.get("before") or {}, summary["after"]
         rows.append({"seed": seeded.seed, "run": seeded.name, "before": before.get(metric), "after": after[metric]})
+        if metric == "accuracy" and summary.get("problems"):
+            rows[-1]["problems"] = summary["problems"]
         if metric == "accuracy" and before.get("greedy") and after.get("greedy"):  # eval.greedy measured both
             rows[-1] |= {"greedy_before": before["greedy"]["accuracy"], "greedy_after": after["greedy"]["accuracy"]}
         elif greedy:

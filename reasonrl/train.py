@@ -260,7 +260,19 @@ def summarize(evals: dict[str, Any], cfg: RunConfig) -> dict[str, Any]:
         "paired_greedy": paired_comparison(EvalResult(**before.greedy), EvalResult(**after.greedy))  # type: ignore[arg-type,union-attr]
         if greedy
         else None,
+        "problems": problem_table(before, after) if before else None,
     }
+
+
+def problem_table(before: EvalResult, after: EvalResult) -> dict[str, list[Any]]:
+    """Each held-out problem's accuracy before and after (and greedy, when measured), aligned by id: what
+    `reasonrl seeds` pools over seeds to pair the change over problems."""
+    sides = {"before": before, "after": after}
+    if before.greedy is not None and after.greedy is not None:
+        sides |= {"greedy_before": EvalResult(**before.greedy), "greedy_after": EvalResult(**after.greedy)}
+    rows = {name: {p["id"]: p["accuracy"] for p in r.per_problem} for name, r in sides.items()}
+    ids = [i for i in rows["after"] if all(i in r for r in rows.values())]
+    return {"id": ids} | {name: [r[i] for i in ids] for name, r in rows.items()}
 
 
 def _without_problems(result: EvalResult) -> dict[str, Any]:

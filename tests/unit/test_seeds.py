@@ -91,3 +91,31 @@ def test_greedy_accuracy_beside_the_sampled_one(tmp_path, capsys):
     stamps = [c.stat().st_mtime_ns for c in cached]
     main(["seeds", *args])  # finished seeds and their greedy scores are reused
     assert [c.stat().st_mtime_ns for c in cached] == stamps
+
+
+def test_pooled_change_pairs_problems_and_averages_seeds():
+    from reasonrl.seeds import pooled_change
+
+    seed0 = {"id": ["a", "b", "c"], "before": [0, 0, 1], "after": [1, 0, 1]}
+    seed1 = {"id": ["c", "b", "a"], "before": [1, 0, 0], "after": [0, 1, 1]}  # another order: matched by id
+    pooled = pooled_change([seed0, seed1])
+    # per problem, after - before averaged over seeds: a (1 + 1) / 2 = 1, b (0 + 1) / 2 = 0.5, c (0 - 1) / 2 = -0.5
+    assert pooled["problems"] == 3 and pooled["mean"] == pytest.approx(1 / 3)
+    assert (pooled["better"], pooled["worse"]) == (2, 1)
+    sd = ((2 / 3) ** 2 + (1 / 6) ** 2 + (5 / 6) ** 2) ** 0.5 / 2**0.5
+    assert pooled["t"] == pytest.approx((1 / 3) / (sd / 3**0.5))
+    assert pooled_change([seed0, None]) is None  # a seed without per-problem rows: nothing pooled
+    assert pooled_change([seed0], "greedy_") is None
+
+
+def test_seeds_pool_the_per_problem_changes_of_the_summaries(tmp_path, capsys):
+    args = tiny_overrides(tmp_path, "steps=2", "rewards.components={correct: 1.0}") + ["--n", "2", "--quiet"]
+    main(["seeds", *args])
+    table = json.loads((tmp_path / "runs" / "tiny-seeds.json").read_text())
+    summaries = [json.loads((tmp_path / "runs" / f"tiny-seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+    from reasonrl.seeds import pooled_change
+
+    assert table["pooled"] == pooled_change([s["problems"] for s in summaries])
+    assert table["greedy"]["pooled"] == pooled_change([s["problems"] for s in summaries], "greedy_")
+    assert table["pooled"]["problems"] == 8
+    assert "paired over 8 problems, pooled over seeds" in capsys.readouterr().out
