@@ -1,4 +1,4 @@
-"""Command line: reasonrl train | sft | seeds | sweep | pipeline | eval | report | compare | list.
+"""Command line: reasonrl train | sft | seeds | sweep | pipeline | eval | report | compare | feedback | list.
 
     reasonrl train recipes/quickstart.yaml [key.sub=value ...] [--overwrite] [--quiet] [--check]
     reasonrl train --resume runs/quickstart
@@ -10,6 +10,7 @@
     reasonrl report runs/quickstart [--out report.html] [--max-samples 2000]
     reasonrl compare RUN_DIR... | SWEEP_DIR [--out compare.html]
     reasonrl list [tasks|rewards|advantages|losses|kl|environments|engines] [--options NAME]
+    reasonrl feedback RUN_DIR [--pairs 50] [--host H] [--port P] [--judge NAME]   |   feedback export RUN_DIR
 
 Errors in user input print one line (`error: ...`) and exit with status 2; a failing reward or weight sync
 exits 1. The first Ctrl-C (SIGINT) or SIGTERM stops a run after its current step with a checkpoint and exits
@@ -179,6 +180,12 @@ def cmd_list(args: argparse.Namespace) -> None:
     print(describe(args.options, args.kind) if args.options else list_all(args.kind))
 
 
+def cmd_feedback(args: argparse.Namespace) -> None:
+    from reasonrl.feedback import main as feedback
+
+    feedback(args)
+
+
 def quiet_libraries() -> None:
     """Keep the console for our progress: no per-tensor loading bars or deprecation notices from libraries."""
     import warnings
@@ -274,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="run directories, or one sweep directory")
     p.add_argument("--out", help="where to write the page (default SWEEP_DIR/compare.html, else ./compare.html)")
     p.set_defaults(func=cmd_compare)
+    p = sub.add_parser("feedback", help="people compare two answers in a browser; export the preferences")
+    p.add_argument("target", nargs="+", metavar="RUN_DIR | export RUN_DIR", help="serve a run's pairs, or export")
+    p.add_argument("--pairs", type=int, default=50, help="pairs to make from the run's rollouts (default 50)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (beyond 127.0.0.1 the page needs the token)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--judge", help="the judge's name (the page asks otherwise)")
+    p.add_argument("--seed", type=int, default=0, help="which completions are paired")
+    p.add_argument("--out", help="export: the preferences file (default RUN_DIR/preferences.jsonl)")
+    p.add_argument("--sft", help="export: the demonstrations file (default RUN_DIR/demonstrations.jsonl)")
+    p.set_defaults(func=cmd_feedback)
     p = sub.add_parser("list", help="list the registered tasks, rewards, algorithms, environments, engines")
     p.add_argument(
         "kind",
@@ -303,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
         args.overrides = [*(args.overrides or []), *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
-    if args.command not in ("list", "report"):  # those never load a model: keep them fast
+    if args.command not in ("list", "report", "feedback"):  # those never load a model: keep them fast
         quiet_libraries()
     try:
         args.func(args)
