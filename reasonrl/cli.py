@@ -1,4 +1,4 @@
-"""Command line: reasonrl train | sft | seeds | sweep | pipeline | eval | report | compare | feedback | list.
+"""Command line: reasonrl train | sft | seeds | sweep | pipeline | eval | report | compare | rm | feedback | list.
 
     reasonrl train recipes/quickstart.yaml [key.sub=value ...] [--overwrite] [--quiet] [--check]
     reasonrl train --resume runs/quickstart
@@ -10,6 +10,7 @@
     reasonrl report runs/quickstart [--out report.html] [--max-samples 2000]
     reasonrl compare RUN_DIR... | SWEEP_DIR [--out compare.html]
     reasonrl list [tasks|rewards|advantages|losses|kl|environments|engines] [--options NAME]
+    reasonrl rm recipe.yaml rm.pairs=prefs.jsonl|auto name=rm [key=value ...] [--overwrite]
     reasonrl feedback RUN_DIR [--pairs 50] [--host H] [--port P] [--judge NAME]   |   feedback export RUN_DIR
 
 Errors in user input print one line (`error: ...`) and exit with status 2; a failing reward or weight sync
@@ -180,6 +181,13 @@ def cmd_list(args: argparse.Namespace) -> None:
     print(describe(args.options, args.kind) if args.options else list_all(args.kind))
 
 
+def cmd_rm(args: argparse.Namespace) -> None:
+    from reasonrl.config import load_config
+    from reasonrl.rm import train_rm
+
+    train_rm(load_config(*split_recipe(args.recipe, args.overrides)), overwrite=args.overwrite, quiet=args.quiet)
+
+
 def cmd_feedback(args: argparse.Namespace) -> None:
     from reasonrl.feedback import main as feedback
 
@@ -199,6 +207,28 @@ def quiet_libraries() -> None:
         hf_logging.set_verbosity_error()
     except ImportError:
         pass
+
+
+def add_feedback_commands(sub: Any) -> None:
+    """`reasonrl rm` and `reasonrl feedback`."""
+    p = sub.add_parser("rm", help="train a reward model (Bradley-Terry) from preference pairs, or auto pairs")
+    p.add_argument(
+        "recipe", help="YAML recipe: model, LoRA, task (for rm.pairs=auto), optim (e.g. recipes/quickstart.yaml)"
+    )
+    p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. rm.pairs=prefs.jsonl name=rm")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=cmd_rm)
+    p = sub.add_parser("feedback", help="people compare two answers in a browser; export the preferences")
+    p.add_argument("target", nargs="+", metavar="RUN_DIR | export RUN_DIR", help="serve a run's pairs, or export")
+    p.add_argument("--pairs", type=int, default=50, help="pairs to make from the run's rollouts (default 50)")
+    p.add_argument("--host", default="127.0.0.1", help="bind address (beyond 127.0.0.1 the page needs the token)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--judge", help="the judge's name (the page asks otherwise)")
+    p.add_argument("--seed", type=int, default=0, help="which completions are paired")
+    p.add_argument("--out", help="export: the preferences file (default RUN_DIR/preferences.jsonl)")
+    p.add_argument("--sft", help="export: the demonstrations file (default RUN_DIR/demonstrations.jsonl)")
+    p.set_defaults(func=cmd_feedback)
 
 
 def add_tuning_commands(sub: Any) -> None:
@@ -281,16 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="run directories, or one sweep directory")
     p.add_argument("--out", help="where to write the page (default SWEEP_DIR/compare.html, else ./compare.html)")
     p.set_defaults(func=cmd_compare)
-    p = sub.add_parser("feedback", help="people compare two answers in a browser; export the preferences")
-    p.add_argument("target", nargs="+", metavar="RUN_DIR | export RUN_DIR", help="serve a run's pairs, or export")
-    p.add_argument("--pairs", type=int, default=50, help="pairs to make from the run's rollouts (default 50)")
-    p.add_argument("--host", default="127.0.0.1", help="bind address (beyond 127.0.0.1 the page needs the token)")
-    p.add_argument("--port", type=int, default=8765)
-    p.add_argument("--judge", help="the judge's name (the page asks otherwise)")
-    p.add_argument("--seed", type=int, default=0, help="which completions are paired")
-    p.add_argument("--out", help="export: the preferences file (default RUN_DIR/preferences.jsonl)")
-    p.add_argument("--sft", help="export: the demonstrations file (default RUN_DIR/demonstrations.jsonl)")
-    p.set_defaults(func=cmd_feedback)
+    add_feedback_commands(sub)
     p = sub.add_parser("list", help="list the registered tasks, rewards, algorithms, environments, engines")
     p.add_argument(
         "kind",

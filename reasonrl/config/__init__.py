@@ -34,6 +34,7 @@ from reasonrl.config.stages import (
     ForgetConfig,
     LogConfig,
     PretrainConfig,
+    RMConfig,
     SFTConfig,
 )
 from reasonrl.config.task import FILE_TASKS, EnvConfig, RewardConfig, TaskConfig
@@ -64,6 +65,7 @@ __all__ = [
     "ReinforceLoss",
     "RewardConfig",
     "RunConfig",
+    "RMConfig",
     "SFTConfig",
     "SamplingConfig",
     "TaskConfig",

@@ -17,7 +17,7 @@ from reasonrl.config.dtype import resolve_auto_dtype
 from reasonrl.config.lr import resolve_auto_lr
 from reasonrl.config.model import LoraConfig, ModelConfig
 from reasonrl.config.optim import EvalConfig, OptimConfig
-from reasonrl.config.stages import ForgetConfig, LogConfig, PretrainConfig, SFTConfig
+from reasonrl.config.stages import ForgetConfig, LogConfig, PretrainConfig, RMConfig, SFTConfig
 from reasonrl.config.task import FILE_TASKS, EnvConfig, RewardConfig, TaskConfig
 from reasonrl.utils.config_io import blame_recipe, build, config_to_dict, parse_override, set_dotted
 
@@ -52,6 +52,7 @@ class RunConfig:
     log: LogConfig = field(default_factory=LogConfig)
     forget: ForgetConfig = field(default_factory=ForgetConfig)
     sft: SFTConfig = field(default_factory=SFTConfig)
+    rm: RMConfig = field(default_factory=RMConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     save_every: int = 10
     """Checkpoint every N steps (and at the end)."""

@@ -127,6 +127,36 @@ class SFTConfig:
 
 
 @dataclass(frozen=True)
+class RMConfig:
+    pairs: str = "auto"
+    """Preference pairs to learn from: a JSONL file of {prompt, chosen, rejected} (what `reasonrl feedback
+    export` writes), or auto: a correct and an incorrect sample of the same problem, drawn from model.path on
+    the task's train problems and scored by the task's `correct` reward."""
+    auto_problems: int = 200
+    """auto: train problems sampled (the first ones of task.train)."""
+    auto_samples: int = 8
+    """auto: samples per problem (at sampling.temperature); a problem gives a pair when it has both kinds."""
+    margin: float = 0.0
+    """Bradley-Terry margin: loss = -log sigmoid(r(chosen) - r(rejected) - margin) (Llama 2 uses 0 to 1)."""
+    epochs: int = 2
+    """Passes over the training pairs."""
+    pairs_per_step: int = 8
+    """Pairs per optimizer step (each pair is two sequences)."""
+    eval_share: float = 0.2
+    """Share of the prompts whose pairs are held out to measure pair accuracy (split by a hash of the prompt)."""
+    max_length: int = 512
+    """Tokens per (prompt, answer) sequence; longer ones are cut from the end."""
+    lr: float | None = None
+    """Learning rate (None: optim.lr)."""
+
+    def __post_init__(self) -> None:
+        if not 0 < self.eval_share < 1:
+            raise ValueError(f"rm.eval_share must be between 0 and 1, got {self.eval_share}")
+        if min(self.epochs, self.pairs_per_step, self.auto_problems, self.auto_samples) < 1:
+            raise ValueError("rm.epochs, rm.pairs_per_step, rm.auto_problems and rm.auto_samples must be >= 1")
+
+
+@dataclass(frozen=True)
 class PretrainConfig:
     text: str = "arithmetic"
     """Pretraining text of `reasonrl pipeline`: 'arithmetic' (addition facts covering every step of the

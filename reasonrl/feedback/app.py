@@ -55,6 +55,23 @@ def page_html(token: str, judge: str) -> str:
     return template.replace("/*CONFIG*/null", config)
 
 
+def next_view(store: Store, judge: str) -> dict[str, Any]:
+    """What the page shows `judge` next: a pair (prompt, A, B) and the progress, or done."""
+    pair = store.next_pair(judge)
+    progress = store.progress(judge)
+    if pair is None:
+        return {"done": True, "progress": progress}
+    return {
+        "done": False,
+        "pair_id": pair.id,
+        "prompt": json.loads(pair.prompt),
+        "a": pair.a,
+        "b": pair.b,
+        "can_regenerate": bool(pair.pool),
+        "progress": progress,
+    }
+
+
 def make_app(store: Store, token: str, default_judge: str = "", page_needs_token: bool = False) -> Any:
     """The app over `store`. page_needs_token: the page itself needs ?token= (when bound beyond loopback, so
     that reaching the port is not enough to get the token); the API always needs the header."""
@@ -89,24 +106,9 @@ def make_app(store: Store, token: str, default_judge: str = "", page_needs_token
             return refused(403, "this server needs the token it printed at start: open the URL it printed")
         return page_html(token, judge if JUDGE.match(judge or "") else "")
 
-    def view(judge: str) -> dict[str, Any]:
-        pair = store.next_pair(judge)
-        progress = store.progress(judge)
-        if pair is None:
-            return {"done": True, "progress": progress}
-        return {
-            "done": False,
-            "pair_id": pair.id,
-            "prompt": json.loads(pair.prompt),
-            "a": pair.a,
-            "b": pair.b,
-            "can_regenerate": bool(pair.pool),
-            "progress": progress,
-        }
-
     @app.get("/api/next")
     def next_pair(judge: str = Query(pattern=JUDGE.pattern)) -> dict[str, Any]:
-        return view(judge)
+        return next_view(store, judge)
 
     @app.get("/api/progress")
     def progress(judge: str = Query(pattern=JUDGE.pattern)) -> dict[str, int]:
@@ -120,7 +122,7 @@ def make_app(store: Store, token: str, default_judge: str = "", page_needs_token
             )
         except FeedbackError as e:
             return refused(409, f"{e}; nothing was written")
-        return {"ok": True, "written": written, "next": view(body.judge)}
+        return {"ok": True, "written": written, "next": next_view(store, body.judge)}
 
     @app.post("/api/regenerate", response_model=None)
     def regenerate(body: Regenerate) -> dict[str, Any] | JSONResponse:
