@@ -244,8 +244,15 @@ class Store:
         pairs = {p["id"]: p for p in self.rows("pairs")}
         out: list[dict[str, Any]] = []
         for j in self.rows("judgements"):
-            prompt, texts = pairs[j["pair_id"]]["prompt"], {"a": j["a"], "b": j["b"]}
-            base = {"prompt": prompt, "pair_id": j["pair_id"], "judge": j["judge"], "created": j["created"]}
+            pair = pairs[j["pair_id"]]
+            texts = {"a": j["a"], "b": j["b"]}
+            base = {
+                "prompt": pair["prompt"],
+                "pair_id": j["pair_id"],
+                "judge": j["judge"],
+                "created": j["created"],
+                "sources": [pair["a_source"], pair["b_source"]],
+            }
             if j["verdict"] in ("a", "b"):
                 other = "b" if j["verdict"] == "a" else "a"
                 out.append(base | {"chosen": texts[j["verdict"]], "rejected": texts[other], "kind": "judgement"})
@@ -263,6 +270,7 @@ class Store:
                     "pair_id": e["pair_id"],
                     "judge": e["judge"],
                     "created": e["created"],
+                    "sources": [pairs[e["pair_id"]]["a_source"], pairs[e["pair_id"]]["b_source"]],
                     "chosen": e["other"],
                     "rejected": e["old"],
                     "kind": "regenerate",
