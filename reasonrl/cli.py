@@ -221,7 +221,14 @@ def add_feedback_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_rm)
     p = sub.add_parser("feedback", help="people compare two answers in a browser; export the preferences")
     p.add_argument("target", nargs="+", metavar="RUN_DIR | export RUN_DIR", help="serve a run's pairs, or export")
-    p.add_argument("--pairs", type=int, default=50, help="pairs to make from the run's rollouts (default 50)")
+    p.add_argument("--pairs", type=int, default=50, help="pairs to make (default 50)")
+    p.add_argument(
+        "--source",
+        choices=["rollouts", "model"],
+        default="rollouts",
+        help="rollouts: two samples of one prompt from the run's rollouts; model: the run's policy against its base "
+        "model on held-out problems (sampled at start)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="bind address (beyond 127.0.0.1 the page needs the token)")
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--judge", help="the judge's name (the page asks otherwise)")

@@ -1,9 +1,10 @@
 """Human feedback: people compare two answers in a browser; their judgements train a reward model.
 
-    reasonrl feedback RUN_DIR [--pairs 50] [--host 127.0.0.1] [--port 8765] [--judge NAME]
+    reasonrl feedback RUN_DIR [--source rollouts|model] [--pairs 50] [--host 127.0.0.1] [--port 8765] [--judge NAME]
     reasonrl feedback export RUN_DIR [--out RUN_DIR/preferences.jsonl] [--sft RUN_DIR/demonstrations.jsonl]
 
-`feedback RUN_DIR` makes pairs from the run's saved rollouts (feedback/pairs.py), stores them and every
+`feedback RUN_DIR` makes pairs from the run's saved rollouts, or (--source model) of its trained policy against its
+base model on held-out problems (feedback/pairs.py), stores them and every
 judgement in RUN_DIR/feedback.db (feedback/store.py: SQLite, safe with several people at once), and serves the
 page (feedback/app.py, feedback/page.html) with uvicorn until Ctrl-C. `export` writes the preferences as JSONL
 (prompt, chosen, rejected, judge, kind) for `reasonrl rm`, and the answers people wrote as SFT demonstrations.
@@ -28,18 +29,20 @@ def open_store(run_dir: Path) -> Any:
     return Store(run_dir / "feedback.db")
 
 
-def serve(run_dir: Path, pairs: int, host: str, port: int, judge: str, seed: int = 0) -> None:
-    """Fill the store with pairs from the run's rollouts (once; later calls add none twice) and serve the page."""
+def serve(run_dir: Path, pairs: int, host: str, port: int, judge: str, seed: int = 0, source: str = "rollouts") -> None:
+    """Fill the store with pairs (from the run's rollouts, or its policy against its base model; a pair already
+    stored is not added twice) and serve the page."""
     try:
         import uvicorn
 
         from reasonrl.feedback.app import make_app
     except ImportError as e:
         raise ValueError(f"reasonrl feedback needs {e.name}: pip install 'reasonrl[feedback]'") from None
-    from reasonrl.feedback.pairs import rollout_pairs
+    from reasonrl.feedback.pairs import model_pairs, rollout_pairs
 
     store = open_store(run_dir)
-    added = store.add_pairs(rollout_pairs(run_dir, pairs, seed))
+    made = rollout_pairs(run_dir, pairs, seed) if source == "rollouts" else model_pairs(run_dir, pairs, seed=seed)
+    added = store.add_pairs(made)
     token = secrets.token_urlsafe(18)
     beyond = host not in LOOPBACK
     app = make_app(store, token, judge, page_needs_token=beyond)
@@ -83,7 +86,7 @@ def main(args: Any) -> None:
     if len(words) != 1:
         raise ValueError("usage: reasonrl feedback RUN_DIR [--pairs N] [--host H] [--port P] [--judge NAME]")
     try:
-        serve(Path(words[0]), args.pairs, args.host, args.port, args.judge or "", args.seed)
+        serve(Path(words[0]), args.pairs, args.host, args.port, args.judge or "", args.seed, args.source)
     except OSError as e:
         print(f"error: cannot serve on {args.host}:{args.port}: {e.strerror}; choose another --port", file=sys.stderr)
         raise SystemExit(2) from None

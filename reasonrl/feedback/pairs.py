@@ -53,3 +53,61 @@ def rollout_pairs(run_dir: Path, limit: int = 50, seed: int = 0) -> list[Pair]:
             if len(pairs) == limit:
                 return pairs
     return pairs
+
+
+def model_pairs(run_dir: Path, limit: int = 50, samples: int = 3, seed: int = 0) -> list[Pair]:
+    """Pairs of the run's trained policy against its base model on held-out problems (never trained on): one
+    answer of each, sides in random order, `samples` answers of each drawn so that regenerate has a pool.
+    Needs the run's adapter (LoRA); sampled here, once, so the server holds no model."""
+    from reasonrl.engine import SamplingParams
+    from reasonrl.evaluate import eval_sets, load_for_eval
+    from reasonrl.tokenizer import encode_chat
+    from reasonrl.train import resume_config
+
+    adapter = run_dir / "adapter"
+    if not (run_dir / "config.yaml").is_file() or not (adapter / "adapter_config.json").is_file():
+        raise ValueError(
+            f"{run_dir}: no config.yaml and LoRA adapter/ of a finished run to compare with its base model; "
+            "give a run directory, or use --source rollouts"
+        )
+    cfg = resume_config(run_dir)
+    from reasonrl.config import apply_overrides
+
+    cfg = apply_overrides(cfg, [f"model.adapter={adapter}"])
+    _, tokenizer, engine, env = load_for_eval(cfg)
+    try:
+        ((_, examples),) = eval_sets(cfg, [cfg.task.name])
+    finally:
+        env.close()
+    examples = examples[:limit]
+    prompts = [encode_chat(tokenizer, list(e.prompt)) for e in examples]
+    params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p)
+    sides = {
+        name: [
+            [tokenizer.decode(c.token_ids, skip_special_tokens=True).strip() for c in group]
+            for group in engine.generate(prompts, params, n=samples, seed=seed, adapter=name == "policy")
+        ]
+        for name in ("policy", "base")
+    }
+    rng = random.Random(seed)
+    step = json.loads((run_dir / "state.json").read_text()).get("step") if (run_dir / "state.json").is_file() else None
+    labels = {"policy": f"policy after step {step}" if step else "policy", "base": "base model"}
+    pairs = []
+    for i, example in enumerate(examples):
+        first = {name: next((t for t in sides[name][i] if t), "") for name in sides}
+        if not all(first.values()) or first["policy"] == first["base"]:
+            continue
+        a, b = ("policy", "base") if rng.random() < 0.5 else ("base", "policy")
+        pool = [t for name in sides for t in sides[name][i] if t and t not in first.values()]
+        pairs.append(
+            Pair(
+                prompt=json.dumps([dict(m) for m in example.prompt]),
+                a=first[a],
+                b=first[b],
+                a_source=labels[a],
+                b_source=labels[b],
+                group=example.id,
+                pool=tuple(dict.fromkeys(pool)),
+            )
+        )
+    return pairs

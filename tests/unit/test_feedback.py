@@ -309,3 +309,25 @@ def test_two_people_at_once_lose_nothing_and_a_forged_request_is_refused(server,
     )
     assert status == 403 and len(store.rows("judgements")) == 16
     assert outside == []
+
+
+def test_model_pairs_put_the_trained_policy_against_its_base_on_held_out_problems(tmp_path):
+    from reasonrl.feedback.pairs import model_pairs
+    from reasonrl.train import train
+    from tests.helpers import tiny_config
+
+    run_dir = train(tiny_config(tmp_path, "steps=4", "sampling.max_new_tokens=12"), quiet=True)
+    pairs = model_pairs(run_dir, limit=6, samples=2, seed=0)
+    assert pairs and len(pairs) <= 6
+    from reasonrl.tasks import load_task
+    from reasonrl.train import resume_config
+
+    task = load_task(resume_config(run_dir).task)
+    held_out = {e.id for e in task.eval}
+    for p in pairs:
+        assert {p.a_source, p.b_source} == {"policy after step 4", "base model"}
+        assert p.a != p.b and {p.a, p.b}.isdisjoint(p.pool)
+        assert p.group in held_out
+    assert model_pairs(run_dir, limit=6, samples=2, seed=0) == pairs  # the same seed: the same pairs
+    with pytest.raises(ValueError, match="LoRA adapter/ of a finished run"):
+        model_pairs(tmp_path, 2)
