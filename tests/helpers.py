@@ -43,3 +43,21 @@ def tiny_overrides(tmp_path: Path, *overrides: str) -> list[str]:
         "threads=1",
         *overrides,
     ]
+
+
+def tiny_hf_checkpoint(path: Path, words: list[str], head: str, hidden: int = 16, **config: int) -> Path:
+    """A random one-layer Llama (`head`: 'causal' or 'classifier', one label) and a word-level tokenizer over
+    `words` (the first two are [PAD] and [UNK]), saved like a Hugging Face checkpoint in `path`."""
+    import torch
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification, PreTrainedTokenizerFast
+
+    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.Whitespace()
+    PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(path)
+    torch.manual_seed(0)
+    settings = dict(hidden_size=hidden, num_hidden_layers=1, num_attention_heads=2, intermediate_size=2 * hidden)
+    llama = LlamaConfig(vocab_size=len(words), pad_token_id=0, **(settings | config))
+    model = LlamaForSequenceClassification(llama) if head == "classifier" else LlamaForCausalLM(llama)
+    model.save_pretrained(path)
+    return path

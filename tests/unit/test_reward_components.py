@@ -11,6 +11,7 @@ from reasonrl.rewards import REWARDS
 from reasonrl.rewards.compose import Gate, RewardComposer, parse_gates
 from reasonrl.rewards.shaping import overlong_penalty, target_shaping
 from reasonrl.types import Example
+from tests.helpers import tiny_hf_checkpoint
 
 EXAMPLE = Example(
     id="r/0",
@@ -75,32 +76,8 @@ def test_length_in_tokens(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def tiny_reward_model(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A random Llama sequence classifier (num_labels=1) and a word-level tokenizer, saved like a checkpoint."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForSequenceClassification, PreTrainedTokenizerFast
-
-    path = tmp_path_factory.mktemp("rm")
-    vocab = {
-        w: i
-        for i, w in enumerate(
-            ["[PAD]", "[UNK]", "what", "is", "6", "*", "7", "?", "42", "41", "be", "brief", ".", "answer", ":"]
-        )
-    }
-    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(path)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=32,
-        num_labels=1,
-        pad_token_id=0,
-    )
-    LlamaForSequenceClassification(config).save_pretrained(path)
-    return str(path)
+    words = ["[PAD]", "[UNK]", "what", "is", "6", "*", "7", "?", "42", "41", "be", "brief", ".", "answer", ":"]
+    return str(tiny_hf_checkpoint(tmp_path_factory.mktemp("rm"), words, "classifier", num_labels=1))
 
 
 def test_reward_model_scores_in_batches(tiny_reward_model: str) -> None:

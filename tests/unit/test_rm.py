@@ -7,6 +7,7 @@ import torch
 
 from reasonrl.cli import main
 from reasonrl.rm import bradley_terry_loss, read_pairs, split
+from tests.helpers import tiny_hf_checkpoint
 
 WORDS = ["[PAD]", "[UNK]", "good", "bad", "answer", "is", "."] + [f"q{i}" for i in range(40)]
 
@@ -14,24 +15,7 @@ WORDS = ["[PAD]", "[UNK]", "good", "bad", "answer", "is", "."] + [f"q{i}" for i 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
     """A random Llama causal LM and a word-level tokenizer, saved like a Hugging Face checkpoint."""
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    path = tmp_path_factory.mktemp("lm")
-    core = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token="[UNK]"))
-    core.pre_tokenizer = pre_tokenizers.Whitespace()
-    PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(path)
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=len(WORDS),
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=64,
-        pad_token_id=0,
-    )
-    LlamaForCausalLM(config).save_pretrained(path)
-    return path
+    return tiny_hf_checkpoint(tmp_path_factory.mktemp("lm"), WORDS, "causal", hidden=32)
 
 
 def write_prefs(path, n=40):
