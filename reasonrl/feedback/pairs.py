@@ -3,8 +3,9 @@
     pairs = rollout_pairs(run_dir, limit=50, seed=0)
 
 Each rollout group holds several completions of one prompt sampled by the policy at one step. A pair is two
-different completions of a group, A and B in random order, labelled with the step that sampled them; the rest
-of the group is the pool that 'regenerate' draws from. Groups are taken from the latest steps backwards (the
+different completions of a group (different beyond case, spacing and a trailing period; with different final
+answers when the group has two such), A and B in random order, labelled with the step that sampled them; the
+rest of the group is the pool that 'regenerate' draws from. Groups are taken from the latest steps backwards (the
 policy people are about to train further), at most one pair per group, and the choice is a function of the
 seed, so the same command makes the same pairs.
 """
@@ -16,6 +17,35 @@ import random
 from pathlib import Path
 
 from reasonrl.feedback.store import Pair
+
+
+def _shape(text: str) -> str:
+    """Case, spacing and trailing punctuation removed: answers equal up to these are the same to a person."""
+    return " ".join(text.lower().split()).rstrip(".!;, ")
+
+
+def distinct(texts: list[str]) -> list[str]:
+    """Non-empty texts, one per shape (the first of each)."""
+    seen: dict[str, str] = {}
+    for text in texts:
+        if text.strip():
+            seen.setdefault(_shape(text), text)
+    return list(seen.values())
+
+
+def contrasting_first(texts: list[str]) -> list[str]:
+    """texts reordered so that the first two give different final answers when any two do (a person learns
+    more from, and the reward model is taught more by, answers that disagree)."""
+    from reasonrl.rewards.answers import canonical_answer, final_answer
+
+    def answer(text: str) -> str | None:
+        return canonical_answer(final_answer(text))  # what maj@k votes with
+
+    first = answer(texts[0])
+    for i, text in enumerate(texts[1:], 1):
+        if answer(text) != first:
+            return [texts[0], text, *texts[1:i], *texts[i + 1 :]]
+    return texts
 
 
 def rollout_pairs(run_dir: Path, limit: int = 50, seed: int = 0) -> list[Pair]:
@@ -33,10 +63,11 @@ def rollout_pairs(run_dir: Path, limit: int = 50, seed: int = 0) -> list[Pair]:
                 row = json.loads(line)
                 groups.setdefault((row["step"], row["group"]), []).append(row)
         for (step, _), rows in sorted(groups.items()):
-            texts = list(dict.fromkeys(r["completion"] for r in rows if r["completion"].strip()))
+            texts = distinct([r["completion"] for r in rows])
             if len(texts) < 2:
                 continue
             rng.shuffle(texts)
+            texts = contrasting_first(texts)
             prompt = rows[0]["prompt"]
             source = f"policy, training step {step}"
             pairs.append(

@@ -331,3 +331,19 @@ def test_model_pairs_put_the_trained_policy_against_its_base_on_held_out_problem
     assert model_pairs(run_dir, limit=6, samples=2, seed=0) == pairs  # the same seed: the same pairs
     with pytest.raises(ValueError, match="LoRA adapter/ of a finished run"):
         model_pairs(tmp_path, 2)
+
+
+def test_pairs_skip_answers_that_differ_only_in_punctuation_and_prefer_different_answers(tmp_path):
+    from reasonrl.feedback.pairs import contrasting_first, distinct
+
+    assert distinct(["9 + 3 = 12", "9 + 3 = 12.", " 9 + 3 =  12 ", "", "9 + 3 = 11"]) == ["9 + 3 = 12", "9 + 3 = 11"]
+    assert contrasting_first(["4 - 10 = -6", "4 - 10 = -6 indeed", "4 - 10 = -4"])[:2] == ["4 - 10 = -6", "4 - 10 = -4"]
+    assert contrasting_first(["a 1", "b 1"]) == ["a 1", "b 1"]  # no disagreement: order kept
+    run_dir = tmp_path / "run"
+    (run_dir / "rollouts").mkdir(parents=True)
+    texts = ["2 + 2 = 4", "2 + 2 = 4.", "2 + 2 = 4 ", "2 + 2 = 5", "2 + 2 = 4!"]
+    rows = [{"step": 1, "group": 0, "id": "t/0", "prompt": "Calculate 2 + 2.", "completion": t} for t in texts]
+    (run_dir / "rollouts" / "step_000001.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    for seed in range(5):
+        (pair,) = rollout_pairs(run_dir, 5, seed)
+        assert {pair.a, pair.b} == {"2 + 2 = 4", "2 + 2 = 5"} and pair.pool == ()
