@@ -41,6 +41,17 @@ def torch_dtype(cfg: ModelConfig) -> torch.dtype:
     return DTYPES[name]
 
 
+def model_dir(cfg: ModelConfig) -> Path:
+    """The local Hugging Face directory of model.path (the bundled model's cached conversion included)."""
+    path = bundled_model_dir() if cfg.path == BUNDLED else Path(cfg.path).expanduser()
+    if not (path / "config.json").is_file():
+        raise ValueError(
+            f"model.path {cfg.path!r}: no config.json in {path}; give a local Hugging Face "
+            f"model directory, or {BUNDLED!r}"
+        )
+    return path
+
+
 def load_base(cfg: ModelConfig) -> tuple[nn.Module, object]:
     """Return (model, tokenizer) with frozen-dtype base weights, in eval mode."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -51,12 +62,7 @@ def load_base(cfg: ModelConfig) -> tuple[nn.Module, object]:
 
         model = tiny_model(vocab_size=ByteTokenizer.vocab_size)
         return model.to(dtype), ByteTokenizer()
-    path = bundled_model_dir() if cfg.path == BUNDLED else Path(cfg.path).expanduser()
-    if not (path / "config.json").is_file():
-        raise ValueError(
-            f"model.path {cfg.path!r}: no config.json in {path}; give a local Hugging Face "
-            f"model directory, or {BUNDLED!r}"
-        )
+    path = model_dir(cfg)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
     if (path / BYTE_TOKENIZER_FILE).is_file():  # a tiny model saved by reasonrl (e.g. `reasonrl pipeline`)
         from reasonrl.tokenizer import ByteTokenizer

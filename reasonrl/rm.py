@@ -149,12 +149,11 @@ def load_classifier(cfg: RunConfig) -> tuple[Any, Any]:
     from peft import LoraConfig as PeftLoraConfig, get_peft_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from reasonrl.model import BUNDLED, TINY, torch_dtype
-    from reasonrl.model_files import bundled_model_dir
+    from reasonrl.model import TINY, model_dir, torch_dtype
 
     if cfg.model.path == TINY:
         raise ValueError("reasonrl rm needs a Hugging Face model directory; tiny:llama has no tokenizer files")
-    path = bundled_model_dir() if cfg.model.path == BUNDLED else Path(cfg.model.path).expanduser()
+    path = model_dir(cfg.model)
     tokenizer = AutoTokenizer.from_pretrained(path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
