@@ -94,6 +94,11 @@ def auto_pairs(cfg: RunConfig) -> list[PrefPair]:
     problems = task.train[: cfg.rm.auto_problems]
     sampling = cfg.rewards.options.get("correct", {})
     _, tokenizer, engine, env = load_for_eval(cfg)
+    started = time.time()
+    if hasattr(engine, "progress"):  # the hf engine reports after each batch of prompts
+        engine.progress = lambda done, total, _: print(
+            f"rm: sampled {done}/{total} problems ({time.time() - started:.0f} s)", flush=True
+        )
     try:
         params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p)
         trajectories = rollout(env, engine, tokenizer, problems, n=cfg.rm.auto_samples, params=params, seed=cfg.seed)
@@ -108,9 +113,10 @@ def auto_pairs(cfg: RunConfig) -> list[PrefPair]:
         scored = [(c, float(s)) for c, s in verdicts if isinstance(s, int | float)]
         right = sorted({c for c, s in scored if s >= 1.0})
         wrong = sorted({c for c, s in scored if s < 1.0})
-        if right and wrong:
-            prompt = [{"role": str(m["role"]), "content": str(m["content"])} for m in example.prompt]
-            pairs.append(PrefPair(prompt, rng.choice(right), rng.choice(wrong)))
+        combos = [(r, w) for r in right for w in wrong]
+        prompt = [{"role": str(m["role"]), "content": str(m["content"])} for m in example.prompt]
+        for chosen, rejected in rng.sample(combos, min(len(combos), cfg.rm.auto_pairs_per_problem)):
+            pairs.append(PrefPair(prompt, chosen, rejected))
     if len(pairs) < 4:
         raise ValueError(
             f"rm.pairs=auto: only {len(pairs)} of {len(problems)} problems had both a correct and an incorrect "
@@ -233,7 +239,7 @@ def fit(model: Any, tokenizer: Any, train: list[PrefPair], cfg: RunConfig, log: 
             gap = (chosen - rejected).detach()
             row = {
                 "step": step,
-                "loss": float(loss),
+                "loss": loss.detach().item(),
                 "accuracy": float((gap > 0).float().mean()),
                 "gap": float(gap.mean()),
                 "grad_norm": float(grad_norm),
@@ -258,7 +264,8 @@ def train_rm(cfg: RunConfig, overwrite: bool = False, quiet: bool = False) -> Pa
     with claim_run_dir(cfg, resume=False, overwrite=overwrite, command="rm") as run_dir:
         if cfg.rm.pairs == "auto":
             print(
-                f"rm: sampling {cfg.rm.auto_samples} answers to {cfg.rm.auto_problems} problems of {cfg.task.name}",
+                f"rm: sampling {cfg.rm.auto_samples} answers to each of "
+                f"{min(cfg.rm.auto_problems, cfg.task.train_size)} problems of {cfg.task.name}",
                 flush=True,
             )
             pairs = auto_pairs(cfg)

@@ -135,7 +135,10 @@ class RMConfig:
     auto_problems: int = 200
     """auto: train problems sampled (the first ones of task.train)."""
     auto_samples: int = 8
-    """auto: samples per problem (at sampling.temperature); a problem gives a pair when it has both kinds."""
+    """auto: samples per problem (at sampling.temperature); a problem gives pairs when it has both kinds."""
+    auto_pairs_per_problem: int = 4
+    """auto: at most this many (correct, incorrect) pairs of distinct answers per problem, drawn without
+    repeating a pair."""
     margin: float = 0.0
     """Bradley-Terry margin: loss = -log sigmoid(r(chosen) - r(rejected) - margin) (Llama 2 uses 0 to 1)."""
     epochs: int = 2
@@ -152,8 +155,14 @@ class RMConfig:
     def __post_init__(self) -> None:
         if not 0 < self.eval_share < 1:
             raise ValueError(f"rm.eval_share must be between 0 and 1, got {self.eval_share}")
-        if min(self.epochs, self.pairs_per_step, self.auto_problems, self.auto_samples) < 1:
-            raise ValueError("rm.epochs, rm.pairs_per_step, rm.auto_problems and rm.auto_samples must be >= 1")
+        if (
+            min(self.epochs, self.pairs_per_step, self.auto_problems, self.auto_samples, self.auto_pairs_per_problem)
+            < 1
+        ):
+            raise ValueError(
+                "rm.epochs, rm.pairs_per_step, rm.auto_problems, rm.auto_samples and rm.auto_pairs_per_problem "
+                "must be >= 1"
+            )
 
 
 @dataclass(frozen=True)
