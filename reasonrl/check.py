@@ -121,9 +121,13 @@ def estimate(cfg: RunConfig, examples: list[Example], say: Any) -> None:
         f"~{update:.0f} s ({micro_batches} micro-batches of {rows} x {length} tokens at {fwd_bwd:.1f} s each); "
         f"{cfg.steps} steps ~{(generate + update) * cfg.steps / 60:.0f} min plus evaluations"
     )
+    from reasonrl.plan import gb, plan_for
+
+    plan = plan_for(cfg)
     say(
-        f"memory: peak {peak_gb:.1f} GB RSS for one micro-batch's forward and backward (the run adds the "
-        "optimizer's state and the generation's KV cache)"
+        f"memory: the plan's peak is {gb(plan.peak)} GiB ({plan.peak_phase}) of {gb(plan.device.capacity)} GiB free, "
+        f"{'fits' if plan.fits else 'does NOT fit'} (`reasonrl plan` has the parts); this check's one micro-batch "
+        f"peaked at {peak_gb:.1f} GiB RSS"
     )
 
 

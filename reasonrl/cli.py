@@ -1,4 +1,5 @@
-"""Command line: reasonrl train | sft | seeds | sweep | pipeline | eval | report | compare | rm | feedback | list.
+"""Command line: reasonrl train | sft | seeds | sweep | pipeline | eval | report | compare | rm | feedback | plan |
+list.
 
     reasonrl train recipes/quickstart.yaml [key.sub=value ...] [--overwrite] [--quiet] [--check]
     reasonrl train --resume runs/quickstart
@@ -11,6 +12,7 @@
     reasonrl compare RUN_DIR... | SWEEP_DIR [--out compare.html]
     reasonrl list [tasks|rewards|advantages|losses|kl|environments|engines] [--options NAME]
     reasonrl rm recipe.yaml rm.pairs=prefs.jsonl|auto name=rm [key=value ...] [--overwrite]
+    reasonrl plan recipe.yaml [key=value ...] [--device cpu|cuda:80GB] [--arch qwen2.5-7b] [--fit [--out F.yaml]]
     reasonrl feedback RUN_DIR [--pairs 50] [--host H] [--port P] [--judge NAME]   |   feedback export RUN_DIR
 
 Errors in user input print one line (`error: ...`) and exit with status 2; a failing reward or weight sync
@@ -29,6 +31,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from reasonrl.plan.command import add_plan_command
 
 
 def run_config(args: argparse.Namespace, example: str) -> Any:
@@ -219,6 +223,7 @@ def add_feedback_commands(sub: Any) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing run directory")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_rm)
+    add_plan_command(sub, split_recipe)
     p = sub.add_parser("feedback", help="people compare two answers in a browser; export the preferences")
     p.add_argument("target", nargs="+", metavar="RUN_DIR | export RUN_DIR", help="serve a run's pairs, or export")
     p.add_argument("--pairs", type=int, default=50, help="pairs to make (default 50)")

@@ -98,7 +98,10 @@ class ByteTokenizer:
         return [self.offset + self.chars.index(c) for c in text if c in self.chars]
 
     def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
-        return "".join(self.chars[i - self.offset] for i in ids if i >= self.offset)
+        # ids past the alphabet (a model with a larger vocabulary, as bench/plan_grid.py's) read as U+FFFD
+        return "".join(
+            self.chars[i - self.offset] if i < self.vocab_size else "\ufffd" for i in ids if i >= self.offset
+        )
 
     def apply_chat_template(
         self, messages: list[Message], add_generation_prompt: bool = True, tokenize: bool = True

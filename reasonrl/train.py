@@ -28,6 +28,7 @@ from reasonrl.forgetting import format_forget, make_monitor
 from reasonrl.report import write_report_safely
 from reasonrl.roles import Learner, RolloutWorker
 from reasonrl.early_stop import Watcher
+from reasonrl.plan import StepPhases, memory_check
 from reasonrl.run import STATE_FILE, Run, RunStopped, catch_stop_signals, read_state, write_state
 from reasonrl.sync_check import SyncCheck
 from reasonrl.tasks import load_task
@@ -146,6 +147,7 @@ def train(
     """Train with cfg; returns the run directory. resume=True continues runs/<name> from its last checkpoint.
     watchers: called after each evaluation; one that returns a reason stops the run there (a sweep's pruner)."""
     configure_host(cfg.threads, cfg.keep_freed_memory)
+    memory_check(cfg)  # a plan that does not fit stops here, before anything is written
     with claim_run_dir(cfg, resume, overwrite) as run_dir:
         return run_training(cfg, run_dir, resume, quiet, watchers)
 
@@ -185,9 +187,11 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watch
         worker.update_weights(learner.weights(device=None))  # the engine serves the start policy
         start = run.begin(load, f"evaluating the base model on {len(eval_examples)} held-out problems ...")
         sync.check(start, worker, learner)
+        phases = StepPhases(cfg)  # memory/<phase>_gb; an out-of-memory error names its phase
         for step in range(start, cfg.steps):
             t0 = time.time()
-            collected, timings = worker.sample(step)
+            with phases.phase("generate", step):
+                collected, timings = worker.sample(step)
             t1 = time.time()
             metrics = rollout_stats(collected.sampled, cfg.samples_per_prompt) | collected.metrics(
                 cfg.algo.dynamic_sampling.enabled
@@ -198,7 +202,8 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watch
                 else None
             )
             worker.sleep()  # colocated vLLM on a GPU frees its memory for the update
-            metrics |= learner.step(batch)
+            with phases.phase("update", step):
+                metrics |= learner.step(batch)
             worker.wake()
             if batch is not None:
                 worker.update_weights(learner.weights(device=None))
@@ -209,6 +214,7 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watch
                 "time/reward": timings["reward"],
                 "time/update": time.time() - t1,
                 "time/step": time.time() - t0,
+                **phases.metrics,
             }
             if cfg.log_rollouts_every and (step + 1) % cfg.log_rollouts_every == 0:
                 write_rollouts(

@@ -7,7 +7,7 @@ import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
@@ -62,7 +62,13 @@ class RunConfig:
     """torch threads (None: all cores)."""
     keep_freed_memory: bool = True
     """Linux/glibc: keep freed memory blocks (up to 1 GiB) in the process for reuse instead of handing them back to
-    the OS, which makes the next tensor of that size page-fault in again (reasonrl/utils/host.py)."""
+    the OS, which makes the next tensor of that size page-fault in again (reasonrl/utils/host.py). false: also trim
+    the heap after every micro-batch on a CPU: a lower peak when an update has several micro-batches (the heap
+    is not fully reused from one to the next), at the cost of fresh pages each time."""
+    memory_check: Literal["stop", "warn", "off"] = "stop"
+    """Before a run starts, its memory plan (`reasonrl plan`) is held against the device's free memory: a plan that
+    does not fit stops the run with the parts and the overrides that would fit (stop), is only reported (warn),
+    or is not made (off)."""
 
     def __post_init__(self) -> None:
         positive = {

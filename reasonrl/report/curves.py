@@ -58,6 +58,7 @@ FAMILIES: list[tuple[str, Callable[[str], bool]]] = [
     ("KL", lambda k: k.startswith(("loss/kl", "kl/", "forget/kl"))),
     ("Entropy", lambda k: "entropy" in k),
     ("Step time (s)", lambda k: k.startswith("time/")),
+    ("Peak memory per phase (GiB)", lambda k: k.startswith("memory/")),
     ("Forgetting", lambda k: k.startswith("forget/")),
     ("Loss", lambda k: k.startswith("loss/")),
 ]

@@ -22,7 +22,7 @@ def metrics_by_step(run_dir: Path) -> dict[int, dict]:
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     steps = [r["step"] for r in rows]
     assert steps == sorted(set(steps)), f"duplicate or unordered steps: {steps}"
-    return {r["step"]: {k: v for k, v in r.items() if not k.startswith("time/")} for r in rows}
+    return {r["step"]: {k: v for k, v in r.items() if not k.startswith(("time/", "memory/"))} for r in rows}
 
 
 def cli(*args: str) -> subprocess.Popen:

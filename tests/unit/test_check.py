@@ -13,7 +13,7 @@ def test_check_prints_examples_rewards_and_an_estimate_and_writes_nothing(capsys
     out = capsys.readouterr().out
     assert "config: ok" in out and "task: 32 train and 8 held-out problems" in out
     assert out.count("-> answer") == 3 and out.count("correct 1.00, format 1.00") == 3
-    assert "estimate per step" in out and "memory: peak" in out and "check passed" in out
+    assert "estimate per step" in out and "memory: the plan" in out and "check passed" in out
     assert not (tmp_path / "runs").exists()
 
 

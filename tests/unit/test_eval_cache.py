@@ -10,7 +10,7 @@ from tests.helpers import tiny_config
 
 def metrics(run_dir):
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+    return [{k: v for k, v in r.items() if not k.startswith(("time/", "memory/"))} for r in rows]
 
 
 def test_a_second_run_reuses_the_start_evaluation_and_trains_the_same(tmp_path, monkeypatch, capsys):
