@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,7 +137,9 @@ def prompt_tokens(cfg: RunConfig) -> int:
         from reasonrl.tasks import load_task
         from reasonrl.tokenizer import encode_chat
 
-        return max(len(encode_chat(tokenizer, list(e.prompt))) for e in load_task(cfg.task).train[:64])
+        small = dataclasses.replace(cfg.task, train_size=min(64, cfg.task.train_size), eval_size=8)  # a sample
+
+        return max(len(encode_chat(tokenizer, list(e.prompt))) for e in load_task(small).train)
     except (ValueError, OSError):
         return ASSUMED_PROMPT
 
