@@ -13,7 +13,7 @@ list.
     reasonrl list [tasks|rewards|advantages|losses|kl|environments|engines] [--options NAME]
     reasonrl rm recipe.yaml rm.pairs=prefs.jsonl|auto name=rm [key=value ...] [--overwrite]
     reasonrl plan recipe.yaml [key=value ...] [--device cpu|cuda:80GB] [--arch qwen2.5-7b] [--fit [--out F.yaml]]
-    reasonrl feedback RUN_DIR [--pairs 50] [--host H] [--port P] [--judge NAME]   |   feedback export RUN_DIR
+    reasonrl feedback RUN_DIR|RECIPE [--pairs 50] [--host H] [--port P] [--judge NAME]   |   feedback export RUN_DIR
 
 Errors in user input print one line (`error: ...`) and exit with status 2; a failing reward or weight sync
 exits 1. The first Ctrl-C (SIGINT) or SIGTERM stops a run after its current step with a checkpoint and exits
@@ -225,7 +225,12 @@ def add_feedback_commands(sub: Any) -> None:
     p.set_defaults(func=cmd_rm)
     add_plan_command(sub, split_recipe)
     p = sub.add_parser("feedback", help="people compare two answers in a browser; export the preferences")
-    p.add_argument("target", nargs="+", metavar="RUN_DIR | export RUN_DIR", help="serve a run's pairs, or export")
+    p.add_argument(
+        "target",
+        nargs="+",
+        metavar="RUN_DIR | RECIPE | export RUN_DIR",
+        help="serve pairs of a run or a recipe's model, or export",
+    )
     p.add_argument("--pairs", type=int, default=50, help="pairs to make (default 50)")
     p.add_argument(
         "--source",

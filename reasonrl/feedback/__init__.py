@@ -1,10 +1,12 @@
 """Human feedback: people compare two answers in a browser; their judgements train a reward model.
 
     reasonrl feedback RUN_DIR [--source rollouts|model] [--pairs 50] [--host 127.0.0.1] [--port 8765] [--judge NAME]
+    reasonrl feedback RECIPE.yaml [--pairs 50] ...     (the recipe's model before training; runs/<name>-feedback)
     reasonrl feedback export RUN_DIR [--out RUN_DIR/preferences.jsonl] [--sft RUN_DIR/demonstrations.jsonl]
 
 `feedback RUN_DIR` makes pairs from the run's saved rollouts, or (--source model) of its trained policy against its
-base model on held-out problems (feedback/pairs.py), stores them and every
+base model on held-out problems (feedback/pairs.py); `feedback RECIPE.yaml` from the recipe's model on its train
+problems, into the directory runs/<name>-feedback (export it like a run directory). It stores them and every
 judgement in RUN_DIR/feedback.db (feedback/store.py: SQLite, safe with several people at once), and serves the
 page (feedback/app.py, feedback/page.html) with uvicorn until Ctrl-C. `export` writes the preferences as JSONL
 (prompt, chosen, rejected, judge, kind) for `reasonrl rm`, and the answers people wrote as SFT demonstrations.
@@ -38,10 +40,19 @@ def serve(run_dir: Path, pairs: int, host: str, port: int, judge: str, seed: int
         from reasonrl.feedback.app import make_app
     except ImportError as e:
         raise ValueError(f"reasonrl feedback needs {e.name}: pip install 'reasonrl[feedback]'") from None
-    from reasonrl.feedback.pairs import model_pairs, rollout_pairs
+    from reasonrl.feedback.pairs import model_pairs, recipe_pairs, rollout_pairs
 
-    store = open_store(run_dir)
-    made = rollout_pairs(run_dir, pairs, seed) if source == "rollouts" else model_pairs(run_dir, pairs, seed=seed)
+    if run_dir.suffix in (".yaml", ".yml"):  # a recipe: its model's answers before training, in runs/<name>-feedback
+        from reasonrl.config import load_config
+
+        cfg = load_config(run_dir)
+        made = recipe_pairs(cfg, pairs, seed=seed)
+        run_dir = Path(cfg.output_dir) / f"{cfg.name}-feedback"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        store = open_store(run_dir)
+    else:
+        store = open_store(run_dir)
+        made = rollout_pairs(run_dir, pairs, seed) if source == "rollouts" else model_pairs(run_dir, pairs, seed=seed)
     added = store.add_pairs(made)
     token = secrets.token_urlsafe(18)
     beyond = host not in LOOPBACK
@@ -84,7 +95,7 @@ def main(args: Any) -> None:
         print(f"wrote {n} preferences to {out} and {m} demonstrations to {sft}")
         return
     if len(words) != 1:
-        raise ValueError("usage: reasonrl feedback RUN_DIR [--pairs N] [--host H] [--port P] [--judge NAME]")
+        raise ValueError("usage: reasonrl feedback RUN_DIR_OR_RECIPE [--pairs N] [--host H] [--port P] [--judge NAME]")
     try:
         serve(Path(words[0]), args.pairs, args.host, args.port, args.judge or "", args.seed, args.source)
     except OSError as e:

@@ -1,4 +1,5 @@
-"""Pairs of answers for people to compare, taken from a run's saved rollouts (RUN_DIR/rollouts/step_*.jsonl).
+"""Pairs of answers for people to compare, taken from a run's saved rollouts (RUN_DIR/rollouts/step_*.jsonl),
+from its policy against its base model (model_pairs), or from a recipe's model before training (recipe_pairs).
 
     pairs = rollout_pairs(run_dir, limit=50, seed=0)
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 from reasonrl.feedback.store import Pair
 
@@ -141,4 +143,35 @@ def model_pairs(run_dir: Path, limit: int = 50, samples: int = 3, seed: int = 0)
                 pool=tuple(dict.fromkeys(pool)),
             )
         )
+    return pairs
+
+
+def recipe_pairs(cfg: Any, limit: int = 50, samples: int = 4, seed: int = 0) -> list[Pair]:
+    """Pairs from a recipe's model (model.path, with model.adapter when set) before any training: `samples`
+    answers to each of the first train problems, two different ones shown (disagreeing answers first when
+    there are any), the rest the regenerate pool. Sampled here, once, so the server holds no model."""
+    from reasonrl.engine import SamplingParams
+    from reasonrl.evaluate import load_for_eval
+    from reasonrl.tasks import load_task
+    from reasonrl.tokenizer import encode_chat
+
+    examples = load_task(cfg.task).train[: 2 * limit]  # some problems give only one distinct answer
+    _, tokenizer, engine, env = load_for_eval(cfg)
+    env.close()
+    prompts = [encode_chat(tokenizer, list(e.prompt)) for e in examples]
+    params = SamplingParams(cfg.sampling.max_new_tokens, cfg.sampling.temperature, cfg.sampling.top_p)
+    groups = engine.generate(prompts, params, n=samples, seed=seed)
+    rng = random.Random(seed)
+    source = f"{cfg.model.path}" + (f" + {cfg.model.adapter}" if cfg.model.adapter else "")
+    pairs: list[Pair] = []
+    for example, group in zip(examples, groups):
+        texts = distinct([tokenizer.decode(c.token_ids, skip_special_tokens=True).strip() for c in group])
+        if len(texts) < 2:
+            continue
+        rng.shuffle(texts)
+        texts = contrasting_first(texts)
+        prompt = json.dumps([dict(m) for m in example.prompt])
+        pairs.append(Pair(prompt, texts[0], texts[1], source, source, example.id, tuple(texts[2:])))
+        if len(pairs) == limit:
+            break
     return pairs

@@ -333,6 +333,39 @@ def test_model_pairs_put_the_trained_policy_against_its_base_on_held_out_problem
         model_pairs(tmp_path, 2)
 
 
+def test_a_recipe_gives_pairs_of_its_model_and_a_feedback_directory(tmp_path, monkeypatch):
+    """`reasonrl feedback RECIPE.yaml`: two different answers of the recipe's model to one train problem each,
+    stored in runs/<name>-feedback, where export finds them."""
+    import yaml
+
+    from reasonrl.feedback import serve
+    from reasonrl.feedback.pairs import recipe_pairs
+    from reasonrl.tasks import load_task
+    from tests.helpers import tiny_config, tiny_overrides
+
+    cfg = tiny_config(tmp_path, "sampling.max_new_tokens=12")
+    pairs = recipe_pairs(cfg, limit=5, samples=3, seed=0)
+    train_ids = {e.id for e in load_task(cfg.task).train}
+    assert pairs and len(pairs) <= 5
+    for p in pairs:
+        assert p.a != p.b and p.group in train_ids and p.a_source == "tiny:llama"
+    assert recipe_pairs(cfg, limit=5, samples=3, seed=0) == pairs
+    recipe = tmp_path / "recipe.yaml"
+    data: dict = {}
+    for text in tiny_overrides(tmp_path, "sampling.max_new_tokens=12"):
+        key, _, value = text.partition("=")
+        node = data
+        *parents, leaf = key.split(".")
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = yaml.safe_load(value) if value else ""
+    recipe.write_text(yaml.safe_dump(data))
+    monkeypatch.setattr("uvicorn.run", lambda *a, **k: None)  # make the pairs, do not serve
+    serve(recipe, 4, "127.0.0.1", 8765, "ana")
+    store_dir = tmp_path / "runs" / "tiny-feedback"
+    assert (store_dir / "feedback.db").is_file()
+
+
 def test_pairs_skip_answers_that_differ_only_in_punctuation_and_prefer_different_answers(tmp_path):
     from reasonrl.feedback.pairs import contrasting_first, distinct
 
