@@ -130,7 +130,7 @@ def measure(args: list[str]) -> dict[str, float]:
     from reasonrl.utils.memory import PhasePeaks
 
     cfg = load_config(None, args)
-    configure_host(cfg.threads, cfg.keep_freed_memory)
+    configure_host(cfg.threads, cfg.keeps_freed_memory)
     task = load_task(cfg.task)
     learner = Learner(cfg)
     worker = RolloutWorker(cfg, learner.tokenizer, task.train, shared=learner.policy)
@@ -171,6 +171,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="write the grid's numbers here")
+    parser.add_argument("--only", help="comma-separated indices of the grid's points (0-based)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="overrides for every point")
     parser.add_argument("--point", help=argparse.SUPPRESS)  # internal: measure one point (JSON list of overrides)
     args = parser.parse_args()
     if args.point:
@@ -182,8 +184,10 @@ def main() -> None:
     )
     print(header + "\n" + f"{'':62}{'plan  meas  err':>21}  {'plan  meas  err':>21}", flush=True)
     grid = GRID if args.device == "cpu" else GPU_GRID
+    if args.only:
+        grid = [grid[int(i)] for i in args.only.split(",")]
     for point in grid[:3] if args.quick else grid:
-        point_args = overrides(point, args.device, args.threads)
+        point_args = overrides(point, args.device, args.threads) + list(args.set)
         env = os.environ | {"HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
         out = subprocess.run(
             [sys.executable, __file__, "--point", json.dumps(point_args)], capture_output=True, text=True, env=env

@@ -81,7 +81,7 @@ def estimate(cfg: RunConfig, examples: list[Example], say: Any) -> None:
     from reasonrl.tokenizer import encode_chat
     from reasonrl.utils.host import configure_host
 
-    configure_host(cfg.threads, cfg.keep_freed_memory)  # as a run sets it
+    configure_host(cfg.threads, cfg.keeps_freed_memory)  # as a run sets it
     started = time.perf_counter()
     policy, tokenizer = load_policy(cfg.model, cfg.lora)
     say(

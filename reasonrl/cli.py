@@ -117,7 +117,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from reasonrl.utils.host import configure_host
 
     cfg, adapter = eval_config(args)
-    configure_host(cfg.threads, cfg.keep_freed_memory)
+    configure_host(cfg.threads, cfg.keeps_freed_memory)
     names = [n.strip() for n in args.tasks.split(",") if n.strip()] if args.tasks is not None else None
     if names is not None and not names:
         raise ValueError(

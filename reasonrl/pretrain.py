@@ -70,7 +70,7 @@ def text_rows(ids: list[int], line_starts: list[int], batch: int, seq_len: int, 
 def pretrain(cfg: RunConfig, run_dir: Path, quiet: bool = False) -> Path:
     """Train a random tiny Llama on the pretraining text; returns the saved model directory (run_dir/model)."""
     p = cfg.pretrain
-    configure_host(cfg.threads, cfg.keep_freed_memory)
+    configure_host(cfg.threads, cfg.keeps_freed_memory)
     tokenizer = ByteTokenizer()
     lines = pretraining_lines(cfg)
     ids: list[int] = []

@@ -260,7 +260,7 @@ def train_rm(cfg: RunConfig, overwrite: bool = False, quiet: bool = False) -> Pa
     from reasonrl.train import claim_run_dir, prepare_run_dir
     from reasonrl.utils.host import configure_host
 
-    configure_host(cfg.threads, cfg.keep_freed_memory)
+    configure_host(cfg.threads, cfg.keeps_freed_memory)
     with claim_run_dir(cfg, resume=False, overwrite=overwrite, command="rm") as run_dir:
         if cfg.rm.pairs == "auto":
             print(

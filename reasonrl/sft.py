@@ -124,7 +124,7 @@ def save_result(policy: nn.Module, tokenizer: Any, run_dir: Path) -> Path:
 
 def sft(cfg: RunConfig, resume: bool = False, overwrite: bool = False, quiet: bool = False) -> Path:
     """Fine-tune cfg.model on demonstrations; returns the run directory (adapter/ or model/, summary.json)."""
-    configure_host(cfg.threads, cfg.keep_freed_memory)
+    configure_host(cfg.threads, cfg.keeps_freed_memory)
     with claim_run_dir(cfg, resume, overwrite, command="sft") as run_dir:
         return run_sft(cfg, run_dir, resume, quiet)
 

@@ -146,7 +146,7 @@ def train(
 ) -> Path:
     """Train with cfg; returns the run directory. resume=True continues runs/<name> from its last checkpoint.
     watchers: called after each evaluation; one that returns a reason stops the run there (a sweep's pruner)."""
-    configure_host(cfg.threads, cfg.keep_freed_memory)
+    configure_host(cfg.threads, cfg.keeps_freed_memory)
     memory_check(cfg)  # a plan that does not fit stops here, before anything is written
     with claim_run_dir(cfg, resume, overwrite) as run_dir:
         return run_training(cfg, run_dir, resume, quiet, watchers)

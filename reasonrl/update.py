@@ -28,7 +28,6 @@ from reasonrl.errors import RunFailure
 from reasonrl.model import policy_logprobs, policy_logprobs_entropy, reference, trainable_parameters
 from reasonrl.types import Batch
 from reasonrl.utils.faults import fault_point
-from reasonrl.utils.host import release_freed_memory
 
 
 def row_slices(batch: Batch, size: int, max_tokens: int | None = None) -> list[slice]:
@@ -166,8 +165,6 @@ def update(
             divisor = max(1, round(int(batch.mask.sum()) / algo.mini_batches))
         norms = dict(batch_tokens=divisor, batch_seqs=mini.size, max_len=cfg.sampling.max_new_tokens)
         for mb in micro_batches(mini, size, model_device(policy), cfg.optim.micro_batch_tokens):
-            if not cfg.keep_freed_memory and model_device(policy).type == "cpu":
-                release_freed_memory()  # each micro-batch starts from a trimmed heap: a lower peak, fresh pages
             loss, metrics = micro_batch_loss(policy, mb, loss_fn, cfg, kl, norms)
             loss.backward()
             fault_point("update")

@@ -23,7 +23,7 @@ VLLM_CPU_RUNTIME = int(1.5 * GiB)
 HEAP_KEPT = 0.45
 """CPU (glibc): the share of one micro-batch's memory that the next one does not reuse, so an update of several
 micro-batches peaks higher than one (bundled model, 2 x 16 rows: 2.34 -> 3.36 GiB above the static parts);
-keep_freed_memory=false trims the heap between micro-batches instead (reasonrl/utils/host.py)."""
+keep_freed_memory=false maps large blocks on their own instead (reasonrl/utils/host.py)."""
 ASSUMED_PROMPT = 256
 """Prompt tokens planned for when the model's tokenizer is not on this machine."""
 ADAMW_LORA_BYTES = 16
@@ -182,7 +182,7 @@ def make_plan(cfg: RunConfig, device: Device, arch: Arch, prompt: int) -> Plan:
     parts += generation_parts(cfg, arch, device, prompt)
     parts += update_parts(cfg, arch, prompt)
     micro_batches = -(-cfg.batch_size // update_rows(cfg, prompt + cfg.sampling.max_new_tokens))
-    if not gpu and cfg.keep_freed_memory and micro_batches > 1:
+    if not gpu and cfg.keeps_freed_memory and micro_batches > 1:
         transient = sum(p.bytes for p in parts if p.phase == "update")
         parts.append(Part("heap kept between micro-batches", int(HEAP_KEPT * transient), "update", "keep_freed_memory"))
     if vllm and gpu:

@@ -20,11 +20,16 @@ def configure_host(threads: int | None, keep_freed_memory: bool = True) -> None:
     them back on free, so every new tensor of that size page-faults in again: on this project's 2-core VM a
     (16, 63, 49152) fp32 subtraction took 85 ms into fresh pages against 19 ms into reused ones; a whole GRPO
     benchmark process spent 3.5 instead of 5.5 s in the kernel (3.8% less wall time) with the same peak RSS.
-    Kept blocks cost no peak memory, only memory not handed back between peaks. Elsewhere (macOS, musl) this
-    does nothing."""
+    The cost is memory: a freed block is not always reused by the next pass, so the heap grows past the live
+    tensors (an update of two 16-row micro-batches of the bundled model peaked 1.0 GiB higher than one, and a
+    checkpointed forward pass kept 3 GiB of freed layer temporaries). Without keep_freed_memory, blocks of 1 MiB
+    and up are mapped and unmapped on their own (mallopt M_MMAP_THRESHOLD): resident memory follows the live
+    tensors, at the cost of fresh pages. Elsewhere (macOS, musl) this does nothing."""
     torch.set_num_threads(threads or torch.get_num_threads())
     if keep_freed_memory:
         keep_freed_blocks()
+    else:
+        map_large_blocks()
 
 
 def keep_freed_blocks() -> bool:
@@ -40,15 +45,15 @@ def keep_freed_blocks() -> bool:
     return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BELOW)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
 
 
-def release_freed_memory() -> bool:
-    """Hand the freed blocks inside glibc's heap back to the OS (malloc_trim). The heap does not shrink by itself
-    where freed blocks sit between live ones, and a later pass does not reuse all of them: on the bundled model
-    a second micro-batch of 16 rows added 0.95 GiB to the first one's 2.1 GiB peak, and a trim between them
-    took that away (reasonrl/plan.py counts it). True when glibc took it; elsewhere a no-op."""
+def map_large_blocks() -> bool:
+    """mallopt: mmap every block of 1 MiB and up (a fixed threshold, which glibc otherwise raises up to 32 MiB as
+    blocks are freed), so freeing one hands its pages back. True when glibc took it."""
     if not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.malloc_trim(0))
+        mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 20))
