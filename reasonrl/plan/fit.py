@@ -19,9 +19,13 @@ def fit(cfg: RunConfig, device: Device, arch: Arch, prompt: int) -> tuple[dict[s
     """The largest micro-batch (without gradient checkpointing when it can), engine batch and vLLM share that
     fit the device, as overrides; decoding from the LoRA model instead of a merged copy when the copy does not
     fit. None when nothing fits (the base weights alone are too large)."""
-    merges = [{}] if cfg.engine.name != "hf" or not cfg.engine.hf.merge_lora else [{}, {"engine.hf.merge_lora": False}]
-    for merge in merges:
-        found = _fit(cfg, device, arch, prompt, dict(merge))
+    starts: list[dict[str, Any]] = [{}]
+    if device.kind == "cpu" and cfg.keeps_freed_memory:  # a heap that follows the live tensors
+        starts.append({"keep_freed_memory": False})
+    if cfg.engine.name == "hf" and cfg.engine.hf.merge_lora:  # decode from the LoRA model: no copy of the weights
+        starts += [start | {"engine.hf.merge_lora": False} for start in starts]
+    for start in starts:
+        found = _fit(cfg, device, arch, prompt, dict(start))
         if found is not None:
             return found
     return None
