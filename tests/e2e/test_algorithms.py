@@ -100,6 +100,20 @@ def test_every_recipe_trains_on_the_tiny_model(tmp_path, recipe):
             "task.eval_size=4",
             "env.max_turns=2",
         ]
+    if str(spec.get("model", {}).get("device", "cpu")).startswith("cuda"):  # a GPU recipe's settings, on the CPU
+        own_task += ["model.device=cpu", "engine.name=hf"]
+    if "reward_model" in spec.get("rewards", {}).get(
+        "components", {}
+    ):  # a tiny reward model in place of the trained one
+        from tests.helpers import tiny_hf_checkpoint
+
+        scorer = tiny_hf_checkpoint(tmp_path / "rm", ["[PAD]", "[UNK]", "1", "2", "+", "="], "classifier", num_labels=1)
+        from tests.helpers import TOY_REWARD
+
+        own_task += [
+            f"rewards.components={{{TOY_REWARD}: 1.0, reward_model: 0.5}}",
+            f"rewards.options={{reward_model: {{path: {scorer}}}}}",
+        ]
     cfg = load_config(
         recipe,
         tiny_overrides(
