@@ -46,13 +46,24 @@ def test_config_is_frozen():
         RunConfig().steps = 3  # type: ignore[misc]
 
 
-def test_every_recipe_loads():
+def test_every_recipe_loads(tmp_path):
     from pathlib import Path
+
+    import yaml
+
+    from tests.helpers import tiny_hf_checkpoint
 
     recipes = sorted(Path(__file__).parents[2].joinpath("recipes").glob("*.yaml"))
     assert recipes, "no recipes found"
     for path in recipes:
-        load_config(path)
+        overrides = []
+        if "reward_model" in yaml.safe_load(path.read_text()).get("rewards", {}).get("components", {}):
+            # recipes/rlhf.yaml reads the reward model `reasonrl rm` writes; a fresh clone has none: a tiny one
+            scorer = tiny_hf_checkpoint(tmp_path / "rm", ["[PAD]", "[UNK]", "1"], "classifier", num_labels=1)
+            overrides = [f"rewards.options={{reward_model: {{path: {scorer}}}}}"]
+        load_config(path, overrides)
+    with pytest.raises(ValueError, match="reward_model.path=./nowhere. is not a Hugging Face model directory"):
+        load_config(Path(__file__).parents[2] / "recipes" / "rlhf.yaml", ["rewards.options.reward_model.path=/nowhere"])
 
 
 def test_loss_is_chosen_by_name_with_its_own_defaults():
