@@ -69,28 +69,13 @@ def model_path(name: str, dtype: str) -> str:
     if (path / "config.json").is_file():
         return str(path)
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
     from reasonrl.model_files import save_model_dir
-    from reasonrl.plan.table import ARCHS, MODEL_TYPES
+    from reasonrl.plan.table import hf_config
     from reasonrl.tokenizer import ByteTokenizer
 
-    vocab, hidden, inter, layers, heads, kv, head_dim, tied, _ = ARCHS[key]
-    model_type = next(t for f, t in MODEL_TYPES.items() if key.startswith(f))
-    config = AutoConfig.for_model(
-        model_type,
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv,
-        head_dim=head_dim,
-        tie_word_embeddings=tied,
-        bos_token_id=1,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
+    config = hf_config(key, bos_token_id=1, eos_token_id=2, pad_token_id=0)
     print(f"building a random {key} in {dtype} at {path} ...", file=sys.stderr, flush=True)
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=getattr(torch, dtype))

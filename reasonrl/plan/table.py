@@ -36,3 +36,23 @@ def arch_key(name: str) -> str | None:
         base = base.removesuffix(suffix)
     base = base.replace("meta-llama-", "llama-").replace("llama3", "llama-3")
     return base if base in ARCHS else None
+
+
+def hf_config(key: str, **extra: int) -> object:
+    """A transformers config with a table shape (random-weight models: bench/plan_grid.py, tests)."""
+    from transformers import AutoConfig
+
+    vocab, hidden, inter, layers, heads, kv, head_dim, tied, _ = ARCHS[key]
+    model_type = next(t for f, t in MODEL_TYPES.items() if key.startswith(f))
+    return AutoConfig.for_model(
+        model_type,
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        head_dim=head_dim,
+        tie_word_embeddings=tied,
+        **extra,
+    )

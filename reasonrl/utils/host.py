@@ -34,26 +34,22 @@ def configure_host(threads: int | None, keep_freed_memory: bool = True) -> None:
 
 def keep_freed_blocks() -> bool:
     """mallopt: heap (not mmap) for blocks below KEEP_BELOW, and never trim the heap. True when glibc took it."""
-    if not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False  # not glibc
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, KEEP_BELOW)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
+    return _mallopt(M_MMAP_THRESHOLD, KEEP_BELOW) and _mallopt(M_TRIM_THRESHOLD, 2**31 - 1)
 
 
 def map_large_blocks() -> bool:
     """mallopt: mmap every block of 1 MiB and up (a fixed threshold, which glibc otherwise raises up to 32 MiB as
     blocks are freed), so freeing one hands its pages back. True when glibc took it."""
+    return _mallopt(M_MMAP_THRESHOLD, 1 << 20)
+
+
+def _mallopt(parameter: int, value: int) -> bool:
+    """glibc's mallopt(parameter, value); False on other platforms and C libraries."""
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
+        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
     except (OSError, AttributeError):
-        return False
+        return False  # not glibc
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, 1 << 20))
+    return bool(mallopt(parameter, value))

@@ -108,23 +108,11 @@ def test_parameter_counts_match_the_model(model_type: str, tied: bool) -> None:
 @pytest.mark.parametrize("key", sorted(ARCHS))
 def test_table_architectures_count_like_transformers(key: str) -> None:
     """Every shipped shape, built on the meta device (no memory): the same parameter count."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    from reasonrl.plan.table import MODEL_TYPES
+    from reasonrl.plan.table import hf_config
 
-    vocab, hidden, inter, layers, heads, kv, head_dim, tied, _ = ARCHS[key]
-    model_type = next(t for f, t in MODEL_TYPES.items() if key.startswith(f))
-    config = AutoConfig.for_model(
-        model_type,
-        vocab_size=vocab,
-        hidden_size=hidden,
-        intermediate_size=inter,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=kv,
-        head_dim=head_dim,
-        tie_word_embeddings=tied,
-    )
+    config = hf_config(key)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     assert Arch.from_table(key).params() == sum(p.numel() for p in model.parameters())
