@@ -59,6 +59,29 @@ def step_prompts(train: list[Example], cfg: RunConfig, step: int, attempt: int, 
     return prompts_for_step(train, cfg.prompts_per_step, position, cfg.seed + 1)[:n]
 
 
+def round_seeds(seed: int, step: int, attempt: int, n: int) -> list[int]:
+    """The sampling seed of each of the n prompts of a rollout round: a function of (run seed, step, round,
+    position), so a resumed run, or one whose round is split over several workers, samples the same."""
+    base = ((seed * 1_000_003 + step) * 7_777_777 + attempt) * 1009
+    return [(base + p) % (1 << 62) for p in range(n)]
+
+
+def sample_step(cfg: RunConfig, step: int, sample_round: Callable[..., Any]) -> tuple[Collected, dict[str, float]]:
+    """Collect the groups of a step from rollout rounds sample_round(step, attempt, n): with
+    algo.dynamic_sampling, groups with equal rewards are dropped and more prompts are rolled out (backfill).
+    Returns them with the seconds spent generating and in the environment, summed over rounds."""
+    timings = {"generate": 0.0, "reward": 0.0}
+
+    def one_round(attempt: int, n: int) -> list[Trajectory]:
+        trajectories, spent = sample_round(step, attempt, n)
+        for key, value in spent.items():
+            timings[key] += value
+        return trajectories
+
+    collected = collect_groups(one_round, cfg.prompts_per_step, cfg.samples_per_prompt, cfg.algo.dynamic_sampling)
+    return collected, timings
+
+
 class RolloutWorker:
     """Owns an environment (with its reward workers), an engine and the tokenizer; samples the groups of a step.
 
@@ -81,32 +104,34 @@ class RolloutWorker:
         return self.engine.version
 
     def sample(self, step: int) -> tuple[Collected, dict[str, float]]:
-        """Roll out the step's prompts, shape the rewards (DAPO overlong) and keep the groups to train on: with
-        algo.dynamic_sampling, groups with equal rewards are dropped and more prompts are rolled out (backfill).
-        Returns them with the seconds spent generating ("generate") and in the environment ("reward")."""
-        cfg, timings = self.cfg, {"generate": 0.0, "reward": 0.0}
+        """The groups of a step from this worker alone (sample_step over sample_round)."""
+        return sample_step(self.cfg, step, self.sample_round)
 
-        def sample_round(attempt: int, n: int) -> list[Trajectory]:
-            spent: dict[str, float] = {}
-            trajectories = rollout(
-                self.env,
-                self.engine,
-                self.tokenizer,
-                step_prompts(self.train, cfg, step, attempt, n),
-                n=cfg.samples_per_prompt,
-                params=self.params,
-                seed=cfg.seed * 1_000_003 + step + attempt * 7_777_777,
-                timings=spent,
-            )
-            for key, value in spent.items():
-                timings[key] = timings.get(key, 0.0) + value
-            shape_overlong(trajectories, cfg.sampling.max_new_tokens, cfg.algo.overlong)
-            return trajectories
-
-        collected = collect_groups(
-            sample_round, cfg.prompts_per_step, cfg.samples_per_prompt, cfg.algo.dynamic_sampling
+    def sample_round(
+        self, step: int, attempt: int, n: int, share: tuple[int, int] | None = None
+    ) -> tuple[list[Trajectory], dict[str, float]]:
+        """Roll out prompts share[0]..share[1]-1 (default all n) of the step's rollout round `attempt` and shape
+        their rewards (DAPO overlong). Each prompt has its own seed (round_seeds), so splitting a round over
+        several workers samples what one worker would. Groups are numbered within the round; each trajectory
+        records the policy version that sampled it (info["version"]). Returns them with the seconds spent
+        generating ("generate") and in the environment ("reward")."""
+        lo, hi = share or (0, n)
+        spent: dict[str, float] = {}
+        trajectories = rollout(
+            self.env,
+            self.engine,
+            self.tokenizer,
+            step_prompts(self.train, self.cfg, step, attempt, n)[lo:hi],
+            n=self.cfg.samples_per_prompt,
+            params=self.params,
+            seed=round_seeds(self.cfg.seed, step, attempt, n)[lo:hi],
+            timings=spent,
         )
-        return collected, timings
+        for t in trajectories:
+            t.group += lo
+            t.info["version"] = self.version
+        shape_overlong(trajectories, self.cfg.sampling.max_new_tokens, self.cfg.algo.overlong)
+        return trajectories, {"generate": spent.get("generate", 0.0), "reward": spent.get("reward", 0.0)}
 
     def evaluate(
         self, examples: list[Example], task: str | None = None, report: EvalProgress | None = None

@@ -32,6 +32,8 @@ class Running:
     env: Env
     example: Example
     group: int
+    sample: int
+    """Which of its group's n samples this is."""
     tokens: list[int]
     mask: list[bool]
     logp: list[float]
@@ -55,10 +57,11 @@ def rollout(
     examples: list[Example],
     n: int,
     params: SamplingParams,
-    seed: int,
+    seed: int | list[int],
     timings: dict[str, float] | None = None,
 ) -> list[Trajectory]:
-    """n trajectories per example, grouped contiguously (group g = rows g*n .. g*n+n-1).
+    """n trajectories per example, grouped contiguously (group g = rows g*n .. g*n+n-1). seed: one for the
+    call, or one per example (what each example samples is then the same whatever else is in the batch).
 
     timings, when given, receives the seconds spent in generation ("generate") and in the environment
     ("reward")."""
@@ -79,9 +82,13 @@ def rollout(
                 )
                 completions = [c for group in groups for c in group]
             else:
+                seeds = (
+                    seed + 7919 * turn
+                    if isinstance(seed, int)
+                    else [(seed[e.group] * 7919 + turn) * 131 + e.sample for e in live]
+                )
                 completions = [
-                    g[0]
-                    for g in engine.generate([e.tokens for e in live], params, n=1, seed=seed + 7919 * turn, keep=more)
+                    g[0] for g in engine.generate([e.tokens for e in live], params, n=1, seed=seeds, keep=more)
                 ]
             t1 = time.time()
             texts = [tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in completions]
@@ -122,8 +129,8 @@ def start_episodes(make_env: Callable[[], Env], tokenizer: Any, examples: list[E
     try:
         for g, example in enumerate(examples):
             first = None
-            for _ in range(n):
-                episode = Running(env=make_env(), example=example, group=g, tokens=[], mask=[], logp=[])
+            for j in range(n):
+                episode = Running(env=make_env(), example=example, group=g, sample=j, tokens=[], mask=[], logp=[])
                 episodes.append(episode)
                 prompt = encode_chat(tokenizer, episode.env.reset(example))
                 if first is not None and prompt != first:

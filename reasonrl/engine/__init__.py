@@ -3,7 +3,9 @@
 An engine is built from config, ENGINES.get(name)(model_cfg, lora_cfg, engine_cfg, tokenizer, shared=None), and
 holds its own model (`shared`: a policy in the same process whose frozen weights it may read). Protocol:
     generate(prompts, params, n, seed, keep=False, adapter=True)
-                                       -> for each prompt, n Completions (token ids, log-probs, finished); with
+                                       -> for each prompt, n Completions (token ids, log-probs, finished); seed
+                                          is one int for the call or one per prompt (then a row's samples do
+                                          not depend on the rest of the batch); with
                                           keep, the engine may keep each row's KV for a later prompt that
                                           extends prompt + completion (a hint: engines without it ignore it);
                                           adapter=False samples the base model (LoRA only: the forgetting
@@ -18,7 +20,7 @@ holds its own model (`shared`: a policy in the same process whose frozen weights
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -56,7 +58,7 @@ class Engine(Protocol):
         prompts: list[list[int]],
         params: SamplingParams,
         n: int,
-        seed: int,
+        seed: int | Sequence[int],
         keep: bool = False,
         adapter: bool = True,
     ) -> list[list[Completion]]: ...

@@ -4,6 +4,7 @@ whole completion, and the merged (W0 + scale * B A) copy of a LoRA policy that t
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -17,12 +18,17 @@ if TYPE_CHECKING:
 
 
 def sample_next(
-    logits: Tensor, params: SamplingParams, generator: torch.Generator, blocked: Tensor | None = None
+    logits: Tensor,
+    params: SamplingParams,
+    generator: torch.Generator | None,
+    blocked: Tensor | None = None,
+    uniforms: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """(B, V) logits -> sampled token (B,) and its log-prob (B,) under softmax(logits / T).
 
-    top_p and blocked tokens restrict where samples come from, but the reported log-prob stays that of the
-    full tempered distribution, which is what the trainer recomputes.
+    The row's uniform draw comes from `uniforms` (B, 1) when given (one stream per row: RowStreams), else from
+    `generator`. top_p and blocked tokens restrict where samples come from, but the reported log-prob stays that
+    of the full tempered distribution, which is what the trainer recomputes.
     """
     logits = logits.float()
     if params.temperature == 0:
@@ -42,9 +48,26 @@ def sample_next(
     # Inverse-CDF sampling: one uniform per row (torch.multinomial draws one exponential per vocabulary entry,
     # which was 17% of decode time for a 49k vocabulary on CPU).
     cdf = probs.cumsum(-1)  # (B, V)
-    u = torch.rand(cdf.shape[0], 1, generator=generator).to(cdf.device) * cdf[:, -1:]  # (B, 1)
+    if uniforms is None:
+        uniforms = torch.rand(cdf.shape[0], 1, generator=generator)
+    u = uniforms.to(cdf.device) * cdf[:, -1:]  # (B, 1)
     token = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=cdf.shape[1] - 1)  # (B,)
     return token, (scaled.gather(-1, token[:, None]) - lse).squeeze(-1)
+
+
+class RowStreams:
+    """One random stream per sampled row, seeded from its prompt's seed and its sample index, so that what a row
+    samples does not depend on which other prompts share its batch: a step split over several rollout workers
+    samples exactly what one worker would (the per-prompt seeds of engine.generate)."""
+
+    def __init__(self, seeds: Sequence[int], n: int) -> None:
+        self.generators = [
+            torch.Generator().manual_seed((seed * 1_000_003 + j) % (1 << 63)) for seed in seeds for j in range(n)
+        ]
+
+    def draw(self, rows: list[int]) -> Tensor:
+        """(len(rows), 1) uniforms, one from each listed row's stream."""
+        return torch.cat([torch.rand(1, 1, generator=self.generators[r]) for r in rows])
 
 
 def cache_argument(model: nn.Module) -> str:

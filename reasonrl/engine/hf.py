@@ -11,7 +11,7 @@ log-probs are those of softmax(logits / temperature), the same distribution the 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, cast
 
 import torch
@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from reasonrl.config import EngineConfig, LoraConfig, ModelConfig
 from reasonrl.engine import ENGINES, Completion, Progress, SamplingParams
 from reasonrl.engine.decoding import (
+    RowStreams,
     TransposedLinear,
     cache_argument,
     last_position,
@@ -105,11 +106,12 @@ class HFEngine:
         prompts: list[list[int]],
         params: SamplingParams,
         n: int,
-        seed: int,
+        seed: int | Sequence[int],
         keep: bool = False,
         adapter: bool = True,
     ) -> list[list[Completion]]:
-        """keep: store each row's KV so that a later call whose prompt extends prompt + completion prefills
+        """seed: one stream for the call, or one seed per prompt (each sampled row its own stream, whatever the
+        batch: RowStreams). keep: store each row's KV so that a later call whose prompt extends prompt + completion prefills
         only the new tokens (multi-turn episodes; engine.hf.prefix_cache). adapter=False samples the base
         model (LoRA only), bypassing stored prefixes."""
         if not adapter:
@@ -119,15 +121,24 @@ class HFEngine:
         return self._generate(prompts, params, n, seed, hits, keep and self.prefixes is not None)
 
     def _generate(
-        self, prompts: list[list[int]], params: SamplingParams, n: int, seed: int, hits: list, keep: bool
+        self,
+        prompts: list[list[int]],
+        params: SamplingParams,
+        n: int,
+        seed: int | Sequence[int],
+        hits: list,
+        keep: bool,
     ) -> list[list[Completion]]:
-        generator = torch.Generator().manual_seed(seed)
+        if not isinstance(seed, int) and len(seed) != len(prompts):
+            raise ValueError(f"generate: {len(seed)} seeds for {len(prompts)} prompts; give one per prompt")
+        generator = torch.Generator().manual_seed(seed) if isinstance(seed, int) else None
         per_chunk = max(1, self.batch_size // n)
         out: list[list[Completion]] = []
         for start in range(0, len(prompts), per_chunk):
             chunk = slice(start, start + per_chunk)
             chunk_hits, hits[chunk] = hits[chunk], [(0, None)] * len(hits[chunk])  # freed once prefilled
-            out.extend(self._generate_chunk(prompts[chunk], params, n, generator, chunk_hits, keep))
+            draw = generator if generator is not None else RowStreams(list(seed)[chunk], n)  # type: ignore[arg-type]
+            out.extend(self._generate_chunk(prompts[chunk], params, n, draw, chunk_hits, keep))
             if self.progress is not None:
                 self.progress(len(out), len(prompts), out)
         return out
@@ -184,7 +195,7 @@ class HFEngine:
         prompts: list[list[int]],
         params: SamplingParams,
         n: int,
-        generator: torch.Generator,
+        draw: torch.Generator | RowStreams,
         hits: list,
         keep: bool,
     ) -> list[list[Completion]]:
@@ -202,7 +213,11 @@ class HFEngine:
         for step in range(params.max_new_tokens):
             fault_point("generate")
             blocked = stop if step < params.min_new_tokens else None
-            token, logp = sample_next(logits, params, generator, blocked)  # (b,), (b,)
+            if isinstance(draw, RowStreams):
+                u = draw.draw(active.tolist()) if params.temperature > 0 else None  # (b, 1)
+                token, logp = sample_next(logits, params, None, blocked, u)  # (b,), (b,)
+            else:
+                token, logp = sample_next(logits, params, draw, blocked)  # (b,), (b,)
             for row, t, lp in zip(active.tolist(), token.tolist(), logp.tolist()):
                 tokens[row].append(t)
                 logps[row].append(lp)

@@ -23,6 +23,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -107,11 +108,11 @@ class VLLMEngine:
         prompts: list[list[int]],
         params: SamplingParams,
         n: int,
-        seed: int,
+        seed: int | Sequence[int],
         keep: bool = False,
         adapter: bool = True,
     ) -> list[list[Completion]]:
-        """keep is a hint the hf engine uses; vLLM's prefix cache reuses earlier turns by itself. adapter=False
+        """seed: one for the call or one per prompt (a request seed each). keep is a hint the hf engine uses; vLLM's prefix cache reuses earlier turns by itself. adapter=False
         samples the base model (no LoRA request)."""
         if not adapter and not self.lora:
             raise ValueError(
@@ -122,17 +123,20 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         greedy = params.temperature == 0
-        sp = VLLMParams(
-            n=n,
-            temperature=params.temperature,
-            top_p=1.0 if greedy else params.top_p,
-            max_tokens=params.max_new_tokens,
-            min_tokens=params.min_new_tokens,
-            logprobs=0,
-            seed=seed,
-            stop_token_ids=self.stop_ids,
-            detokenize=False,
-        )
+        def request(seed: int) -> Any:
+            return VLLMParams(
+                n=n,
+                temperature=params.temperature,
+                top_p=1.0 if greedy else params.top_p,
+                max_tokens=params.max_new_tokens,
+                min_tokens=params.min_new_tokens,
+                logprobs=0,
+                seed=seed,
+                stop_token_ids=self.stop_ids,
+                detokenize=False,
+            )
+
+        sp = request(seed) if isinstance(seed, int) else [request(s) for s in seed]
         outs = self.llm.generate(
             [TokensPrompt(prompt_token_ids=p) for p in prompts],
             sp,

@@ -184,3 +184,30 @@ def test_adapter_off_is_refused_without_lora():
     engine = ENGINES.get("hf")(model_cfg, LoraConfig(enabled=False), EngineConfig(), tok)
     with pytest.raises(ValueError, match=r"adapter=False\) needs a LoRA policy"):
         engine.generate(PROMPTS, SamplingParams(4, 0.0), n=1, seed=0, adapter=False)
+
+
+def test_a_round_split_over_workers_samples_what_one_worker_samples(tmp_path):
+    """Per-prompt seeds: prompts 0-1 on one worker and 2-3 on another give the trajectories of one worker
+    doing all four (tokens, rewards, group numbers), whatever the engine's batch."""
+    cfg = tiny_config(tmp_path)
+    learner = Learner(cfg)
+    task = load_task(cfg.task)
+    one = RolloutWorker(cfg, learner.tokenizer, task.train, shared=learner.policy)
+    small = RolloutWorker(
+        replace(cfg, engine=replace(cfg.engine, batch_size=4)), learner.tokenizer, task.train, shared=learner.policy
+    )
+    try:
+        for w in (one, small):
+            w.update_weights(learner.weights(device=None))
+        whole, _ = one.sample_round(3, 0, 4)
+        parts = small.sample_round(3, 0, 4, (0, 2))[0] + small.sample_round(3, 0, 4, (2, 4))[0]
+        assert [t.tokens for t in whole] == [t.tokens for t in parts]
+        assert [t.reward for t in whole] == [t.reward for t in parts]
+        assert [t.group for t in parts] == [g for g in range(4) for _ in range(4)]
+        assert len({tuple(t.tokens) for t in whole}) > 4  # the samples differ: not one stream repeated
+        assert all(t.info["version"] == 0 for t in parts)
+        other, _ = one.sample_round(4, 0, 4)
+        assert [t.tokens for t in other] != [t.tokens for t in whole]  # another step, other samples
+    finally:
+        one.close()
+        small.close()
