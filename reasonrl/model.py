@@ -54,25 +54,31 @@ def model_dir(cfg: ModelConfig) -> Path:
 
 def load_base(cfg: ModelConfig) -> tuple[nn.Module, object]:
     """Return (model, tokenizer) with frozen-dtype base weights, in eval mode."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     dtype = torch_dtype(cfg)
     if cfg.path == TINY:
         from reasonrl.tokenizer import ByteTokenizer
 
-        model = tiny_model(vocab_size=ByteTokenizer.vocab_size)
-        return model.to(dtype), ByteTokenizer()
-    path = model_dir(cfg)
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype)
-    if (path / BYTE_TOKENIZER_FILE).is_file():  # a tiny model saved by reasonrl (e.g. `reasonrl pipeline`)
-        from reasonrl.tokenizer import ByteTokenizer
-
-        return model, ByteTokenizer()
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
+        return tiny_model(vocab_size=ByteTokenizer.vocab_size).to(dtype), ByteTokenizer()
+    model = AutoModelForCausalLM.from_pretrained(model_dir(cfg), dtype=dtype)
+    tokenizer = load_tokenizer(cfg)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     return model, tokenizer
+
+
+def load_tokenizer(cfg: ModelConfig) -> Any:
+    """The model's tokenizer alone (a controller that holds no weights needs only this)."""
+    from transformers import AutoTokenizer
+
+    from reasonrl.tokenizer import ByteTokenizer
+
+    if cfg.path == TINY or (model_dir(cfg) / BYTE_TOKENIZER_FILE).is_file():  # tiny (e.g. `reasonrl pipeline`)
+        return ByteTokenizer()
+    tokenizer = AutoTokenizer.from_pretrained(model_dir(cfg))
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def resolve_device(name: str) -> torch.device:

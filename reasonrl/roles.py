@@ -31,6 +31,7 @@ from reasonrl.envs import make_environment
 from reasonrl.eval_progress import EvalProgress
 from reasonrl.evaluate import EvalResult, evaluate_run
 from reasonrl.model import load_policy, policy_logprobs
+from reasonrl.parallel import DataParallel
 from reasonrl.rollout import rollout
 from reasonrl.types import Batch, Example, Trajectory
 from reasonrl.update import Diverged, drop_truncated, make_optimizer, prepare, update
@@ -168,8 +169,8 @@ class Learner:
     """Owns the policy, its optimizer and learning-rate schedule, the critic (gae) and the KL penalty; turns a
     Batch into one policy update. Every registered name it needs is resolved here, before anything is written."""
 
-    def __init__(self, cfg: RunConfig) -> None:
-        self.cfg = cfg
+    def __init__(self, cfg: RunConfig, dp: DataParallel | None = None) -> None:
+        self.cfg, self.dp = cfg, dp
         self.advantage_fn = ADVANTAGES.get(cfg.algo.advantage)
         self.loss_fn = POLICY_LOSSES.get(cfg.algo.loss.name)
         self.policy, self.tokenizer = load_policy(cfg.model, cfg.lora, seed=cfg.seed)
@@ -186,11 +187,11 @@ class Learner:
         metrics: dict[str, float] = {}
         cfg = self.cfg
         if batch is not None:
-            metrics |= prepare(self.policy, self.critic, batch, cfg, self.kl)  # ref/old logp, values, KL in reward
+            metrics |= prepare(self.policy, self.critic, batch, cfg, self.kl, self.dp)  # ref/old logp, values, KL
             batch.adv = self.advantage_fn(batch, cfg.algo)  # (B, T)
             if cfg.algo.overlong.mask_truncated:
                 batch = drop_truncated(batch)
-            metrics |= update(self.policy, self.optimizer, batch, self.loss_fn, cfg, self.kl)
+            metrics |= update(self.policy, self.optimizer, batch, self.loss_fn, cfg, self.kl, self.dp)
             self._check_finite(metrics)
             if self.critic is not None:
                 metrics |= self.critic.update(batch)
@@ -240,6 +241,10 @@ class Learner:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.kl.load_state_dict({"coef": state.get("kl_coef", self.kl.coef)})
         self.version = int(state.get("version", state.get("step", 0)))
+
+    def save_adapter(self, path: Path) -> None:
+        """The trained weights alone (a PEFT adapter directory, or the whole model with full fine-tuning)."""
+        cast(Callable[[Path], None], self.policy.save_pretrained)(path)
 
     def save(self, path: Path) -> None:
         """The tensors of a checkpoint: adapter (or model), optimizer and schedule, critic."""

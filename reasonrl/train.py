@@ -17,16 +17,19 @@ import contextlib
 import json
 import math
 import shutil
+import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 from reasonrl.config import RunConfig, load_config, save_config
 from reasonrl.evaluate import EvalResult, eval_sets, paired_comparison
 from reasonrl.forgetting import format_forget, make_monitor
 from reasonrl.report import write_report_safely
-from reasonrl.roles import Learner, RolloutWorker
+from reasonrl.placement import AheadSampler, make_roles
+from reasonrl.roles import RolloutWorker
 from reasonrl.early_stop import Watcher
 from reasonrl.plan import StepPhases, memory_check
 from reasonrl.run import STATE_FILE, Run, RunStopped, catch_stop_signals, read_state, write_state
@@ -153,17 +156,19 @@ def train(
 
 
 def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watchers: Sequence[Watcher] = ()) -> Path:
-    """The controller: ask the rollout worker for groups, the learner for an update, then sync and check the
-    engine (reasonrl/roles.py has the two roles; reasonrl/run.py the evaluations, logs and checkpoints)."""
+    """The controller: ask the rollout worker(s) for groups, the learner(s) for an update, then sync and check
+    the engine (reasonrl/roles.py has the two roles, reasonrl/placement/ where they run; reasonrl/run.py the
+    evaluations, logs and checkpoints). With algo.max_staleness = k the batch of step s is sampled k steps ahead."""
     task = load_task(cfg.task)  # everything that can reject the config runs before the run directory is made
     eval_examples = task.eval[: cfg.eval.size or cfg.task.eval_size]
     extra_sets = eval_sets(cfg, [n for n in cfg.eval.tasks if n != cfg.task.name])  # eval.tasks: eval/<task>/*
-    learner = Learner(cfg)
-    worker = RolloutWorker(cfg, learner.tokenizer, task.train, shared=learner.policy)
+    run: Run | None = None
+    learner, worker, close = make_roles(cfg, task.train, lambda line: log_line(run, line))
+    sampler = AheadSampler(worker.sample, worker.update_weights, background=cfg.placement.name == "ray")
     try:
         sync = SyncCheck(learner.tokenizer, task.train, cfg.engine.verify, cfg.engine.verify_tolerance, cfg.model.dtype)
-        forget = make_monitor(cfg, learner.policy, learner.tokenizer, worker.engine, task.eval, run_dir)
-        save_adapter = cast(Callable[[Path], None], learner.policy.save_pretrained)  # writes into a directory
+        engine = getattr(worker, "engine", None)  # local placement: the forgetting monitor samples with it
+        forget = make_monitor(cfg, learner.policy, learner.tokenizer, engine, task.eval, run_dir)
         run = Run(
             cfg,
             run_dir,
@@ -172,30 +177,33 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watch
             cfg.steps,
             forget,
             lambda: (
-                worker.evaluate(eval_examples, report=run.eval_progress()).to_dict(),
+                worker.evaluate(eval_examples, report=run.eval_progress()).to_dict(),  # type: ignore[union-attr]
                 extra_eval_metrics(worker, extra_sets),
             ),
-            save_adapter=save_adapter,
+            save_adapter=learner.save_adapter,
             watchers=watchers,
         )
 
         def load(ckpt: Path, state: dict[str, Any]) -> None:
             learner.load(ckpt)
             learner.load_state_dict(state)
+            sampler.restore(ckpt)  # the batches an asynchronous run had sampled ahead
             worker.update_weights(learner.weights(device=None))  # the engine serves the restored policy
 
         worker.update_weights(learner.weights(device=None))  # the engine serves the start policy
         start = run.begin(load, f"evaluating the base model on {len(eval_examples)} held-out problems ...")
+        if hasattr(worker, "attach"):
+            worker.attach(run_dir)
         sync.check(start, worker, learner)
         phases = StepPhases(cfg)  # memory/<phase>_gb; an out-of-memory error names its phase
         for step in range(start, cfg.steps):
             t0 = time.time()
+            for ahead in range(step, min(step + cfg.algo.max_staleness, cfg.steps - 1) + 1):
+                sampler.submit(ahead)
             with phases.phase("generate", step):
-                collected, timings = worker.sample(step)
+                collected, timings = sampler.collect(step)
             t1 = time.time()
-            metrics = rollout_stats(collected.sampled, cfg.samples_per_prompt) | collected.metrics(
-                cfg.algo.dynamic_sampling.enabled
-            )
+            metrics = step_metrics(cfg, collected, timings, learner.version)
             batch = (
                 collate([t for g in collected.groups for t in g], worker.pad_id, cfg.samples_per_prompt)
                 if collected.groups
@@ -206,9 +214,10 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watch
                 metrics |= learner.step(batch)
             worker.wake()
             if batch is not None:
-                worker.update_weights(learner.weights(device=None))
+                sampler.push(learner.weights(device=None))
                 t2 = time.time()
-                metrics |= sync.check(step + 1, worker, learner) | {"time/verify": time.time() - t2}
+                metrics |= sampler.call(partial(sync.check, step + 1, worker, learner))
+                metrics["time/verify"] = time.time() - t2
             metrics |= {
                 "time/generate": timings["generate"],
                 "time/reward": timings["reward"],
@@ -221,17 +230,40 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watch
                     run_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", step + 1, collected.sampled, learner.tokenizer
                 )
             state = {"data_position": (step + 1) * cfg.prompts_per_step} | learner.state_dict()
-            if run.end_step(
-                step,
-                metrics,
-                {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]},
-                state,
-                learner.save,
-            ):
+
+            def save(path: Path) -> None:
+                learner.save(path)
+                sampler.save(path)
+
+            shown = {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]}
+            if run.end_step(step, metrics, shown, state, save):
                 break
-        return run.finish(lambda d: write_dir_atomically(d / "adapter", save_adapter))
+        return run.finish(lambda d: write_dir_atomically(d / "adapter", learner.save_adapter))
     finally:
-        worker.close()
+        sampler.close()
+        close()
+
+
+def step_metrics(cfg: RunConfig, collected: Any, timings: dict[str, float], version: int) -> dict[str, float]:
+    """rollout/*, reward/*, sampling/* of a step's sample; with algo.max_staleness, rollout/staleness (policy
+    updates between the oldest sampler of the batch and the learner now); with Ray, placement/restarts."""
+    metrics = rollout_stats(collected.sampled, cfg.samples_per_prompt) | collected.metrics(
+        cfg.algo.dynamic_sampling.enabled
+    )
+    versions = [t.info["version"] for t in collected.sampled if t.info.get("version") is not None]
+    if cfg.algo.max_staleness and versions:
+        metrics["rollout/staleness"] = float(version - min(versions))
+    if "restarts" in timings:
+        metrics["placement/restarts"] = timings["restarts"]
+    return metrics
+
+
+def log_line(run: Run | None, line: str) -> None:
+    """A line above the progress bar once the run has one, else on stderr."""
+    if run is not None and run.progress is not None:
+        run.progress.write(line)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def extra_eval_metrics(worker: RolloutWorker, sets: list[tuple[str, list[Example]]]) -> dict[str, float]:

@@ -25,6 +25,7 @@ from reasonrl.algos.kl import KLController, fold_kl_into_rewards
 from reasonrl.algos.losses import masked_mean, tis_weights
 from reasonrl.config import RunConfig
 from reasonrl.errors import RunFailure
+from reasonrl.parallel import DataParallel
 from reasonrl.model import policy_logprobs, policy_logprobs_entropy, reference, trainable_parameters
 from reasonrl.types import Batch
 from reasonrl.utils.faults import fault_point
@@ -72,33 +73,49 @@ def add_weighted(totals: dict[str, float], metrics: dict[str, float], weight: fl
 
 @torch.no_grad()
 def batch_logprobs(
-    model: nn.Module, batch: Batch, size: int, temperature: float, max_tokens: int | None = None
+    model: nn.Module,
+    batch: Batch,
+    size: int,
+    temperature: float,
+    max_tokens: int | None = None,
+    dp: DataParallel | None = None,
 ) -> Tensor:
-    """(B, T) log-probs of the whole batch without gradients, computed micro-batch by micro-batch."""
+    """(B, T) log-probs of the whole batch without gradients, computed micro-batch by micro-batch (with dp,
+    each rank its own micro-batches, then summed over the ranks: the rows are disjoint)."""
     out = torch.zeros_like(batch.sampler_logp)  # (B, T)
-    for rows in row_slices(batch, size, max_tokens):
+    for i, rows in enumerate(row_slices(batch, size, max_tokens)):
+        if dp is not None and not dp.mine(i):
+            continue
         mb = batch.rows(rows).to(model_device(model))
         out[rows, : mb.mask.shape[1]] = policy_logprobs(model, mb.tokens, mb.mask, mb.groups, temperature).to(
             out.device
         )
-    return out
+    return out if dp is None else dp.sum_(out)
 
 
 def needs_old_logp(cfg: RunConfig, kl: KLController) -> bool:
-    """Old log-probs are computed when the policy moves within the batch, or for the KL in the reward."""
-    return cfg.algo.epochs * cfg.algo.mini_batches > 1 or kl.in_reward()
+    """Old log-probs are computed when the policy moves within the batch, for the KL in the reward, or when the
+    batch was sampled by an older policy (algo.max_staleness): then they are the current policy's."""
+    return cfg.algo.epochs * cfg.algo.mini_batches > 1 or kl.in_reward() or cfg.algo.max_staleness > 0
 
 
-def prepare(policy: nn.Module, critic: Any, batch: Batch, cfg: RunConfig, kl: KLController) -> dict[str, float]:
+def tis_cap(cfg: RunConfig) -> float | None:
+    """algo.tis_cap, or 2.0 when it is null but batches may be off-policy (algo.max_staleness > 0)."""
+    return cfg.algo.tis_cap if cfg.algo.tis_cap is not None or not cfg.algo.max_staleness else 2.0
+
+
+def prepare(
+    policy: nn.Module, critic: Any, batch: Batch, cfg: RunConfig, kl: KLController, dp: DataParallel | None = None
+) -> dict[str, float]:
     """Fill batch.ref_logp / old_logp / values and fold the KL into the rewards, before the advantages."""
     size, temperature = cfg.optim.micro_batch_size, cfg.sampling.temperature
     budget = cfg.optim.micro_batch_tokens
     metrics: dict[str, float] = {}
     if kl.active:
         with reference(policy):
-            batch.ref_logp = batch_logprobs(policy, batch, size, temperature, budget)
+            batch.ref_logp = batch_logprobs(policy, batch, size, temperature, budget, dp)
     if needs_old_logp(cfg, kl):
-        batch.old_logp = batch_logprobs(policy, batch, size, temperature, budget)
+        batch.old_logp = batch_logprobs(policy, batch, size, temperature, budget, dp)
     if critic is not None:
         batch.values = critic.values(batch)
     if kl.in_reward():
@@ -123,8 +140,8 @@ def micro_batch_loss(
     )  # (b, T), (b, T) | None
     old_logp = mb.old_logp if mb.old_logp is not None else logp.detach()  # (b, T)
     per_token, metrics = loss_fn(logp, old_logp, mb.adv, mb.mask, algo.loss)  # (b, T)
-    if algo.tis_cap is not None:
-        weights = tis_weights(old_logp, mb.sampler_logp, algo.tis_cap)  # (b, T)
+    if (cap := tis_cap(cfg)) is not None:
+        weights = tis_weights(old_logp, mb.sampler_logp, cap)  # (b, T)
         per_token = per_token * weights
         metrics["tis_weight"] = masked_mean(weights, mb.mask)
     pg_loss = aggregate(per_token, mb.mask, algo.aggregation, **norms)
@@ -148,15 +165,18 @@ def update(
     loss_fn: Callable[..., Any],
     cfg: RunConfig,
     kl: KLController | None = None,
+    dp: DataParallel | None = None,
 ) -> dict[str, float]:
     """Run algo.epochs x algo.mini_batches optimizer steps on the batch; return loss/* and optim/* metrics.
     An optimizer step whose gradient norm is not finite (a NaN/inf loss) is skipped and counted in
-    optim/skipped (of optim/steps); the Learner stops the run after optim.max_nonfinite_steps such batches."""
+    optim/skipped (of optim/steps); the Learner stops the run after optim.max_nonfinite_steps such batches.
+    dp: this rank runs its own micro-batches and the gradients are summed over the ranks before clipping."""
     algo, size = cfg.algo, cfg.optim.micro_batch_size
     kl = kl or KLController(0.0)
     params = trainable_parameters(policy)
     steps = [rows for _ in range(algo.epochs) for rows in split_rows(batch.size, algo.mini_batches)]
     totals: dict[str, float] = {}
+    parts: dict[str, float] = {}  # the micro-batches' metrics (with dp: this rank's share)
     for rows in steps:
         mini = batch.rows(rows) if len(steps) > 1 else batch
         tokens = int(mini.mask.sum())
@@ -164,13 +184,17 @@ def update(
         if algo.token_normalizer == "batch_average" and len(steps) > 1:
             divisor = max(1, round(int(batch.mask.sum()) / algo.mini_batches))
         norms = dict(batch_tokens=divisor, batch_seqs=mini.size, max_len=cfg.sampling.max_new_tokens)
-        for mb in micro_batches(mini, size, model_device(policy), cfg.optim.micro_batch_tokens):
+        for i, mb in enumerate(micro_batches(mini, size, model_device(policy), cfg.optim.micro_batch_tokens)):
+            if dp is not None and not dp.mine(i):
+                continue
             loss, metrics = micro_batch_loss(policy, mb, loss_fn, cfg, kl, norms)
             loss.backward()
             fault_point("update")
-            add_weighted(totals, {"loss/pg": metrics.pop("pg")}, 1.0 / len(steps))  # already this share
+            add_weighted(parts, {"loss/pg": metrics.pop("pg")}, 1.0 / len(steps))  # already this share
             share = mb.mask.sum().item() / max(tokens, 1)  # token-weighted means
-            add_weighted(totals, {f"loss/{k}": v for k, v in metrics.items()}, share / len(steps))
+            add_weighted(parts, {f"loss/{k}": v for k, v in metrics.items()}, share / len(steps))
+        if dp is not None:
+            dp.sum_grads(params)
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.optim.grad_clip)
         if torch.isfinite(grad_norm):
             optimizer.step()
@@ -178,6 +202,7 @@ def update(
             totals["optim/skipped"] = totals.get("optim/skipped", 0.0) + 1
         optimizer.zero_grad(set_to_none=True)
         add_weighted(totals, {"optim/grad_norm": float(grad_norm)}, 1.0 / len(steps))
+    totals |= parts if dp is None else dp.sum_metrics(parts)
     if steps:
         totals.setdefault("optim/skipped", 0.0)
     totals["optim/steps"] = float(len(steps))  # for the Learner's count; not logged

@@ -11,6 +11,7 @@ One module per part of the run, each importing only the sections it needs:
     engine.py  sampling.*, engine.*         optim.py   optim.*, eval.*
     algo.py    algo.* (losses, kl, critic)  stages.py  forget.*, log.*, sft.*, pretrain.*
     run.py     RunConfig, load_config       names.py   registry names resolved at load
+    placement.py  placement.* (local or Ray)
 """
 
 from reasonrl.config.algo import (
@@ -28,6 +29,7 @@ from reasonrl.config.algo import (
 from reasonrl.config.engine import EngineConfig, HFConfig, SamplingConfig, VLLMConfig
 from reasonrl.config.model import LoraConfig, ModelConfig
 from reasonrl.config.optim import EvalConfig, OptimConfig
+from reasonrl.config.placement import PlacementConfig
 from reasonrl.config.run import RunConfig, apply_overrides, load_config, save_config
 from reasonrl.config.stages import (
     SINKS,
@@ -60,6 +62,7 @@ __all__ = [
     "OptimConfig",
     "OverlongConfig",
     "PPOClipLoss",
+    "PlacementConfig",
     "PolicyLossConfig",
     "PretrainConfig",
     "ReinforceLoss",

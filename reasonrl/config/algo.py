@@ -160,6 +160,11 @@ class AlgoConfig:
     tis_cap: float | None = None
     """Truncated importance sampling between sampler and trainer: each token's loss is weighted by
     min(exp(old_logp - sampler_logp), tis_cap). None: off (2.0 is common)."""
+    max_staleness: int = 0
+    """Asynchronous rollouts: the batch of step s is sampled by policy version s - max_staleness (0: on-policy,
+    sampled by the policy it trains). Workers sample ahead while the learner trains; the old log-probs are the
+    current policy's and the loss is corrected towards the sampler by truncated importance sampling (tis_cap,
+    2.0 when null)."""
     critic: CriticConfig = field(default_factory=CriticConfig)
     overlong: OverlongConfig = field(default_factory=OverlongConfig)
     dynamic_sampling: DynamicSamplingConfig = field(default_factory=DynamicSamplingConfig)
@@ -175,6 +180,8 @@ def _check_algo(algo: AlgoConfig) -> None:
             raise ValueError(f"algo.{key} must be in [0, 1], got {value}")
     if algo.std_eps < 0 or algo.entropy_coef < 0:
         raise ValueError(f"algo.std_eps and algo.entropy_coef must be >= 0, got {algo.std_eps}, {algo.entropy_coef}")
+    if algo.max_staleness < 0:
+        raise ValueError(f"algo.max_staleness must be >= 0 (0: on-policy), got {algo.max_staleness}")
     if algo.tis_cap is not None and algo.tis_cap <= 0:
         raise ValueError(f"algo.tis_cap must be > 0 (2.0 is common) or null to turn it off, got {algo.tis_cap}")
     if algo.loss.name == "gspo" and algo.aggregation != "seq-mean-token-mean":

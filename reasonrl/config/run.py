@@ -17,6 +17,7 @@ from reasonrl.config.dtype import resolve_auto_dtype
 from reasonrl.config.lr import resolve_auto_lr
 from reasonrl.config.model import LoraConfig, ModelConfig
 from reasonrl.config.optim import EvalConfig, OptimConfig
+from reasonrl.config.placement import PlacementConfig
 from reasonrl.config.stages import ForgetConfig, LogConfig, PretrainConfig, RMConfig, SFTConfig
 from reasonrl.config.task import FILE_TASKS, EnvConfig, RewardConfig, TaskConfig
 from reasonrl.utils.config_io import blame_recipe, build, config_to_dict, parse_override, set_dotted
@@ -54,6 +55,7 @@ class RunConfig:
     sft: SFTConfig = field(default_factory=SFTConfig)
     rm: RMConfig = field(default_factory=RMConfig)
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    placement: PlacementConfig = field(default_factory=PlacementConfig)
     save_every: int = 10
     """Checkpoint every N steps (and at the end)."""
     log_rollouts_every: int = 1
@@ -140,6 +142,19 @@ class RunConfig:
                 )
         if self.task.few_shot < 0:
             raise ValueError(f"task.few_shot must be >= 0, got {self.task.few_shot}")
+        self._check_placement()
+
+    def _check_placement(self) -> None:
+        if self.placement.learners > 1 and self.algo.advantage == "gae":
+            raise ValueError(
+                f"placement.learners={self.placement.learners} with algo.advantage=gae: the critic trains "
+                "on one learner only; use placement.learners=1 or a critic-free estimator (grpo, rloo, ...)"
+            )
+        if self.placement.name == "ray" and self.forget.enabled:
+            raise ValueError(
+                "forget.enabled with placement.name=ray: the forgetting monitor reads the policy in the "
+                "controller's process; run it with placement.name=local (or `reasonrl forget` after the run)"
+            )
 
     @property
     def batch_size(self) -> int:

@@ -111,9 +111,9 @@ class HFEngine:
         adapter: bool = True,
     ) -> list[list[Completion]]:
         """seed: one stream for the call, or one seed per prompt (each sampled row its own stream, whatever the
-        batch: RowStreams). keep: store each row's KV so that a later call whose prompt extends prompt + completion prefills
-        only the new tokens (multi-turn episodes; engine.hf.prefix_cache). adapter=False samples the base
-        model (LoRA only), bypassing stored prefixes."""
+        batch: RowStreams). keep: store each row's KV so that a later call whose prompt extends prompt +
+        completion prefills only the new tokens (multi-turn episodes; engine.hf.prefix_cache). adapter=False
+        samples the base model (LoRA only), bypassing stored prefixes."""
         if not adapter:
             with self.adapter_off():
                 return self._generate(prompts, params, n, seed, [(0, None)] * len(prompts), False)

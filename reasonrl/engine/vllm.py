@@ -112,8 +112,9 @@ class VLLMEngine:
         keep: bool = False,
         adapter: bool = True,
     ) -> list[list[Completion]]:
-        """seed: one for the call or one per prompt (a request seed each). keep is a hint the hf engine uses; vLLM's prefix cache reuses earlier turns by itself. adapter=False
-        samples the base model (no LoRA request)."""
+        """seed: one for the call or one per prompt (a request seed each). keep is a hint the hf engine uses;
+        vLLM's prefix cache reuses earlier turns by itself. adapter=False samples the base model (no LoRA
+        request)."""
         if not adapter and not self.lora:
             raise ValueError(
                 "generate(adapter=False) needs a LoRA policy: with full fine-tuning the engine "
@@ -123,6 +124,7 @@ class VLLMEngine:
         from vllm.inputs import TokensPrompt
 
         greedy = params.temperature == 0
+
         def request(seed: int) -> Any:
             return VLLMParams(
                 n=n,
