@@ -204,20 +204,7 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watch
                 collected, timings = sampler.collect(step)
             t1 = time.time()
             metrics = step_metrics(cfg, collected, timings, learner.version)
-            batch = (
-                collate([t for g in collected.groups for t in g], worker.pad_id, cfg.samples_per_prompt)
-                if collected.groups
-                else None
-            )
-            worker.sleep()  # colocated vLLM on a GPU frees its memory for the update
-            with phases.phase("update", step):
-                metrics |= learner.step(batch)
-            worker.wake()
-            if batch is not None:
-                sampler.push(learner.weights(device=None))
-                t2 = time.time()
-                metrics |= sampler.call(partial(sync.check, step + 1, worker, learner))
-                metrics["time/verify"] = time.time() - t2
+            metrics |= update_and_sync(step, collected, learner, worker, sampler, sync, phases)
             metrics |= {
                 "time/generate": timings["generate"],
                 "time/reward": timings["reward"],
@@ -242,6 +229,27 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watch
     finally:
         sampler.close()
         close()
+
+
+def update_and_sync(
+    step: int, collected: Any, learner: Any, worker: Any, sampler: AheadSampler, sync: SyncCheck, phases: StepPhases
+) -> dict[str, float]:
+    """The learner's update on the step's groups, then the new weights pushed to the worker(s) and checked."""
+    batch = (
+        collate([t for g in collected.groups for t in g], worker.pad_id, learner.cfg.samples_per_prompt)
+        if collected.groups
+        else None
+    )
+    worker.sleep()  # colocated vLLM on a GPU frees its memory for the update
+    with phases.phase("update", step):
+        metrics = learner.step(batch)
+    worker.wake()
+    if batch is not None:
+        sampler.push(learner.weights(device=None))
+        t2 = time.time()
+        metrics |= sampler.call(partial(sync.check, step + 1, worker, learner))
+        metrics["time/verify"] = time.time() - t2
+    return metrics
 
 
 def step_metrics(cfg: RunConfig, collected: Any, timings: dict[str, float], version: int) -> dict[str, float]:

@@ -20,3 +20,25 @@ def digit_steps(completion: str, example):
     n = max(len(completion), 1)
     steps = tuple((i + 1, 1.0 / n) for i, c in enumerate(completion) if c.isdigit())
     return StepScores(total=sum(v for _, v in steps), steps=steps)
+
+
+def slow_digits(completion: str, example) -> float:
+    """`digits`, 20 ms per call: a step long enough to kill a process in the middle of it."""
+    import time
+
+    time.sleep(0.02)
+    return digits(completion, example)
+
+
+def stall_once(completion: str, example, marker: str = "", seconds: float = 60.0) -> float:
+    """`digits`, except that the first call anywhere (the one that creates the file `marker`) sleeps `seconds`:
+    a reward that hangs once, for the watchdog to find."""
+    import os
+    import time
+
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+        time.sleep(seconds)
+    except FileExistsError:
+        pass
+    return digits(completion, example)

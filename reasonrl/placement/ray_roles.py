@@ -192,10 +192,11 @@ class RolloutPool:
     """placement.rollout_workers rollout actors as one RolloutWorker: every round is split into contiguous shares
     of prompts, one per actor, and put back together in order. The watchdog and the restarts live here."""
 
-    def __init__(self, cfg: RunConfig, log: Log, run_dir: Path | None = None) -> None:
+    def __init__(self, cfg: RunConfig, log: Log, learner_pids: list[int]) -> None:
         import ray
 
-        self.cfg, self.log, self.run_dir = cfg, log, run_dir
+        self.cfg, self.log, self.learner_pids = cfg, log, learner_pids
+        self.run_dir: Path | None = None
         self.actors = [self._make(i) for i in range(cfg.placement.rollout_workers)]
         self.pids = ray.get([a.pid.remote() for a in self.actors])
         self.pad_id: int = ray.get(self.actors[0].pad_id.remote())
@@ -203,7 +204,6 @@ class RolloutPool:
         self.version: int | None = None
         self.restarts = 0
         self.stalled: dict[int, str] = {}
-        self._write_pids()
 
     def _make(self, i: int) -> Any:
         from reasonrl.placement.ray_actors import RolloutActor
@@ -212,11 +212,12 @@ class RolloutPool:
         return RolloutActor.options(**options).remote(self.cfg, i)  # type: ignore[attr-defined]
 
     def _write_pids(self) -> None:
-        """RUN_DIR/actors.json: each rollout actor's pid (what to look at, or kill, from outside)."""
+        """RUN_DIR/actors.json: the pids of the rollout actors and learner ranks (to look at, or kill, from outside)."""
         if self.run_dir is not None and self.run_dir.is_dir():
             from reasonrl.utils.files import atomic_write_text
 
-            atomic_write_text(self.run_dir / "actors.json", json.dumps({"rollout_workers": self.pids}))
+            pids = {"rollout_workers": self.pids, "learners": self.learner_pids}
+            atomic_write_text(self.run_dir / "actors.json", json.dumps(pids))
 
     def attach(self, run_dir: Path) -> None:
         self.run_dir = run_dir
@@ -332,7 +333,7 @@ def ray_roles(cfg: RunConfig, log: Log) -> tuple[RayLearners, RolloutPool, Calla
     started = start_ray(cfg, log)
     t0 = time.time()
     learners = RayLearners(cfg)
-    pool = RolloutPool(cfg, log)
+    pool = RolloutPool(cfg, log, learners.pids)
     log(f"actors up in {time.time() - t0:.0f} s: rollout worker pids {pool.pids}, learner pids {learners.pids}")
 
     def close() -> None:
