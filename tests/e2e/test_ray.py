@@ -154,3 +154,16 @@ def test_a_dead_learner_rank_stops_the_run_with_its_checkpoints(tmp_path):
     assert "Traceback" not in out, out
     assert read_state(run_dir)["state"] == "failed"
     assert (run_dir / "checkpoints" / "step_000002" / "trainer_state.json").is_file()
+
+
+@pytest.mark.gpu
+def test_two_learners_on_two_gpus_give_the_local_numbers(tmp_path):
+    """NCCL data parallelism: the learners ask Ray for a GPU each, the two rollout workers share a third one."""
+    import torch
+
+    if torch.cuda.device_count() < 3:
+        pytest.skip("needs 3 CUDA devices")
+    cuda = ["model.device=cuda", "placement.gpus_per_worker=0.5"]
+    on_one = train(tiny_config(tmp_path, "name=local-gpu", *BASE, "model.device=cuda"), quiet=True)
+    run_dir = train(tiny_config(tmp_path, "name=ray-gpu", *BASE, *RAY, *cuda), quiet=True)
+    assert_same_metrics(on_one, run_dir, rel=1e-3)
