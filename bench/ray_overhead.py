@@ -40,6 +40,13 @@ CONFIGS = {  # name: overrides
     "ray 1 worker, 1 learner": ["placement.name=ray"],
     "ray 2 workers, 1 learner": ["placement.name=ray", "placement.rollout_workers=2"],
     "ray 2 workers, 2 learners": ["placement.name=ray", "placement.rollout_workers=2", "placement.learners=2"],
+    "ray 1 + 1, 2 CPUs each": ["placement.name=ray", "placement.cpus_per_actor=2"],
+    "ray 2 + 2, max_staleness=1": [
+        "placement.name=ray",
+        "placement.rollout_workers=2",
+        "placement.learners=2",
+        "algo.max_staleness=1",
+    ],
 }
 
 
@@ -93,6 +100,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=6)
     parser.add_argument("--gpus", type=int, default=0, help="GPUs on this machine (ray actors ask for one each)")
     parser.add_argument("--json", type=Path, help="also write every number here")
+    parser.add_argument("--only", nargs="*", help="configuration names to run (local always runs)")
     args = parser.parse_args()
     recipe = str(ROOT / "recipes" / "quickstart.yaml")
     extra = [f"steps={args.steps}", "save_every=1000"]
@@ -102,7 +110,7 @@ def main() -> None:
         extra += ["model.device=cuda"]
     results = {}
     for name, overrides in CONFIGS.items():
-        if args.gpus and "2 learners" in name and args.gpus < 4:
+        if (args.gpus and "2 learners" in name and args.gpus < 4) or (args.only and name not in ["local", *args.only]):
             continue
         with tempfile.TemporaryDirectory() as tmp:
             results[name] = run(recipe, extra + overrides, Path(tmp))
