@@ -1,6 +1,6 @@
 """Golden runs: prove that a refactor changes no number. Records, for a few algorithms on the tiny model (5 steps,
-fixed seed, CPU fp32), every per-step metric but timings and a checksum of the final adapter; `--check`
-reruns them and compares exactly.
+fixed seed, CPU fp32), every per-step metric but timings and memory peaks, and a checksum of the final adapter;
+`--check` reruns them and compares exactly.
 
     .venv/bin/python scripts/golden_run.py --record golden.json     # before the refactor
     .venv/bin/python scripts/golden_run.py --check golden.json      # after it: prints any difference, exit 1
@@ -59,7 +59,8 @@ def golden(name: str, overrides: list[str], tmp: Path) -> dict:
     else:
         run_dir = train(cfg, quiet=True)
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    steps = {str(r["step"]): {k: v for k, v in sorted(r.items()) if not k.startswith("time/")} for r in rows}
+    kept = lambda key: not key.startswith(("time/", "memory/"))  # noqa: E731
+    steps = {str(r["step"]): {k: v for k, v in sorted(r.items()) if kept(k)} for r in rows}
     return {"steps": steps, "adapter": adapter_checksum(run_dir / "adapter" / "adapter_model.safetensors")}
 
 
