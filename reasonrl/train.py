@@ -196,6 +196,11 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watch
             worker.attach(run_dir)
         sync.check(start, worker, learner)
         phases = StepPhases(cfg)  # memory/<phase>_gb; an out-of-memory error names its phase
+
+        def save(path: Path) -> None:  # a checkpoint's tensors, and the batches sampled ahead of it
+            learner.save(path)
+            sampler.save(path)
+
         for step in range(start, cfg.steps):
             t0 = time.time()
             for ahead in range(step, min(step + cfg.algo.max_staleness, cfg.steps - 1) + 1):
@@ -217,11 +222,6 @@ def run_training(cfg: RunConfig, run_dir: Path, resume: bool, quiet: bool, watch
                     run_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", step + 1, collected.sampled, learner.tokenizer
                 )
             state = {"data_position": (step + 1) * cfg.prompts_per_step} | learner.state_dict()
-
-            def save(path: Path) -> None:
-                learner.save(path)
-                sampler.save(path)
-
             shown = {"reward": metrics["rollout/reward"], "s/step": metrics["time/step"]}
             if run.end_step(step, metrics, shown, state, save):
                 break
