@@ -29,6 +29,9 @@ class PlacementConfig:
     """Ray GPU resources per learner actor (None: 1 when model.device is cuda, else 0)."""
     gpus_per_worker: float | None = None
     """Ray GPU resources per rollout actor (None: 1 when model.device is cuda, else 0; a fraction shares one)."""
+    strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
+    """How Ray places the actors' resource bundles (one placement group, reserved all at once): PACK fills as few
+    nodes as possible, SPREAD spreads them; STRICT_* fail unless that can be done exactly."""
 
     def __post_init__(self) -> None:
         for key, value in {"rollout_workers": self.rollout_workers, "learners": self.learners}.items():

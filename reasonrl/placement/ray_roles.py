@@ -70,6 +70,36 @@ def start_ray(cfg: RunConfig, log: Log) -> bool:
     return started
 
 
+def reserve(cfg: RunConfig) -> Any:
+    """One placement group for every actor: bundle k < learners is learner rank k, the rest rollout workers (a
+    restarted worker takes its old bundle back). Reserved all at once or not at all; a group the cluster cannot
+    place within placement.stall_timeout_s (no node has a bundle's CPUs/GPUs, or a STRICT_* strategy cannot
+    hold) is refused with what it asked for, instead of actors waiting forever."""
+    from ray.util.placement_group import placement_group, remove_placement_group
+
+    p = cfg.placement
+    learner = {"CPU": p.cpus_per_actor, "GPU": learner_gpus(cfg)}
+    worker = {"CPU": p.cpus_per_actor, "GPU": worker_gpus(cfg)}
+    shapes = [learner] * p.learners + [worker] * p.rollout_workers
+    bundles = [{k: v for k, v in shape.items() if v > 0} or {"CPU": 0.01} for shape in shapes]  # none may be empty
+    group = placement_group(bundles, strategy=p.strategy)
+    if not group.wait(timeout_seconds=p.stall_timeout_s):
+        remove_placement_group(group)
+        raise ValueError(
+            f"placement: Ray could not place {len(bundles)} bundles (learner {learner}, worker {worker}, strategy "
+            f"{p.strategy}) within {p.stall_timeout_s:g} s (placement.stall_timeout_s); each bundle must fit one "
+            "node: add nodes, or lower placement.cpus_per_actor/placement.gpus_per_*, or use placement.strategy=PACK"
+        )
+    return group
+
+
+def in_group(group: Any, bundle: int) -> dict[str, Any]:
+    """Actor options that put it in the placement group's bundle."""
+    from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle)}
+
+
 def actor_cpus(cfg: RunConfig) -> float:
     return (cfg.placement.rollout_workers + cfg.placement.learners) * cfg.placement.cpus_per_actor
 
@@ -105,7 +135,7 @@ def wait_all(refs: list[Any], on_error: Callable[[int, BaseException], None]) ->
 class RayLearners:
     """placement.learners learner ranks as one Learner: step, weights, checkpoint tensors, score."""
 
-    def __init__(self, cfg: RunConfig) -> None:
+    def __init__(self, cfg: RunConfig, group: Any) -> None:
         import ray
 
         from reasonrl.model import load_tokenizer
@@ -113,7 +143,10 @@ class RayLearners:
 
         n, self.cfg = cfg.placement.learners, cfg
         options = {"num_cpus": cfg.placement.cpus_per_actor, "num_gpus": learner_gpus(cfg)}
-        self.actors = [LearnerActor.options(**options).remote(cfg, rank, n) for rank in range(n)]  # type: ignore[attr-defined]
+        self.actors = [
+            LearnerActor.options(**options, **in_group(group, rank)).remote(cfg, rank, n)  # type: ignore[attr-defined]
+            for rank in range(n)
+        ]
         address = ray.get(self.actors[0].endpoint.remote()) if n > 1 else ""
         self.pids = self._all([a.start.remote(address, cfg.placement.stall_timeout_s) for a in self.actors], "start")
         self.tokenizer = load_tokenizer(cfg.model)
@@ -192,10 +225,10 @@ class RolloutPool:
     """placement.rollout_workers rollout actors as one RolloutWorker: every round is split into contiguous shares
     of prompts, one per actor, and put back together in order. The watchdog and the restarts live here."""
 
-    def __init__(self, cfg: RunConfig, log: Log, learner_pids: list[int]) -> None:
+    def __init__(self, cfg: RunConfig, log: Log, learner_pids: list[int], group: Any) -> None:
         import ray
 
-        self.cfg, self.log, self.learner_pids = cfg, log, learner_pids
+        self.cfg, self.log, self.learner_pids, self.group = cfg, log, learner_pids, group
         self.run_dir: Path | None = None
         self.actors = [self._make(i) for i in range(cfg.placement.rollout_workers)]
         self.pids = ray.get([a.pid.remote() for a in self.actors])
@@ -209,6 +242,7 @@ class RolloutPool:
         from reasonrl.placement.ray_actors import RolloutActor
 
         options = {"num_cpus": self.cfg.placement.cpus_per_actor, "num_gpus": worker_gpus(self.cfg)}
+        options |= in_group(self.group, self.cfg.placement.learners + i)
         return RolloutActor.options(**options).remote(self.cfg, i)  # type: ignore[attr-defined]
 
     def _write_pids(self) -> None:
@@ -330,15 +364,19 @@ def ray_roles(cfg: RunConfig, log: Log) -> tuple[RayLearners, RolloutPool, Calla
     """Start (or join) the cluster and the actors; returns the learners, the rollout pool and a close()."""
     import ray
 
+    from ray.util.placement_group import remove_placement_group
+
     started = start_ray(cfg, log)
     t0 = time.time()
-    learners = RayLearners(cfg)
-    pool = RolloutPool(cfg, log, learners.pids)
+    group = reserve(cfg)
+    learners = RayLearners(cfg, group)
+    pool = RolloutPool(cfg, log, learners.pids, group)
     log(f"actors up in {time.time() - t0:.0f} s: rollout worker pids {pool.pids}, learner pids {learners.pids}")
 
     def close() -> None:
         pool.close()
         learners.close()
+        remove_placement_group(group)
         if started:
             ray.shutdown()
 

@@ -156,6 +156,20 @@ def test_a_dead_learner_rank_stops_the_run_with_its_checkpoints(tmp_path):
     assert (run_dir / "checkpoints" / "step_000002" / "trainer_state.json").is_file()
 
 
+def test_actors_the_cluster_cannot_place_are_refused_not_awaited(tmp_path):
+    """STRICT_SPREAD wants a node per actor; the local cluster has one: one line after the wait, nothing kept."""
+    proc = cli(
+        *tiny_overrides(tmp_path, "name=unplaced", *BASE, *RAY),
+        "placement.strategy=STRICT_SPREAD",
+        "placement.stall_timeout_s=5",
+    )
+    out, _ = proc.communicate(timeout=180)
+    assert proc.returncode == 2, out
+    assert "could not place 4 bundles" in out and "strategy STRICT_SPREAD" in out, out
+    assert "Traceback" not in out, out
+    assert not (tmp_path / "runs" / "unplaced").exists()
+
+
 @pytest.mark.gpu
 def test_two_learners_on_two_gpus_give_the_local_numbers(tmp_path):
     """NCCL data parallelism: the learners ask Ray for a GPU each, the two rollout workers share a third one."""
