@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Step-time overhead of PPO's critic (algo.advantage=gae) relative to GRPO on the quickstart model.
+# Step-time overhead of PPO's critic (algo.advantage=gae) relative to GRPO on the bundled model (recipes/add_sub.yaml).
 #
 #     bench/critic_overhead.sh [STEPS [OVERRIDES...]]   (default 10 steps each; about 2 x 10 x 20 s on 2 CPU cores)
 #
-# Both runs use recipes/quickstart.yaml unchanged except algo.advantage, so the only difference is the critic:
+# Both runs use recipes/add_sub.yaml unchanged except algo.advantage, so the only difference is the critic:
 # its forward pass for the values before the update and its training step after it. Steps 2..N are averaged
 # (step 1 includes warm-up). Eval is cut to one problem. Prints time/step, time/update and time/generate per run
 # and the ratio gae / grpo.
@@ -16,7 +16,7 @@ OUT=${OUT:-runs/bench_critic}
 COMMON=(steps="$STEPS" save_every=100000 log_rollouts_every=0 eval.size=1 eval.samples=1 output_dir="$OUT")
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 for adv in grpo gae; do
-  "$PY" -m reasonrl.cli train recipes/quickstart.yaml name="$adv" algo.advantage="$adv" "${COMMON[@]}" "$@" \
+  "$PY" -m reasonrl.cli train recipes/add_sub.yaml name="$adv" algo.advantage="$adv" "${COMMON[@]}" "$@" \
     --overwrite --quiet >/dev/null
 done
 "$PY" - "$OUT" <<'PY'

@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="also write every number here")
     parser.add_argument("--only", nargs="*", help="configuration names to run (local always runs)")
     args = parser.parse_args()
-    recipe = str(ROOT / "recipes" / "quickstart.yaml")
+    recipe = str(ROOT / "recipes" / "add_sub.yaml")
     extra = [f"steps={args.steps}", "save_every=1000"]
     if args.quick:
         extra += ["model.path=tiny:llama", "model.dtype=float32"]

@@ -3,7 +3,7 @@
     .venv/bin/python experiments/razor.py                # both runs (~25 min on 2 quiet cores), table, fit, plot
     .venv/bin/python experiments/razor.py --analyse-only # redo the table and plot from the runs on disk
 
-New task: the quickstart's one-digit +/- (bundled SmolLM2-135M-Instruct, LoRA r16). RL: the quickstart's GRPO
+New task: one-digit +/- (recipes/add_sub.yaml) (bundled SmolLM2-135M-Instruct, LoRA r16). RL: the quickstart's GRPO
 recipe. SFT: the same model, LoRA and task, trained on the task's reference replies (a worked line and "Answer:
 <n>"), the offline labels an SFT user has. Both evaluate every few steps with the forgetting monitor on
 (forget.*): retention = log-likelihood of held-out general text and accuracy on one-digit products (not trained
@@ -39,7 +39,7 @@ def run_both(a: argparse.Namespace) -> None:
     from reasonrl.sft import sft
     from reasonrl.train import train
 
-    recipe = ROOT / "recipes" / "quickstart.yaml"
+    recipe = ROOT / "recipes" / "add_sub.yaml"
     rl = load_config(recipe, COMMON + ["name=rl", f"steps={a.rl_steps}", f"eval.every={a.rl_every}"])
     train(rl, overwrite=True)
     sft_cfg = load_config(

@@ -43,6 +43,10 @@ from reasonrl.stats import mean_interval  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "quickstart.yaml"
 FAMILIES: dict[str, dict[str, Any]] = {
+    "add3": {
+        "about": "three one-digit numbers added, two worked examples in the prompt (the quickstart's task)",
+        "overrides": [],  # recipes/quickstart.yaml as it is
+    },
     "arith3": {
         "about": "three one-digit numbers added and subtracted, results may be negative (basic_arithmetic)",
         "overrides": [
@@ -146,8 +150,8 @@ def numbers_in(text: str) -> set[str]:
 
 def step_stats(completions: list[str], questions: list[str] | None = None) -> dict[str, float]:
     """Share of completions with at least one verified step, share of false steps among all counted steps,
-    counted steps per completion, and (with the questions) the share of true steps using no number of the
-    problem (padding such as `1 + 1 = 2`)."""
+    counted steps per completion, and (with the questions) the share of true steps whose left side uses no number
+    of the problem (padding such as `1 + 1 = 2`; `7 + 4 = 11` after `3 + 4 = 7` in 3 + 4 + 4 is not)."""
     from reasonrl.rewards.steps import verdicts
 
     with_step = false = counted = trivial = true = 0
@@ -159,7 +163,8 @@ def step_stats(completions: list[str], questions: list[str] | None = None) -> di
         for v in checked:
             if v.holds:
                 true += 1
-                if questions is not None and not numbers_in(v.claim.left + v.claim.right) & numbers_in(questions[i]):
+                used = numbers_in(v.claim.left)  # the operands: a result may equal a problem's number by chance
+                if questions is not None and not used & numbers_in(questions[i]):
                     trivial += 1
     n = max(len(completions), 1)
     out = {

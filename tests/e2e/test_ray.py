@@ -124,7 +124,7 @@ def test_a_stalled_rollout_actor_is_named_and_replaced(tmp_path, local):
     out, _ = proc.communicate(timeout=600)
     assert proc.returncode == 0, out
     assert marker.exists()
-    assert "made no progress for" in out and "in phase reward of step 0" in out and "restarted it" in out, out
+    assert "made no progress for" in out and "in phase reward of step 1" in out and "restarted it" in out, out
     assert_same_metrics(local[0], tmp_path / "runs" / "stalled")
 
 

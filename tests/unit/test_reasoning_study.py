@@ -28,6 +28,9 @@ def test_step_stats_count_verified_false_and_padding_steps(study):
     assert stats["steps_per_completion"] == pytest.approx(4 / 3)
     assert stats["false_steps"] == pytest.approx(1 / 4)
     assert stats["trivial_steps"] == pytest.approx(1 / 3)  # 1 + 1 = 2 uses no number of the problem
+    # a partial sum carried into the next step uses a number of the problem: not padding
+    carried = study.step_stats(["3 + 4 = 7\n7 + 4 = 11\nAnswer: 11"], ["Calculate 3 + 4 + 4."])
+    assert carried["trivial_steps"] == 0.0 and carried["false_steps"] == 0.0
 
 
 def test_gated_correct_needs_every_step_to_hold(study):
