@@ -301,7 +301,7 @@ class RolloutPool:
             if status["quiet_s"] > limit:
                 self.stalled[i] = (
                     f"made no progress for {status['quiet_s']:.0f} s (placement.stall_timeout_s={limit:g}) in phase "
-                    f"{status['phase']} of step {status['step']}"
+                    f"{status['phase']} of step {status['step'] + 1 if status['step'] is not None else '?'}"
                 )
                 ray.kill(self.actors[i], no_restart=True)
 
