@@ -71,7 +71,9 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 OUTCOME = "rewards.components={correct: 1.0, format: 0.1}"
 STEPS = "rewards.components={correct: 1.0, format: 0.1, steps: 0.5}"
-GATE = f"rewards.components={{'{Path(__file__).resolve()}:gated_correct': 1.0, format: 0.1}}"
+GATE = (  # `correct` at weight 0 is scored and not rewarded: evaluations take their accuracy from it
+    f"rewards.components={{'{Path(__file__).resolve()}:gated_correct': 1.0, correct: 0.0, format: 0.1}}"
+)
 ARMS: dict[str, dict[str, Any]] = {
     "outcome": {"about": "correct + format (baseline)", "overrides": [OUTCOME]},
     "steps": {"about": "+ steps 0.5 (share of true equalities)", "overrides": [STEPS]},

@@ -56,10 +56,8 @@ def test_paired_change_averages_seeds_per_problem(study):
 
 def test_a_tiny_study_runs_every_kind_of_arm_and_writes_its_report(study, tmp_path, capsys):
     runs, out = tmp_path / "study", tmp_path / "docs" / "reasoning.md"
-    overrides = [
-        o
-        for o in tiny_overrides(tmp_path, "rewards.components={correct: 1.0}")
-        if not o.startswith(("output_dir", "name"))
+    overrides = [  # each arm keeps its own rewards
+        o for o in tiny_overrides(tmp_path) if not o.startswith(("output_dir", "name", "rewards.components"))
     ]
     args = ["--families", "arith3", "--arms", "outcome,steps,gate,sft_rl", "--seeds", "2", "--steps", "2"]
     args += ["--runs", str(runs), "--out", str(out), "--quiet", *overrides, "log_rollouts_every=1"]
@@ -71,6 +69,8 @@ def test_a_tiny_study_runs_every_kind_of_arm_and_writes_its_report(study, tmp_pa
     assert (runs / "arith3-sft_rl-seed0-sft" / "adapter").is_dir()
     summary = json.loads(out.with_suffix(".json").read_text())["arith3"]
     assert summary["outcome"]["seeds"] == 2 and "vs_outcome" not in summary["outcome"]
+    for arm in ("outcome", "steps", "gate", "sft_rl"):  # every arm is scored by `correct`, rewarded or not
+        assert summary[arm]["greedy"][0] is not None and summary[arm]["sampled"][0] is not None, arm
     change = summary["steps"]["vs_outcome"]["greedy"]
     assert change["problems"] == 8 and math.isfinite(change["mean"])
     assert out.with_suffix(".svg").read_text().startswith("<svg")
