@@ -49,7 +49,7 @@ def start_ray(cfg: RunConfig, log: Log) -> bool:
         package_root = str(Path(__file__).resolve().parents[2])  # actors import this checkout's reasonrl
         path = os.pathsep.join(x for x in (package_root, os.environ.get("PYTHONPATH", "")) if x)
         ray.init(
-            num_cpus=max(os.cpu_count() or 1, math.ceil(actor_cpus(cfg))),
+            num_cpus=max(os.cpu_count() or 1, math.ceil(sum(cpus for cpus, _ in shapes(cfg)))),
             include_dashboard=False,
             log_to_driver=False,
             logging_level=logging.ERROR,
@@ -57,7 +57,7 @@ def start_ray(cfg: RunConfig, log: Log) -> bool:
         )
         started = True
     have = ray.cluster_resources()
-    need = {"CPU": actor_cpus(cfg), "GPU": p.learners * learner_gpus(cfg) + p.rollout_workers * worker_gpus(cfg)}
+    need = {"CPU": sum(cpus for cpus, _ in shapes(cfg)), "GPU": sum(gpus for _, gpus in shapes(cfg))}
     for what, amount in need.items():
         if amount > have.get(what, 0.0) + 1e-9:
             raise ValueError(
@@ -70,48 +70,44 @@ def start_ray(cfg: RunConfig, log: Log) -> bool:
     return started
 
 
+def shapes(cfg: RunConfig) -> list[tuple[float, float]]:
+    """The (CPUs, GPUs) each actor asks Ray for, in bundle order: learner ranks, then rollout workers. A GPU count
+    left null is 1 when model.device is cuda, else 0."""
+    p, cuda = cfg.placement, float(cfg.model.device.startswith("cuda"))
+    learner = (p.cpus_per_actor, cuda if p.gpus_per_learner is None else p.gpus_per_learner)
+    worker = (p.cpus_per_actor, cuda if p.gpus_per_worker is None else p.gpus_per_worker)
+    return [learner] * p.learners + [worker] * p.rollout_workers
+
+
 def reserve(cfg: RunConfig) -> Any:
-    """One placement group for every actor: bundle k < learners is learner rank k, the rest rollout workers (a
-    restarted worker takes its old bundle back). Reserved all at once or not at all; a group the cluster cannot
-    place within placement.stall_timeout_s (no node has a bundle's CPUs/GPUs, or a STRICT_* strategy cannot
-    hold) is refused with what it asked for, instead of actors waiting forever."""
+    """One placement group for every actor, bundle k for the k-th of shapes(cfg) (a restarted rollout worker takes
+    its old bundle back). Reserved all at once or not at all; a group the cluster cannot place within
+    placement.stall_timeout_s (no node has a bundle's CPUs/GPUs, or a STRICT_* strategy cannot hold) is refused
+    with what it asked for, instead of actors waiting forever."""
     from ray.util.placement_group import placement_group, remove_placement_group
 
     p = cfg.placement
-    learner = {"CPU": p.cpus_per_actor, "GPU": learner_gpus(cfg)}
-    worker = {"CPU": p.cpus_per_actor, "GPU": worker_gpus(cfg)}
-    shapes = [learner] * p.learners + [worker] * p.rollout_workers
-    bundles = [{k: v for k, v in shape.items() if v > 0} or {"CPU": 0.01} for shape in shapes]  # none may be empty
+    wanted = [{"CPU": cpus, "GPU": gpus} for cpus, gpus in shapes(cfg)]
+    bundles = [{k: v for k, v in b.items() if v > 0} or {"CPU": 0.01} for b in wanted]  # none may be empty
     group = placement_group(bundles, strategy=p.strategy)
     if not group.wait(timeout_seconds=p.stall_timeout_s):
         remove_placement_group(group)
         raise ValueError(
-            f"placement: Ray could not place {len(bundles)} bundles (learner {learner}, worker {worker}, strategy "
-            f"{p.strategy}) within {p.stall_timeout_s:g} s (placement.stall_timeout_s); each bundle must fit one "
-            "node: add nodes, or lower placement.cpus_per_actor/placement.gpus_per_*, or use placement.strategy=PACK"
+            f"placement: Ray could not place {len(bundles)} bundles (learner {wanted[0]}, worker {wanted[-1]}, "
+            f"strategy {p.strategy}) within {p.stall_timeout_s:g} s (placement.stall_timeout_s); each bundle must "
+            "fit one node: add nodes, or lower placement.cpus_per_actor/placement.gpus_per_*, or use "
+            "placement.strategy=PACK"
         )
     return group
 
 
-def in_group(group: Any, bundle: int) -> dict[str, Any]:
-    """Actor options that put it in the placement group's bundle."""
+def placed(cfg: RunConfig, group: Any, bundle: int) -> dict[str, Any]:
+    """Ray options of the actor in the placement group's bundle: its CPUs and GPUs, and the bundle."""
     from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
 
-    return {"scheduling_strategy": PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle)}
-
-
-def actor_cpus(cfg: RunConfig) -> float:
-    return (cfg.placement.rollout_workers + cfg.placement.learners) * cfg.placement.cpus_per_actor
-
-
-def learner_gpus(cfg: RunConfig) -> float:
-    given = cfg.placement.gpus_per_learner
-    return given if given is not None else float(cfg.model.device.startswith("cuda"))
-
-
-def worker_gpus(cfg: RunConfig) -> float:
-    given = cfg.placement.gpus_per_worker
-    return given if given is not None else float(cfg.model.device.startswith("cuda"))
+    cpus, gpus = shapes(cfg)[bundle]
+    strategy = PlacementGroupSchedulingStrategy(group, placement_group_bundle_index=bundle)
+    return {"num_cpus": cpus, "num_gpus": gpus, "scheduling_strategy": strategy}
 
 
 def wait_all(refs: list[Any], on_error: Callable[[int, BaseException], None]) -> list[Any]:
@@ -142,9 +138,8 @@ class RayLearners:
         from reasonrl.placement.ray_actors import LearnerActor
 
         n, self.cfg = cfg.placement.learners, cfg
-        options = {"num_cpus": cfg.placement.cpus_per_actor, "num_gpus": learner_gpus(cfg)}
         self.actors = [
-            LearnerActor.options(**options, **in_group(group, rank)).remote(cfg, rank, n)  # type: ignore[attr-defined]
+            LearnerActor.options(**placed(cfg, group, rank)).remote(cfg, rank, n)  # type: ignore[attr-defined]
             for rank in range(n)
         ]
         address = ray.get(self.actors[0].endpoint.remote()) if n > 1 else ""
@@ -241,8 +236,7 @@ class RolloutPool:
     def _make(self, i: int) -> Any:
         from reasonrl.placement.ray_actors import RolloutActor
 
-        options = {"num_cpus": self.cfg.placement.cpus_per_actor, "num_gpus": worker_gpus(self.cfg)}
-        options |= in_group(self.group, self.cfg.placement.learners + i)
+        options = placed(self.cfg, self.group, self.cfg.placement.learners + i)
         return RolloutActor.options(**options).remote(self.cfg, i)  # type: ignore[attr-defined]
 
     def _write_pids(self) -> None:
