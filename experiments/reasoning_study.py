@@ -33,6 +33,7 @@ import json
 import math
 import re
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,8 +45,8 @@ from reasonrl.stats import mean_interval  # noqa: E402
 RECIPE = ROOT / "recipes" / "quickstart.yaml"
 FAMILIES: dict[str, dict[str, Any]] = {
     "add3": {
-        "about": "three one-digit numbers added, two worked examples in the prompt (the quickstart's task)",
-        "overrides": [],  # recipes/quickstart.yaml as it is
+        "about": "three one-digit numbers added, two worked examples in the prompt (the quickstart)",
+        "overrides": [],
     },
     "arith3": {
         "about": "three one-digit numbers added and subtracted, results may be negative (basic_arithmetic)",
@@ -71,9 +72,8 @@ FAMILIES: dict[str, dict[str, Any]] = {
 }
 OUTCOME = "rewards.components={correct: 1.0, format: 0.1}"
 STEPS = "rewards.components={correct: 1.0, format: 0.1, steps: 0.5}"
-GATE = (  # `correct` at weight 0 is scored and not rewarded: evaluations take their accuracy from it
-    f"rewards.components={{'{Path(__file__).resolve()}:gated_correct': 1.0, correct: 0.0, format: 0.1}}"
-)
+# `correct` at weight 0 is scored, not rewarded: evaluations take their accuracy from it
+GATE = f"rewards.components={{'{Path(__file__).resolve()}:gated_correct': 1.0, correct: 0.0, format: 0.1}}"
 ARMS: dict[str, dict[str, Any]] = {
     "outcome": {"about": "correct + format (baseline)", "overrides": [OUTCOME]},
     "steps": {"about": "+ steps 0.5 (share of true equalities)", "overrides": [STEPS]},
@@ -130,8 +130,6 @@ def run_one(family: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
 
         sft_cfg = config(family, arm, seed, args, [f"sft.steps={sft_steps}", "eval.before=skip"])
         sft_dir = Path(args.runs) / f"{sft_cfg.name}-sft"
-        from dataclasses import replace
-
         sft_cfg = replace(sft_cfg, name=sft_dir.name)
         if not (sft_dir / "summary.json").is_file():
             sft(sft_cfg, resume=(sft_dir / "config.yaml").is_file(), quiet=args.quiet)
@@ -146,10 +144,6 @@ def run_one(family: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
 # ------------------------------------------------------------------------------------------------ measures
 
 
-def numbers_in(text: str) -> set[str]:
-    return set(re.findall(r"\d+", text))
-
-
 def step_stats(completions: list[str], questions: list[str] | None = None) -> dict[str, float]:
     """Share of completions with at least one verified step, share of false steps among all counted steps,
     counted steps per completion, and (with the questions) the share of true steps whose left side uses no number
@@ -162,12 +156,10 @@ def step_stats(completions: list[str], questions: list[str] | None = None) -> di
         with_step += bool(checked)
         counted += len(checked)
         false += sum(not v.holds for v in checked)
-        for v in checked:
-            if v.holds:
-                true += 1
-                used = numbers_in(v.claim.left)  # the operands: a result may equal a problem's number by chance
-                if questions is not None and not used & numbers_in(questions[i]):
-                    trivial += 1
+        true += sum(v.holds for v in checked)
+        if questions is not None:  # operands only: a result may equal a problem's number by chance
+            asked = set(re.findall(r"\d+", questions[i]))
+            trivial += sum(v.holds and not set(re.findall(r"\d+", v.claim.left)) & asked for v in checked)
     n = max(len(completions), 1)
     out = {
         "with_step": with_step / n,
