@@ -134,6 +134,8 @@ def run_one(family: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
         if not (sft_dir / "summary.json").is_file():
             sft(sft_cfg, resume=(sft_dir / "config.yaml").is_file(), quiet=args.quiet)
         extra = [f"model.adapter={sft_dir / 'adapter'}"]
+    if not sft_steps and seed != args.first_seed:  # the base model's evaluation is the same for every seed
+        extra.append("eval.before=skip")
     cfg = config(family, arm, seed, args, extra)
     run_dir = Path(cfg.output_dir) / cfg.name
     if not (run_dir / "summary.json").is_file():

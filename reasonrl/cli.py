@@ -300,7 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
             )
         p.set_defaults(func=func)
     add_tuning_commands(sub)
-    p = sub.add_parser("pipeline", help="pretrain a tiny model from scratch, SFT it, then RL it (DeepSeekMath)")
+    p = sub.add_parser(
+        "pipeline", help="pretrain a tiny model from scratch (pretrain.steps=0: take model.path), SFT it, then RL it"
+    )
     p.add_argument("recipe", help="YAML recipe (e.g. recipes/pipeline_tiny.yaml)")
     p.add_argument("overrides", nargs="*", help="dotted overrides, e.g. pretrain.steps=200 steps=20")
     p.add_argument("--overwrite", action="store_true", help="replace an existing pipeline directory")

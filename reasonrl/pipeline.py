@@ -6,10 +6,11 @@
 2. sft       that model on demonstrations (sft.*; sft.py): the task's worked solutions by default;
 3. rl        from the SFT weights with the recipe's algorithm (train.py): model.path=<sft>/model after full
              fine-tuning; with LoRA the SFT adapter keeps training (model.adapter=<sft>/adapter).
-Each stage is an ordinary run directory under output_dir/name/ (pretrain/, sft/, rl/); the recipe's
-model.path is not used (every stage starts from the previous stage's output). The held-out accuracy after
-each stage is measured on the same problems with the same eval settings: pretrain-only is the SFT run's
-start evaluation, SFT its final one, RL the RL run's final one. The table is printed and written to
+Each stage is an ordinary run directory under output_dir/name/ (pretrain/, sft/, rl/); every stage starts
+from the previous stage's output. With pretrain.steps=0 there is no pretraining: SFT starts from the recipe's
+model.path (a pretrained model, e.g. the bundled one), whose row is then called "base". The held-out accuracy
+after each stage is measured on the same problems with the same eval settings: pretrain-only (or base) is the
+SFT run's start evaluation, SFT its final one, RL the RL run's final one. The table is printed and written to
 output_dir/name/pipeline.json.
 """
 
@@ -33,7 +34,7 @@ def stage_config(cfg: RunConfig, root: Path, name: str, **model: Any) -> RunConf
     return replace(cfg, output_dir=str(root), name=name, model=replace(cfg.model, **model))
 
 
-def rl_start(sft_dir: Path, pretrained: Path) -> dict[str, Any]:
+def rl_start(sft_dir: Path, pretrained: Path | str) -> dict[str, Any]:
     """model.* for the RL stage: the SFT model directory, or the pretrained model with the SFT adapter."""
     if (sft_dir / "model").is_dir():
         return {"path": str(sft_dir / "model"), "adapter": None}
@@ -42,7 +43,8 @@ def rl_start(sft_dir: Path, pretrained: Path) -> dict[str, Any]:
 
 def pipeline(cfg: RunConfig, overwrite: bool = False, quiet: bool = False) -> Path:
     """Run the three stages; returns output_dir/name (with pipeline.json, the per-stage table)."""
-    pretraining_lines(cfg)  # reject a bad pretrain.text before anything is written
+    if cfg.pretrain.steps:
+        pretraining_lines(cfg)  # reject a bad pretrain.text before anything is written
     if cfg.eval.before == "skip":
         raise ValueError(
             "eval.before=skip: the pipeline compares every stage with the one before it; use auto "
@@ -57,10 +59,10 @@ def run_pipeline(cfg: RunConfig, root: Path, quiet: bool) -> Path:
         shutil.rmtree(root)
     root.mkdir(parents=True)
     save_config(cfg, root / "config.yaml")
-    times = {}
+    first = "pretrain" if cfg.pretrain.steps else "base"
     t0 = time.time()
-    pretrained = pretrain(cfg, root / "pretrain", quiet=quiet)
-    times["pretrain"] = time.time() - t0
+    pretrained = pretrain(cfg, root / "pretrain", quiet=quiet) if cfg.pretrain.steps else cfg.model.path
+    times = {first: time.time() - t0}
     t0 = time.time()
     sft_dir = sft(stage_config(cfg, root, "sft", path=str(pretrained), adapter=None), quiet=quiet)
     times["sft"] = time.time() - t0
@@ -68,15 +70,21 @@ def run_pipeline(cfg: RunConfig, root: Path, quiet: bool) -> Path:
     rl_dir = train(stage_config(cfg, root, "rl", **rl_start(sft_dir, pretrained)), quiet=quiet)
     times["rl"] = time.time() - t0
     result = stage_table(
-        json.loads((sft_dir / "summary.json").read_text()), json.loads((rl_dir / "summary.json").read_text()), times
+        json.loads((sft_dir / "summary.json").read_text()),
+        json.loads((rl_dir / "summary.json").read_text()),
+        times,
+        first,
     )
     atomic_write_text(root / "pipeline.json", json.dumps(result, indent=1))
     print(format_stages(result), flush=True)
     return root
 
 
-def stage_table(sft_summary: dict[str, Any], rl_summary: dict[str, Any], times: dict[str, float]) -> dict[str, Any]:
-    """Accuracy after each stage (from the SFT and RL summaries), the paired changes, and wall times."""
+def stage_table(
+    sft_summary: dict[str, Any], rl_summary: dict[str, Any], times: dict[str, float], first: str = "pretrain"
+) -> dict[str, Any]:
+    """Accuracy after each stage (from the SFT and RL summaries), the paired changes, and wall times; `first`
+    names the model SFT started from ("pretrain", or "base" when there was no pretraining)."""
 
     def row(result: dict[str, Any], stage: str) -> dict[str, Any]:
         return {
@@ -93,12 +101,12 @@ def stage_table(sft_summary: dict[str, Any], rl_summary: dict[str, Any], times: 
         "problems": sft_summary["before"]["problems"],
         "samples_per_problem": sft_summary["before"]["samples_per_problem"],
         "stages": [
-            row(sft_summary["before"], "pretrain"),
+            row(sft_summary["before"], first),
             row(sft_summary["after"], "sft"),
             row(rl_summary["after"], "rl"),
         ],
         "rl_start_accuracy": rl_summary["before"]["accuracy"],
-        "paired": {"sft_vs_pretrain": sft_summary.get("paired"), "rl_vs_sft": rl_summary.get("paired")},
+        "paired": {f"sft_vs_{first}": sft_summary.get("paired"), "rl_vs_sft": rl_summary.get("paired")},
     }
 
 
@@ -114,10 +122,8 @@ def format_stages(result: dict[str, Any]) -> str:
         lines.append(
             f"{r['stage']:10}{acc:>10}{ci:>18}{r['mean_reward']:>9.3f}{r['mean_length']:>8.1f}{r['wall_s']:>9.1f}"
         )
-    for label, p in (
-        ("sft vs pretrain", result["paired"]["sft_vs_pretrain"]),
-        ("rl vs sft", result["paired"]["rl_vs_sft"]),
-    ):
+    for key, p in result["paired"].items():
+        label = key.replace("_vs_", " vs ")
         if p:
             lines.append(
                 f"{label}: accuracy change {p['mean_diff']:+.3f} [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] "

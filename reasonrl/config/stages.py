@@ -171,7 +171,8 @@ class PretrainConfig:
     """Pretraining text of `reasonrl pipeline`: 'arithmetic' (addition facts covering every step of the
     arithmetic task's worked solutions, generated) or a path to a UTF-8 text file."""
     steps: int = 300
-    """Optimizer steps of next-token training (loss on every token) of a randomly initialised Llama."""
+    """Optimizer steps of next-token training (loss on every token) of a randomly initialised Llama; 0: no
+    pretraining, the pipeline starts SFT from model.path (e.g. the bundled model)."""
     batch_size: int = 32
     """Rows per step, each a window of the text starting with BOS."""
     seq_len: int = 64
@@ -187,8 +188,9 @@ class PretrainConfig:
     """Attention heads of the random Llama (hidden_size must divide by it)."""
 
     def __post_init__(self) -> None:
+        if self.steps < 0:
+            raise ValueError(f"pretrain.steps must be >= 0 (0: SFT starts from model.path), got {self.steps}")
         sizes = {
-            "steps": self.steps,
             "batch_size": self.batch_size,
             "hidden_size": self.hidden_size,
             "layers": self.layers,

@@ -96,3 +96,18 @@ def test_stage_table_reads_the_accuracy_after_each_stage():
     ]
     text = format_stages(table)
     assert "rl vs sft: accuracy change +0.200" in text and "pretrain       0.100" in text
+
+
+def test_without_pretraining_sft_starts_from_the_recipe_model_and_rl_continues_its_adapter(tmp_path):
+    from reasonrl.pipeline import pipeline
+    from tests.helpers import tiny_overrides
+
+    cfg = load_config(None, tiny_overrides(tmp_path, "pretrain.steps=0", "sft.steps=2", "steps=2"))
+    root = pipeline(cfg, quiet=True)
+    assert not (root / "pretrain").exists() and (root / "sft" / "adapter").is_dir()
+    rl = load_config(root / "rl" / "config.yaml", [])
+    assert rl.model.path == "tiny:llama" and rl.model.adapter == str(root / "sft" / "adapter")
+    result = json.loads((root / "pipeline.json").read_text())
+    assert [s["stage"] for s in result["stages"]] == ["base", "sft", "rl"] and "sft_vs_base" in result["paired"]
+    with pytest.raises(ValueError, match="pretrain.steps must be >= 0"):
+        load_config(None, ["pretrain.steps=-1"])
