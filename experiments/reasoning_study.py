@@ -276,14 +276,17 @@ def fmt(cell: Any) -> str:
 
 
 def change(c: dict[str, float] | None) -> str:
-    return "-" if not c else f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]"
+    return f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]" if c else "-"
+
+
+MARK = "<!-- the tables below are written by experiments/reasoning_study.py; the text above this line is kept -->"
 
 
 def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         "# Reasoning study: verified steps against outcome-only rewards",
         "",
-        f"`experiments/reasoning_study.py` ({args.steps} steps per run; arms and measures in its docstring).",
+        f"`experiments/reasoning_study.py --steps {args.steps}` (arms and measures in its docstring).",
         "Accuracy is on the family's held-out problems after training, mean over seeds [95% t interval];",
         "the change is against the outcome arm, paired over problems (each problem averaged over seeds).",
         "",
@@ -351,7 +354,8 @@ def analyse(args: argparse.Namespace) -> dict[str, Any]:
     summary = summarise(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(markdown(summary, args))
+    kept = out.read_text().split(MARK)[0] if out.is_file() and MARK in out.read_text() else ""
+    out.write_text(f"{kept}{MARK}\n\n{markdown(summary, args)}" if kept else markdown(summary, args))
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     out.with_suffix(".svg").write_text(svg(summary))
     print(markdown(summary, args))
@@ -378,12 +382,8 @@ def main(argv: list[str] | None = None) -> None:
         for value in args.families if name == "family" else args.arms:
             if value not in known:
                 raise SystemExit(f"error: unknown {name} {value!r}; one of {', '.join(known)}")
-    runs = [
-        (f, a, s)
-        for f in args.families
-        for a in args.arms
-        for s in range(args.first_seed, args.first_seed + args.seeds)
-    ]
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    runs = [(f, a, s) for f in args.families for a in args.arms for s in seeds]
     if args.plan:
         for f, a, s in runs:
             print(f"{run_name(f, a, s):32} {FAMILIES[f]['about'][:40]:42} {ARMS[a]['about']}")

@@ -75,5 +75,8 @@ def test_a_tiny_study_runs_every_kind_of_arm_and_writes_its_report(study, tmp_pa
     assert change["problems"] == 8 and math.isfinite(change["mean"])
     assert out.with_suffix(".svg").read_text().startswith("<svg")
     stamp = (runs / "arith3-outcome-seed0" / "summary.json").stat().st_mtime_ns
-    study.main(args)  # finished runs are reused
+    out.write_text(f"# The verdict, by hand\n{study.MARK}\nold tables\n")
+    study.main(args)  # finished runs are reused; the text above the mark is kept, the tables rewritten
     assert (runs / "arith3-outcome-seed0" / "summary.json").stat().st_mtime_ns == stamp
+    kept = out.read_text()
+    assert kept.startswith("# The verdict, by hand\n") and "old tables" not in kept and "| gate (" in kept
