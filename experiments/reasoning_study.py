@@ -100,9 +100,6 @@ def gated_correct(completion: str, example: Any, **options: Any) -> float | None
     return score if checked and all(v.holds for v in checked) else 0.0
 
 
-# ----------------------------------------------------------------------------------------------------- runs
-
-
 def run_name(family: str, arm: str, seed: int) -> str:
     return f"{family}-{arm}-seed{seed}"
 
@@ -134,7 +131,7 @@ def run_one(family: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
         if not (sft_dir / "summary.json").is_file():
             sft(sft_cfg, resume=(sft_dir / "config.yaml").is_file(), quiet=args.quiet)
         extra = [f"model.adapter={sft_dir / 'adapter'}"]
-    if not sft_steps and seed != args.first_seed:  # the base model's evaluation is the same for every seed
+    if sft_steps or seed != args.first_seed:  # the start was evaluated: the base model once, the SFT run's end
         extra.append("eval.before=skip")
     cfg = config(family, arm, seed, args, extra)
     run_dir = Path(cfg.output_dir) / cfg.name
@@ -192,8 +189,9 @@ def rollout_stats(run_dir: Path, first: bool) -> dict[str, float]:
 
 def measure(run_dir: Path) -> dict[str, Any]:
     """One run's numbers: before and after, sampled and greedy, with per-problem rows for the pairing."""
-    evals = final_evals(run_dir)
-    last = max(evals, key=int)
+    evals, last = final_evals(run_dir), max(final_evals(run_dir), key=int)
+    if "0" not in evals and (sft := run_dir.with_name(f"{run_dir.name}-sft")).is_dir():
+        evals["0"] = max(final_evals(sft).items(), key=lambda kv: int(kv[0]))[1]  # the SFT run's end: RL's start
     out: dict[str, Any] = {"run": run_dir.name, "steps": int(last)}
     for label, key in (("before", "0"), ("after", last)):
         if key not in evals:
@@ -249,7 +247,8 @@ def summarise(results: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
                 values = [r["after"][key] for r in runs if r["after"].get(key) is not None]
                 if values:
                     row[key] = mean_interval(values) if len(values) > 1 else (values[0], math.nan, math.nan)
-            row["before"] = {k: runs[0]["before"].get(k) for k in ("sampled", "greedy", "pass@4", "length")}
+            start = next((r["before"] for r in runs if "before" in r), {})
+            row["before"] = {k: start.get(k) for k in ("sampled", "greedy", "pass@4", "length")}
             if "outcome" in arms and arm != "outcome":
                 row["vs_outcome"] = {
                     "sampled": paired_change(runs, arms["outcome"], 0),
@@ -269,9 +268,8 @@ def summarise(results: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
 def fmt(cell: Any) -> str:
     if cell is None:
         return "-"
-    if isinstance(cell, list | tuple):
-        mean, low, high = cell
-        return f"{mean:.3f}" if math.isnan(low) else f"{mean:.3f} [{low:.2f}, {high:.2f}]"
+    if isinstance(cell, list | tuple):  # (mean, low, high)
+        return f"{cell[0]:.3f}" if math.isnan(cell[1]) else f"{cell[0]:.3f} [{cell[1]:.2f}, {cell[2]:.2f}]"
     return f"{cell:.3f}" if isinstance(cell, float) else str(cell)
 
 

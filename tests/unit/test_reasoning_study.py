@@ -71,6 +71,7 @@ def test_a_tiny_study_runs_every_kind_of_arm_and_writes_its_report(study, tmp_pa
     assert summary["outcome"]["seeds"] == 2 and "vs_outcome" not in summary["outcome"]
     for arm in ("outcome", "steps", "gate", "sft_rl"):  # every arm is scored by `correct`, rewarded or not
         assert summary[arm]["greedy"][0] is not None and summary[arm]["sampled"][0] is not None, arm
+    assert summary["sft_rl"]["before"]["greedy"] is not None  # RL's start: the SFT run's final evaluation
     change = summary["steps"]["vs_outcome"]["greedy"]
     assert change["problems"] == 8 and math.isfinite(change["mean"])
     assert out.with_suffix(".svg").read_text().startswith("<svg")
