@@ -21,10 +21,10 @@ Measured for each run, from its evaluations at step 0 and at the end: held-out a
 temperature 1) and greedy, pass@4, mean completion length, the share of greedy completions with at least one
 verified step, and the share of their steps that are false; from the saved rollouts, the claims per completion
 and the share of trivial ones (true, but using no number of the problem: padding) at the start and the end of
-training. The report (docs/experiments/reasoning.md, reasoning.json, reasoning.svg) pools the seeds: per arm
-the mean over seeds, and the change against the outcome arm paired over problems (each problem's accuracy
-averaged over seeds) with a 95% t interval.
-"""
+training. The report (docs/experiments/reasoning.md, .json, .svg) gives per arm the mean over seeds and the
+changes against the base model and the outcome arm, paired over problems (each problem's accuracy averaged over
+seeds) with a 95% t interval. A family's base model is evaluated once (its first seed); an SFT arm's RL run
+starts from its SFT run's final evaluation."""
 
 from __future__ import annotations
 
@@ -108,13 +108,8 @@ def config(family: str, arm: str, seed: int, args: argparse.Namespace, extra: li
     from reasonrl.config import load_config
 
     overrides = [*FAMILIES[family]["overrides"], *ARMS[arm]["overrides"], *COMMON, *extra]
-    overrides += [
-        f"seed={seed}",
-        f"steps={args.steps}",
-        f"output_dir={args.runs}",
-        f"name={run_name(family, arm, seed)}",
-    ]
-    return load_config(RECIPE, overrides + args.override)
+    run = [f"seed={seed}", f"steps={args.steps}", f"output_dir={args.runs}", f"name={run_name(family, arm, seed)}"]
+    return load_config(RECIPE, overrides + run + args.override)
 
 
 def run_one(family: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
@@ -241,6 +236,7 @@ def summarise(results: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for family, arms in results.items():
         out[family] = {}
+        base = next((r["before"] for a, runs in arms.items() if a != "sft_rl" for r in runs if "before" in r), None)
         for arm, runs in arms.items():
             row: dict[str, Any] = {"seeds": len(runs)}
             for key in ("sampled", "greedy", "pass@4", "length", "with_step", "false_steps"):
@@ -249,6 +245,7 @@ def summarise(results: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
                     row[key] = mean_interval(values) if len(values) > 1 else (values[0], math.nan, math.nan)
             start = next((r["before"] for r in runs if "before" in r), {})
             row["before"] = {k: start.get(k) for k in ("sampled", "greedy", "pass@4", "length")}
+            row["vs_base"] = paired_change(runs, [{"after": base}], 1) if base else None  # greedy, base model
             if "outcome" in arms and arm != "outcome":
                 row["vs_outcome"] = {
                     "sampled": paired_change(runs, arms["outcome"], 0),
@@ -286,7 +283,8 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
         "",
         f"`experiments/reasoning_study.py --steps {args.steps}` (arms and measures in its docstring).",
         "Accuracy is on the family's held-out problems after training, mean over seeds [95% t interval];",
-        "the change is against the outcome arm, paired over problems (each problem averaged over seeds).",
+        "the changes are against the base model and the outcome arm, paired over problems (each problem averaged",
+        "over seeds).",
         "",
     ]
     for family, arms in summary.items():
@@ -297,9 +295,9 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
             f"Base model: sampled {fmt(base['sampled'])}, greedy {fmt(base['greedy'])}, pass@4 {fmt(base['pass@4'])}, "
             f"length {fmt(base['length'])} tokens.",
             "",
-            "| arm | seeds | sampled | greedy | pass@4 | length | with a step | false steps | greedy vs outcome "
-            "| sampled vs outcome | steps per completion (start, end) | trivial (start, end) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|",
+            "| arm | seeds | sampled | greedy | pass@4 | length | with a step | false steps | greedy vs base "
+            "| greedy vs outcome | sampled vs outcome | steps per completion (start, end) | trivial (start, end) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for arm, row in arms.items():
             vs = row.get("vs_outcome") or {}
@@ -308,7 +306,8 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
                 f"| {arm} ({ARMS[arm]['about']}) | {row['seeds']} | {fmt(row.get('sampled'))} "
                 f"| {fmt(row.get('greedy'))} "
                 f"| {fmt(row.get('pass@4'))} | {fmt(row.get('length'))} | {fmt(row.get('with_step'))} "
-                f"| {fmt(row.get('false_steps'))} | {change(vs.get('greedy'))} | {change(vs.get('sampled'))} "
+                f"| {fmt(row.get('false_steps'))} | {change(row['vs_base'])} | {change(vs.get('greedy'))} "
+                f"| {change(vs.get('sampled'))} "
                 f"| {t['start']['steps_per_completion']:.2f}, {t['end']['steps_per_completion']:.2f} "
                 f"| {t['start']['trivial_steps']:.2f}, {t['end']['trivial_steps']:.2f} |"
             )
@@ -317,28 +316,29 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
 
 
 def svg(summary: dict[str, Any]) -> str:
-    """Greedy accuracy per arm and family (bars) with each seed's value (dots)."""
-    width, bar, gap, height = 760, 18, 10, 220
-    parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 60}" font-family="sans-serif" '
-        'font-size="11">'
-    ]
-    x = 40
+    """Greedy accuracy after training per family and arm (bars); the base model's per family (dashed line)."""
+    bar, gap, height = 18, 10, 220
+    parts, x = [], 40
     for family, arms in summary.items():
         parts.append(f'<text x="{x}" y="{height + 50}">{family}</text>')
+        first = x
         for arm, row in arms.items():
-            mean = (row.get("greedy") or (0.0, math.nan, math.nan))[0]
-            h = mean * height
+            h = (row.get("greedy") or (0.0,))[0] * height
             parts.append(f'<rect x="{x}" y="{height - h + 10}" width="{bar}" height="{h}" fill="#4a7ab5"/>')
             parts.append(
                 f'<text x="{x + bar / 2}" y="{height + 24}" text-anchor="end" '
                 f'transform="rotate(-35 {x + bar / 2} {height + 24})">{arm}</text>'
             )
             x += bar + gap
+        if (base := next(iter(arms.values()))["before"].get("greedy")) is not None:
+            y = height - base * height + 10
+            parts.append(
+                f'<line x1="{first - 4}" y1="{y}" x2="{x - gap + 4}" y2="{y}" stroke="#c33" stroke-dasharray="4"/>'
+            )
         x += 3 * gap
     parts.append(f'<line x1="30" y1="{height + 10}" x2="{x}" y2="{height + 10}" stroke="#333"/>')
-    parts.append('<text x="4" y="14">greedy accuracy (0-1)</text></svg>')
-    return "".join(parts)
+    head = f'<svg xmlns="http://www.w3.org/2000/svg" width="{x + 20}" height="{height + 60}" font-size="11">'
+    return f'{head}<text x="4" y="14">greedy accuracy (0-1); dashed: base model</text>{"".join(parts)}</svg>'
 
 
 def analyse(args: argparse.Namespace) -> dict[str, Any]:
