@@ -140,8 +140,9 @@ def run_one(family: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
 
 def step_stats(completions: list[str], questions: list[str] | None = None) -> dict[str, float]:
     """Share of completions with at least one verified step, share of false steps among all counted steps,
-    counted steps per completion, and (with the questions) the share of true steps whose left side uses no number
-    of the problem (padding such as `1 + 1 = 2`; `7 + 4 = 11` after `3 + 4 = 7` in 3 + 4 + 4 is not)."""
+    counted steps per completion, and (with the questions) the share of true steps none of whose operands is a
+    number of the problem or an earlier step's result (padding such as `1 + 1 = 2`; in 3 + 4 + 4, `3 + 4 = 7`
+    then `7 + 4 = 11` is not)."""
     from reasonrl.rewards.steps import verdicts
 
     with_step = false = counted = trivial = true = 0
@@ -151,9 +152,10 @@ def step_stats(completions: list[str], questions: list[str] | None = None) -> di
         counted += len(checked)
         false += sum(not v.holds for v in checked)
         true += sum(v.holds for v in checked)
-        if questions is not None:  # operands only: a result may equal a problem's number by chance
-            asked = set(re.findall(r"\d+", questions[i]))
-            trivial += sum(v.holds and not set(re.findall(r"\d+", v.claim.left)) & asked for v in checked)
+        known = set(re.findall(r"\d+", questions[i])) if questions is not None else set()
+        for v in checked if questions is not None else ():  # operands only: a result may match by chance
+            trivial += v.holds and not set(re.findall(r"\d+", v.claim.left)) & known
+            known |= set(re.findall(r"\d+", v.claim.right))
     n = max(len(completions), 1)
     out = {
         "with_step": with_step / n,

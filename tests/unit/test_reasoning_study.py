@@ -31,6 +31,9 @@ def test_step_stats_count_verified_false_and_padding_steps(study):
     # a partial sum carried into the next step uses a number of the problem: not padding
     carried = study.step_stats(["3 + 4 = 7\n7 + 4 = 11\nAnswer: 11"], ["Calculate 3 + 4 + 4."])
     assert carried["trivial_steps"] == 0.0 and carried["false_steps"] == 0.0
+    # earlier results are grounded operands too (a sum of products); a claim on neither is padding
+    legs = "3 cats have 3 * 4 = 12 legs\n2 ducks have 2 * 2 = 4 legs\n12 + 4 = 16\n5 + 5 = 10\nAnswer: 16"
+    assert study.step_stats([legs], ["How many legs do 3 cats, 2 ducks have?"])["trivial_steps"] == 0.25
 
 
 def test_gated_correct_needs_every_step_to_hold(study):
