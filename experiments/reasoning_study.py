@@ -135,9 +135,6 @@ def run_one(family: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
     return run_dir
 
 
-# ------------------------------------------------------------------------------------------------ measures
-
-
 def step_stats(completions: list[str], questions: list[str] | None = None) -> dict[str, float]:
     """Share of completions with at least one verified step, share of false steps among all counted steps,
     counted steps per completion, and (with the questions) the share of true steps none of whose operands is a
@@ -240,7 +237,7 @@ def summarise(results: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
         out[family] = {}
         base = next((r["before"] for a, runs in arms.items() if a != "sft_rl" for r in runs if "before" in r), None)
         for arm, runs in arms.items():
-            row: dict[str, Any] = {"seeds": len(runs)}
+            row: dict[str, Any] = {"seeds": len(runs), "steps": sorted({r["steps"] for r in runs})}
             for key in ("sampled", "greedy", "pass@4", "length", "with_step", "false_steps"):
                 values = [r["after"][key] for r in runs if r["after"].get(key) is not None]
                 if values:
@@ -283,7 +280,7 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
     lines = [
         "# Reasoning study: verified steps against outcome-only rewards",
         "",
-        f"`experiments/reasoning_study.py --steps {args.steps}` (arms and measures in its docstring).",
+        "`experiments/reasoning_study.py` (arms and measures in its docstring).",
         "Accuracy is on the family's held-out problems after training, mean over seeds [95% t interval];",
         "the changes are against the base model and the outcome arm, paired over problems (each problem averaged",
         "over seeds).",
@@ -291,11 +288,12 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
     ]
     for family, arms in summary.items():
         base = next(iter(arms.values()))["before"]
+        steps = sorted({s for row in arms.values() for s in row["steps"]})
         lines += [
             f"## {family}: {FAMILIES[family]['about']}",
             "",
             f"Base model: sampled {fmt(base['sampled'])}, greedy {fmt(base['greedy'])}, pass@4 {fmt(base['pass@4'])}, "
-            f"length {fmt(base['length'])} tokens.",
+            f"length {fmt(base['length'])} tokens. RL steps per run: {', '.join(map(str, steps))}.",
             "",
             "| arm | seeds | sampled | greedy | pass@4 | length | with a step | false steps | greedy vs base "
             "| greedy vs outcome | sampled vs outcome | steps per completion (start, end) | trivial (start, end) |",
@@ -355,7 +353,8 @@ def analyse(args: argparse.Namespace) -> dict[str, Any]:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     kept = out.read_text().split(MARK)[0] if out.is_file() and MARK in out.read_text() else ""
-    out.write_text(f"{kept}{MARK}\n\n{markdown(summary, args)}" if kept else markdown(summary, args))
+    text = markdown(summary, args)
+    out.write_text(f"{kept}{MARK}\n\n" + text.partition("\n\n")[2] if kept else text)  # one title
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     out.with_suffix(".svg").write_text(svg(summary))
     print(markdown(summary, args))
