@@ -21,10 +21,9 @@ Measured for each run, from its evaluations at step 0 and at the end: held-out a
 temperature 1) and greedy, pass@4, mean completion length, the share of greedy completions with at least one
 verified step, and the share of their steps that are false; from the saved rollouts, the claims per completion
 and the share of trivial ones (true, but using no number of the problem: padding) at the start and the end of
-training. The report (docs/experiments/reasoning.md, .json, .svg) gives per arm the mean over seeds and the
-changes against the base model and the outcome arm, paired over problems (each problem's accuracy averaged over
-seeds) with a 95% t interval. A family's base model is evaluated once (its first seed); an SFT arm's RL run
-starts from its SFT run's final evaluation."""
+training. The report (docs/experiments/reasoning.md, .json, .svg): per arm the mean over seeds and the changes
+against the base model and the outcome arm, paired over problems (each averaged over seeds), 95% t intervals.
+The base model is evaluated once per family; an SFT arm's RL run starts from its SFT run's final evaluation."""
 
 from __future__ import annotations
 
@@ -149,8 +148,10 @@ def step_stats(completions: list[str], questions: list[str] | None = None) -> di
         counted += len(checked)
         false += sum(not v.holds for v in checked)
         true += sum(v.holds for v in checked)
-        known = set(re.findall(r"\d+", questions[i])) if questions is not None else set()
-        for v in checked if questions is not None else ():  # operands only: a result may match by chance
+        if questions is None:
+            continue
+        known = set(re.findall(r"\d+", questions[i]))
+        for v in checked:  # operands only: a result may equal a known number by chance
             trivial += v.holds and not set(re.findall(r"\d+", v.claim.left)) & known
             known |= set(re.findall(r"\d+", v.claim.right))
     n = max(len(completions), 1)
@@ -183,7 +184,8 @@ def rollout_stats(run_dir: Path, first: bool) -> dict[str, float]:
 
 def measure(run_dir: Path) -> dict[str, Any]:
     """One run's numbers: before and after, sampled and greedy, with per-problem rows for the pairing."""
-    evals, last = final_evals(run_dir), max(final_evals(run_dir), key=int)
+    evals = final_evals(run_dir)
+    last = max(evals, key=int)
     if "0" not in evals and (sft := run_dir.with_name(f"{run_dir.name}-sft")).is_dir():
         evals["0"] = max(final_evals(sft).items(), key=lambda kv: int(kv[0]))[1]  # the SFT run's end: RL's start
     out: dict[str, Any] = {"run": run_dir.name, "steps": int(last)}
@@ -235,7 +237,8 @@ def summarise(results: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for family, arms in results.items():
         out[family] = {}
-        base = next((r["before"] for a, runs in arms.items() if a != "sft_rl" for r in runs if "before" in r), None)
+        plain = [r for a, runs in arms.items() if not ARMS[a].get("sft_steps") for r in runs if "before" in r]
+        base = plain[0]["before"] if plain else None  # the base model: where an arm without SFT starts
         for arm, runs in arms.items():
             row: dict[str, Any] = {"seeds": len(runs), "steps": sorted({r["steps"] for r in runs})}
             for key in ("sampled", "greedy", "pass@4", "length", "with_step", "false_steps"):
@@ -262,11 +265,9 @@ def summarise(results: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
 
 
 def fmt(cell: Any) -> str:
-    if cell is None:
-        return "-"
     if isinstance(cell, list | tuple):  # (mean, low, high)
         return f"{cell[0]:.3f}" if math.isnan(cell[1]) else f"{cell[0]:.3f} [{cell[1]:.2f}, {cell[2]:.2f}]"
-    return f"{cell:.3f}" if isinstance(cell, float) else str(cell)
+    return "-" if cell is None else f"{cell:.3f}" if isinstance(cell, float) else str(cell)
 
 
 def change(c: dict[str, float] | None) -> str:
@@ -352,12 +353,12 @@ def analyse(args: argparse.Namespace) -> dict[str, Any]:
     summary = summarise(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    kept = out.read_text().split(MARK)[0] if out.is_file() and MARK in out.read_text() else ""
+    old = out.read_text() if out.is_file() else ""
     text = markdown(summary, args)
-    out.write_text(f"{kept}{MARK}\n\n" + text.partition("\n\n")[2] if kept else text)  # one title
+    out.write_text(f"{old.split(MARK)[0]}{MARK}\n\n" + text.partition("\n\n")[2] if MARK in old else text)
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     out.with_suffix(".svg").write_text(svg(summary))
-    print(markdown(summary, args))
+    print(text)
     print(f"wrote {out}, {out.with_suffix('.json')} and {out.with_suffix('.svg')}")
     return summary
 
@@ -377,10 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("override", nargs="*", help="dotted overrides for every run (e.g. threads=1)")
     args = p.parse_args(argv)
     args.families, args.arms = args.families.split(","), args.arms.split(",")
-    for name, known in (("family", FAMILIES), ("arm", ARMS)):
-        for value in args.families if name == "family" else args.arms:
-            if value not in known:
-                raise SystemExit(f"error: unknown {name} {value!r}; one of {', '.join(known)}")
+    for name, values, known in (("family", args.families, FAMILIES), ("arm", args.arms, ARMS)):
+        for value in (v for v in values if v not in known):
+            raise SystemExit(f"error: unknown {name} {value!r}; one of {', '.join(known)}")
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     runs = [(f, a, s) for f in args.families for a in args.arms for s in seeds]
     if args.plan:
