@@ -10,8 +10,8 @@ Each stage is an ordinary run directory under output_dir/name/ (pretrain/, sft/,
 from the previous stage's output. With pretrain.steps=0 there is no pretraining: SFT starts from the recipe's
 model.path (a pretrained model, e.g. the bundled one), whose row is then called "base". The held-out accuracy
 after each stage is measured on the same problems with the same eval settings: pretrain-only (or base) is the
-SFT run's start evaluation, SFT its final one, RL the RL run's final one. The table is printed and written to
-output_dir/name/pipeline.json.
+SFT run's start evaluation, SFT its final one, RL the RL run's final one, sampled and (when eval.greedy is on)
+greedy, with paired changes. The table is printed and written to output_dir/name/pipeline.json.
 """
 
 from __future__ import annotations
@@ -91,6 +91,7 @@ def stage_table(
             "stage": stage,
             "accuracy": result["accuracy"],
             "accuracy_ci": result["accuracy_ci"],
+            "greedy": (result.get("greedy") or {}).get("accuracy"),
             "mean_reward": result["mean_reward"],
             "mean_length": result["mean_length"],
             "wall_s": times[stage],
@@ -107,6 +108,10 @@ def stage_table(
         ],
         "rl_start_accuracy": rl_summary["before"]["accuracy"],
         "paired": {f"sft_vs_{first}": sft_summary.get("paired"), "rl_vs_sft": rl_summary.get("paired")},
+        "paired_greedy": {
+            f"sft_vs_{first}": sft_summary.get("paired_greedy"),
+            "rl_vs_sft": rl_summary.get("paired_greedy"),
+        },
     }
 
 
@@ -114,19 +119,22 @@ def format_stages(result: dict[str, Any]) -> str:
     lines = [
         f"\npipeline on held-out {result['task']}: {result['problems']} problems x "
         f"{result['samples_per_problem']} samples",
-        f"{'stage':10}{'accuracy':>10}{'95% CI':>18}{'reward':>9}{'length':>8}{'wall s':>9}",
+        f"{'stage':10}{'accuracy':>10}{'95% CI':>18}{'greedy':>8}{'reward':>9}{'length':>8}{'wall s':>9}",
     ]
     for r in result["stages"]:
         acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
         ci = f"[{r['accuracy_ci'][0]:.3f}, {r['accuracy_ci'][1]:.3f}]" if r["accuracy_ci"] else "-"
+        greedy = "-" if r.get("greedy") is None else f"{r['greedy']:.3f}"
         lines.append(
-            f"{r['stage']:10}{acc:>10}{ci:>18}{r['mean_reward']:>9.3f}{r['mean_length']:>8.1f}{r['wall_s']:>9.1f}"
+            f"{r['stage']:10}{acc:>10}{ci:>18}{greedy:>8}{r['mean_reward']:>9.3f}{r['mean_length']:>8.1f}"
+            f"{r['wall_s']:>9.1f}"
         )
-    for key, p in result["paired"].items():
-        label = key.replace("_vs_", " vs ")
-        if p:
-            lines.append(
-                f"{label}: accuracy change {p['mean_diff']:+.3f} [{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] "
-                f"paired on {p['problems']} problems, {p['better']} better, {p['worse']} worse"
-            )
+    for which, key in (("accuracy", "paired"), ("greedy accuracy", "paired_greedy")):
+        for pair, p in result.get(key, {}).items():
+            if p:
+                lines.append(
+                    f"{pair.replace('_vs_', ' vs ')}: {which} change {p['mean_diff']:+.3f} "
+                    f"[{p['ci_low']:+.3f}, {p['ci_high']:+.3f}] paired on {p['problems']} problems, "
+                    f"{p['better']} better, {p['worse']} worse"
+                )
     return "\n".join(lines)

@@ -81,21 +81,25 @@ def test_stage_table_reads_the_accuracy_after_each_stage():
             "mean_length": 9.0,
             "problems": 10,
             "samples_per_problem": 2,
+            "greedy": {"accuracy": acc + 0.25},
         }
 
     paired = {"problems": 10, "mean_diff": 0.2, "ci_low": 0.1, "ci_high": 0.3, "better": 4, "worse": 1}
+    greedy = {**paired, "mean_diff": -0.1, "ci_low": -0.2, "ci_high": 0.0, "better": 1, "worse": 2}
     table = stage_table(
         {"task": "arithmetic", "before": result(0.1), "after": result(0.3), "paired": paired},
-        {"before": result(0.3), "after": result(0.5), "paired": paired},
+        {"before": result(0.3), "after": result(0.5), "paired": paired, "paired_greedy": greedy},
         {"pretrain": 1.0, "sft": 2.0, "rl": 3.0},
     )
-    assert [(s["stage"], s["accuracy"], s["wall_s"]) for s in table["stages"]] == [
-        ("pretrain", 0.1, 1.0),
-        ("sft", 0.3, 2.0),
-        ("rl", 0.5, 3.0),
+    assert [(s["stage"], s["accuracy"], s["greedy"], s["wall_s"]) for s in table["stages"]] == [
+        ("pretrain", 0.1, 0.35, 1.0),
+        ("sft", 0.3, 0.55, 2.0),
+        ("rl", 0.5, 0.75, 3.0),
     ]
     text = format_stages(table)
     assert "rl vs sft: accuracy change +0.200" in text and "pretrain       0.100" in text
+    assert "rl vs sft: greedy accuracy change -0.100 [-0.200, +0.000]" in text and "sft vs pretrain: greedy" not in text
+    assert next(line for line in text.splitlines() if line.startswith("rl ")).split()[4] == "0.750"  # greedy
 
 
 def test_without_pretraining_sft_starts_from_the_recipe_model_and_rl_continues_its_adapter(tmp_path):
