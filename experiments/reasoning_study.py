@@ -42,21 +42,23 @@ sys.path.insert(0, str(ROOT))
 from reasonrl.stats import mean_interval  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "quickstart.yaml"
+ARITH3 = [
+    "task.name=reasoning_gym:basic_arithmetic",
+    "task.train_size=400",
+    "task.eval_size=100",
+    "sampling.max_new_tokens=96",
+    "task.options={min_terms: 3, max_terms: 3, min_digits: 1, max_digits: 1, operators: ['+', '-'], "
+    "allow_parentheses: false, allow_negation: false}",
+]
 FAMILIES: dict[str, dict[str, Any]] = {
     "add3": {
         "about": "three one-digit numbers added, two worked examples in the prompt (the quickstart)",
         "overrides": [],
     },
-    "arith3": {
-        "about": "three one-digit numbers added and subtracted, results may be negative (basic_arithmetic)",
-        "overrides": [
-            "task.name=reasoning_gym:basic_arithmetic",
-            "task.options={min_terms: 3, max_terms: 3, min_digits: 1, max_digits: 1, operators: ['+', '-'], "
-            "allow_parentheses: false, allow_negation: false}",
-            "task.train_size=400",
-            "task.eval_size=100",
-            "sampling.max_new_tokens=96",
-        ],
+    "arith3": {"about": "three one-digit numbers added and subtracted, results may be negative", "overrides": ARITH3},
+    "arith3_0shot": {
+        "about": "arith3 with no worked example in the prompt, only the instruction to end with the answer",
+        "overrides": [*ARITH3, "task.few_shot=0"],
     },
     "legs": {
         "about": "legs of two or three kinds of animals, a product each and a sum (leg_counting)",
@@ -301,13 +303,11 @@ def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for arm, row in arms.items():
-            vs = row.get("vs_outcome") or {}
-            t = row["training"]
+            vs, t, g = row.get("vs_outcome") or {}, row["training"], row.get
             lines.append(
-                f"| {arm} ({ARMS[arm]['about']}) | {row['seeds']} | {fmt(row.get('sampled'))} "
-                f"| {fmt(row.get('greedy'))} "
-                f"| {fmt(row.get('pass@4'))} | {fmt(row.get('length'))} | {fmt(row.get('with_step'))} "
-                f"| {fmt(row.get('false_steps'))} | {change(row['vs_base'])} | {change(vs.get('greedy'))} "
+                f"| {arm} ({ARMS[arm]['about']}) | {row['seeds']} | {fmt(g('sampled'))} | {fmt(g('greedy'))} "
+                f"| {fmt(g('pass@4'))} | {fmt(g('length'))} | {fmt(g('with_step'))} "
+                f"| {fmt(g('false_steps'))} | {change(row['vs_base'])} | {change(vs.get('greedy'))} "
                 f"| {change(vs.get('sampled'))} "
                 f"| {t['start']['steps_per_completion']:.2f}, {t['end']['steps_per_completion']:.2f} "
                 f"| {t['start']['trivial_steps']:.2f}, {t['end']['trivial_steps']:.2f} |"
