@@ -23,12 +23,14 @@ from reasonrl.types import Example
 log = logging.getLogger(__name__)
 
 # Max |logp| gap per token between an engine and the learner when both hold the same weights. fp32: a merged
-# copy (W0 + BA) against the LoRA forward differs by ~1e-6 on the tiny model. bf16: the merged bf16 weights
-# against the bf16 base plus the LoRA branch under autocast gave 0.09-0.21 on the bundled model (quickstart,
-# steps 1-4). In bf16 one optimizer step can move the weights by less than their rounding, so there the log-prob
-# check catches a stale or corrupt engine once the policy has moved past the noise; the version check catches
-# a skipped update at once in every dtype.
-TOLERANCE = {"float32": 1e-3, "bfloat16": 0.5}
+# copy (W0 + BA) against the LoRA forward differs by ~1e-6 on the tiny model. bf16: the merged weights rounded
+# to bf16 against the bf16 base plus the LoRA branch under autocast, on the bundled model: 0.09-0.21 over the
+# quickstart's steps 1-4; over 24 runs x 20 steps of experiments/reasoning_study.py, at most 0.35 except one
+# 0.53 (step 16 of a run whose answers had collapsed to a few sharp tokens), so bf16 gets 1.0. In bf16 one
+# optimizer step can move the weights by less than their rounding, so there the log-prob check catches a corrupt
+# engine (a wrong model, scale or adapter: gaps of nats), not a stale one; the version check catches a skipped
+# update at once in every dtype.
+TOLERANCE = {"float32": 1e-3, "bfloat16": 1.0}
 
 
 PROBE_SEED = 20_240_229

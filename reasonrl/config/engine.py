@@ -52,7 +52,7 @@ class EngineConfig:
     """After every weight update the engine scores a fixed probe; a version or log-prob mismatch with the learner
     stops the run (stop), is logged (warn), or is not checked (off)."""
     verify_tolerance: float | None = None
-    """Largest per-token log-prob gap the sync check accepts; None: by model.dtype (1e-3 in float32, 0.5 in
+    """Largest per-token log-prob gap the sync check accepts; None: by model.dtype (1e-3 in float32, 1.0 in
     bfloat16)."""
     hf: HFConfig = field(default_factory=HFConfig)
     """engine.name=hf only."""
