@@ -15,15 +15,16 @@ run of a family is scored on the same held-out problems, never trained on. Arms:
     process      grpo_process advantages: each claim's step reward at its own tokens (DeepSeekMath 4.1.3)
     gate         the answer counts only when every equality written before it holds (gated_correct below)
     sft_rl       a short SFT on the task's worked solutions (reasonrl/tasks/worked.py), then the outcome arm
+    sft_steps    the same SFT, then the steps arm (DeepSeekMath's order with a reward for the working)
 
-Runs that finished are reused and unfinished ones resumed, so the command can be rerun after an interruption.
-Measured for each run, from its evaluations at step 0 and at the end: held-out accuracy sampled (4 samples at
-temperature 1) and greedy, pass@4, mean completion length, the share of greedy completions with at least one
-verified step, and the share of their steps that are false; from the saved rollouts, the claims per completion
-and the share of trivial ones (true, but using no number of the problem: padding) at the start and the end of
-training. The report (docs/experiments/reasoning.md, .json, .svg): per arm the mean over seeds and the changes
-against the base model and the outcome arm, paired over problems (each averaged over seeds), 95% t intervals.
-The base model is evaluated once per family; an SFT arm's RL run starts from its SFT run's final evaluation."""
+Finished runs are reused and unfinished ones resumed, so the command can be rerun after an interruption. The
+SFT arms of a seed share one SFT run, the base model is evaluated once per family, and an SFT arm's RL run starts
+from its SFT run's final evaluation. Measured for each run, from its evaluations at the start and the end:
+held-out accuracy sampled (4 samples at temperature 1) and greedy, pass@4, mean completion length, the share of
+greedy completions with a verified step and the share of their steps that are false; from the saved rollouts,
+the claims per completion and the share of trivial ones (see step_stats) at the start and the end of training.
+The report (docs/experiments/reasoning.md, .json, .svg): per arm the mean over seeds and the changes against the
+base model and the outcome arm, paired over problems (each averaged over seeds), with 95% t intervals."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from experiments.reasoning_report import MARK, markdown, svg  # noqa: E402
 from reasonrl.stats import mean_interval  # noqa: E402
 
 RECIPE = ROOT / "recipes" / "quickstart.yaml"
@@ -85,6 +87,7 @@ ARMS: dict[str, dict[str, Any]] = {
     "process": {"about": "steps as step rewards, grpo_process", "overrides": [STEPS, "algo.advantage=grpo_process"]},
     "gate": {"about": "answer counts only if every step holds", "overrides": [GATE]},
     "sft_rl": {"about": "SFT on worked solutions, then outcome RL", "overrides": [OUTCOME], "sft_steps": 10},
+    "sft_steps": {"about": "the same SFT, then RL with + steps 0.5", "overrides": [STEPS], "sft_steps": 10},
 }
 COMMON = ["eval.samples=4", "eval.temperature=1.0", "eval.k=[1, 4]", "log_rollouts_every=5", "save_every=1000"]
 
@@ -122,7 +125,7 @@ def run_one(family: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
         from reasonrl.sft import sft
 
         sft_cfg = config(family, arm, seed, args, [f"sft.steps={sft_steps}", "eval.before=skip"])
-        sft_dir = Path(args.runs) / f"{sft_cfg.name}-sft"
+        sft_dir = sft_run(args.runs, family, seed)
         sft_cfg = replace(sft_cfg, name=sft_dir.name)
         if not (sft_dir / "summary.json").is_file():
             sft(sft_cfg, resume=(sft_dir / "config.yaml").is_file(), quiet=args.quiet)
@@ -184,12 +187,17 @@ def rollout_stats(run_dir: Path, first: bool) -> dict[str, float]:
     return step_stats([r["completion"] for r in rows], [r["prompt"] for r in rows])
 
 
-def measure(run_dir: Path) -> dict[str, Any]:
+def sft_run(runs: str | Path, family: str, seed: int) -> Path:
+    """The SFT run of a family and seed, shared by the SFT arms (the SFT does not depend on the arm's rewards)."""
+    return Path(runs) / f"{run_name(family, 'sft_rl', seed)}-sft"
+
+
+def measure(run_dir: Path, sft_dir: Path | None = None) -> dict[str, Any]:
     """One run's numbers: before and after, sampled and greedy, with per-problem rows for the pairing."""
     evals = final_evals(run_dir)
     last = max(evals, key=int)
-    if "0" not in evals and (sft := run_dir.with_name(f"{run_dir.name}-sft")).is_dir():
-        evals["0"] = max(final_evals(sft).items(), key=lambda kv: int(kv[0]))[1]  # the SFT run's end: RL's start
+    if "0" not in evals and sft_dir is not None:
+        evals["0"] = max(final_evals(sft_dir).items(), key=lambda kv: int(kv[0]))[1]  # the SFT run's end: RL's start
     out: dict[str, Any] = {"run": run_dir.name, "steps": int(last)}
     for label, key in (("before", "0"), ("after", last)):
         if key not in evals:
@@ -243,6 +251,7 @@ def summarise(results: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
         base = plain[0]["before"] if plain else None  # the base model: where an arm without SFT starts
         for arm, runs in arms.items():
             row: dict[str, Any] = {"seeds": len(runs), "steps": sorted({r["steps"] for r in runs})}
+            row["sft"] = bool(ARMS[arm].get("sft_steps"))  # starts from its SFT run, not from the base model
             for key in ("sampled", "greedy", "pass@4", "length", "with_step", "false_steps"):
                 values = [r["after"][key] for r in runs if r["after"].get(key) is not None]
                 if values:
@@ -266,82 +275,6 @@ def summarise(results: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
     return out
 
 
-def fmt(cell: Any) -> str:
-    if isinstance(cell, list | tuple):  # (mean, low, high)
-        return f"{cell[0]:.3f}" if math.isnan(cell[1]) else f"{cell[0]:.3f} [{cell[1]:.2f}, {cell[2]:.2f}]"
-    return "-" if cell is None else f"{cell:.3f}" if isinstance(cell, float) else str(cell)
-
-
-def change(c: dict[str, float] | None) -> str:
-    return f"{c['mean']:+.3f} [{c['low']:+.3f}, {c['high']:+.3f}]" if c else "-"
-
-
-MARK = "<!-- the tables below are written by experiments/reasoning_study.py; the text above this line is kept -->"
-
-
-def markdown(summary: dict[str, Any], args: argparse.Namespace) -> str:
-    lines = [
-        "# Reasoning study: verified steps against outcome-only rewards",
-        "",
-        "`experiments/reasoning_study.py` (arms and measures in its docstring).",
-        "Accuracy is on the family's held-out problems after training, mean over seeds [95% t interval];",
-        "the changes are against the base model and the outcome arm, paired over problems (each problem averaged",
-        "over seeds).",
-        "",
-    ]
-    for family, arms in summary.items():
-        base = next(iter(arms.values()))["before"]
-        steps = sorted({s for row in arms.values() for s in row["steps"]})
-        lines += [
-            f"## {family}: {FAMILIES[family]['about']}",
-            "",
-            f"Base model: sampled {fmt(base['sampled'])}, greedy {fmt(base['greedy'])}, pass@4 {fmt(base['pass@4'])}, "
-            f"length {fmt(base['length'])} tokens. RL steps per run: {', '.join(map(str, steps))}.",
-            "",
-            "| arm | seeds | sampled | greedy | pass@4 | length | with a step | false steps | greedy vs base "
-            "| greedy vs outcome | sampled vs outcome | steps per completion (start, end) | trivial (start, end) |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-        ]
-        for arm, row in arms.items():
-            vs, t, g = row.get("vs_outcome") or {}, row["training"], row.get
-            lines.append(
-                f"| {arm} ({ARMS[arm]['about']}) | {row['seeds']} | {fmt(g('sampled'))} | {fmt(g('greedy'))} "
-                f"| {fmt(g('pass@4'))} | {fmt(g('length'))} | {fmt(g('with_step'))} "
-                f"| {fmt(g('false_steps'))} | {change(row['vs_base'])} | {change(vs.get('greedy'))} "
-                f"| {change(vs.get('sampled'))} "
-                f"| {t['start']['steps_per_completion']:.2f}, {t['end']['steps_per_completion']:.2f} "
-                f"| {t['start']['trivial_steps']:.2f}, {t['end']['trivial_steps']:.2f} |"
-            )
-        lines.append("")
-    return "\n".join(lines)
-
-
-def svg(summary: dict[str, Any]) -> str:
-    """Greedy accuracy after training per family and arm (bars); the base model's per family (dashed line)."""
-    bar, gap, height = 18, 10, 220
-    parts, x = [], 40
-    for family, arms in summary.items():
-        parts.append(f'<text x="{x}" y="{height + 50}">{family}</text>')
-        first = x
-        for arm, row in arms.items():
-            h = (row.get("greedy") or (0.0,))[0] * height
-            parts.append(f'<rect x="{x}" y="{height - h + 10}" width="{bar}" height="{h}" fill="#4a7ab5"/>')
-            parts.append(
-                f'<text x="{x + bar / 2}" y="{height + 24}" text-anchor="end" '
-                f'transform="rotate(-35 {x + bar / 2} {height + 24})">{arm}</text>'
-            )
-            x += bar + gap
-        if (base := next(iter(arms.values()))["before"].get("greedy")) is not None:
-            y = height - base * height + 10
-            parts.append(
-                f'<line x1="{first - 4}" y1="{y}" x2="{x - gap + 4}" y2="{y}" stroke="#c33" stroke-dasharray="4"/>'
-            )
-        x += 3 * gap
-    parts.append(f'<line x1="30" y1="{height + 10}" x2="{x}" y2="{height + 10}" stroke="#333"/>')
-    head = f'<svg xmlns="http://www.w3.org/2000/svg" width="{x + 20}" height="{height + 60}" font-size="11">'
-    return f'{head}<text x="4" y="14">greedy accuracy (0-1); dashed: base model</text>{"".join(parts)}</svg>'
-
-
 def analyse(args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, dict[str, list[dict]]] = {}
     for family in args.families:
@@ -349,12 +282,14 @@ def analyse(args: argparse.Namespace) -> dict[str, Any]:
             for seed in range(args.first_seed, args.first_seed + args.seeds):
                 run_dir = Path(args.runs) / run_name(family, arm, seed)
                 if (run_dir / "summary.json").is_file():
-                    results.setdefault(family, {}).setdefault(arm, []).append(measure(run_dir))
+                    results.setdefault(family, {}).setdefault(arm, []).append(
+                        measure(run_dir, sft_run(args.runs, family, seed) if ARMS[arm].get("sft_steps") else None)
+                    )
     summary = summarise(results)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     old = out.read_text() if out.is_file() else ""
-    text = markdown(summary, args)
+    text = markdown(summary, {name: spec["about"] for name, spec in {**FAMILIES, **ARMS}.items()})
     out.write_text(f"{old.split(MARK)[0]}{MARK}\n\n" + text.partition("\n\n")[2] if MARK in old else text)
     out.with_suffix(".json").write_text(json.dumps(summary, indent=1))
     out.with_suffix(".svg").write_text(svg(summary))

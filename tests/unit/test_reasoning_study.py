@@ -84,3 +84,10 @@ def test_a_tiny_study_runs_every_kind_of_arm_and_writes_its_report(study, tmp_pa
     assert (runs / "arith3-outcome-seed0" / "summary.json").stat().st_mtime_ns == stamp
     kept = out.read_text()
     assert kept.startswith("# The verdict, by hand\n") and "old tables" not in kept and "| gate (" in kept
+    sft_stamp = (runs / "arith3-sft_rl-seed0-sft" / "summary.json").stat().st_mtime_ns
+    study.main([*args[:2], "--arms", "sft_rl,sft_steps", "--seeds", "1", *args[6:]])  # the SFT arms share one SFT
+    assert (runs / "arith3-sft_rl-seed0-sft" / "summary.json").stat().st_mtime_ns == sft_stamp
+    assert not (runs / "arith3-sft_steps-seed0-sft").exists() and (runs / "arith3-sft_steps-seed0").is_dir()
+    both = json.loads(out.with_suffix(".json").read_text())["arith3"]
+    assert both["sft_steps"]["before"] == both["sft_rl"]["before"] and both["sft_steps"]["sft"]
+    assert "Base model: sampled -, greedy -" in out.read_text()  # no arm starts from the base model here
