@@ -61,6 +61,15 @@ def markdown(summary: dict[str, Any], about: dict[str, str]) -> str:
                 f"| {t['start']['trivial_steps']:.2f}, {t['end']['trivial_steps']:.2f} |"
             )
         lines.append("")
+        for arm, row in arms.items():
+            if row.get("vs_start"):
+                b, v = row["before"], row["vs_start"]
+                lines += [
+                    f"{arm}: after the SFT alone (where its RL starts) sampled {fmt(b['sampled'])}, greedy "
+                    f"{fmt(b['greedy'])}; the RL after it changed greedy by {change(v['greedy'])} and sampled by "
+                    f"{change(v['sampled'])}.",
+                    "",
+                ]
     return "\n".join(lines)
 
 

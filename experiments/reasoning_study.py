@@ -256,9 +256,15 @@ def summarise(results: dict[str, dict[str, list[dict]]]) -> dict[str, Any]:
                 values = [r["after"][key] for r in runs if r["after"].get(key) is not None]
                 if values:
                     row[key] = mean_interval(values) if len(values) > 1 else (values[0], math.nan, math.nan)
-            start = next((r["before"] for r in runs if "before" in r), {})
-            row["before"] = {k: start.get(k) for k in ("sampled", "greedy", "pass@4", "length")}
+            starts = [r["before"] for r in runs if "before" in r]  # the base model once, or each seed's SFT run
+            row["before"] = {
+                k: sum(v) / len(v) if (v := [s[k] for s in starts if s.get(k) is not None]) else None
+                for k in ("sampled", "greedy", "pass@4", "length")
+            }
             row["vs_base"] = paired_change(runs, [{"after": base}], 1) if base else None  # greedy, base model
+            if row["sft"]:  # what the RL after the SFT changed: against the SFT runs' final evaluations
+                sft_ends = [{"after": start} for start in starts]
+                row["vs_start"] = {k: paired_change(runs, sft_ends, i) for i, k in enumerate(("sampled", "greedy"))}
             if "outcome" in arms and arm != "outcome":
                 row["vs_outcome"] = {
                     "sampled": paired_change(runs, arms["outcome"], 0),

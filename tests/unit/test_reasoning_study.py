@@ -75,6 +75,8 @@ def test_a_tiny_study_runs_every_kind_of_arm_and_writes_its_report(study, tmp_pa
     for arm in ("outcome", "steps", "gate", "sft_rl"):  # every arm is scored by `correct`, rewarded or not
         assert summary[arm]["greedy"][0] is not None and summary[arm]["sampled"][0] is not None, arm
     assert summary["sft_rl"]["before"]["greedy"] is not None  # RL's start: the SFT run's final evaluation
+    assert summary["sft_rl"]["vs_start"]["greedy"]["problems"] == 8 and "vs_start" not in summary["steps"]
+    assert "sft_rl: after the SFT alone (where its RL starts)" in out.read_text()
     change = summary["steps"]["vs_outcome"]["greedy"]
     assert change["problems"] == 8 and math.isfinite(change["mean"])
     assert out.with_suffix(".svg").read_text().startswith("<svg")
