@@ -16,6 +16,7 @@ run of a family is scored on the same held-out problems, never trained on. Arms:
     gate         the answer counts only when every equality written before it holds (gated_correct below)
     sft_rl       a short SFT on the task's worked solutions (reasonrl/tasks/worked.py), then the outcome arm
     sft_steps    the same SFT, then the steps arm (DeepSeekMath's order with a reward for the working)
+    sft_steps_answered   sft_steps with the steps credit gated on the format (an "Answer:" last line)
 
 Finished runs are reused and unfinished ones resumed, so the command can be rerun after an interruption. The
 SFT arms of a seed share one SFT run, the base model is evaluated once per family, and an SFT arm's RL run starts
@@ -88,6 +89,11 @@ ARMS: dict[str, dict[str, Any]] = {
     "gate": {"about": "answer counts only if every step holds", "overrides": [GATE]},
     "sft_rl": {"about": "SFT on worked solutions, then outcome RL", "overrides": [OUTCOME], "sft_steps": 10},
     "sft_steps": {"about": "the same SFT, then RL with + steps 0.5", "overrides": [STEPS], "sft_steps": 10},
+    "sft_steps_answered": {
+        "about": "the same SFT, then + steps 0.5 paid only when the reply ends with an answer line",
+        "overrides": [STEPS, "rewards.gates={steps: format}"],
+        "sft_steps": 10,
+    },
 }
 COMMON = ["eval.samples=4", "eval.temperature=1.0", "eval.k=[1, 4]", "log_rollouts_every=5", "save_every=1000"]
 
