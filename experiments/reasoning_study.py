@@ -130,7 +130,8 @@ def run_one(family: str, arm: str, seed: int, args: argparse.Namespace) -> Path:
     if sft_steps := ARMS[arm].get("sft_steps"):
         from reasonrl.sft import sft
 
-        sft_cfg = config(family, arm, seed, args, [f"sft.steps={sft_steps}", "eval.before=skip"])
+        # one SFT run per family and seed, configured the same whichever SFT arm starts it first
+        sft_cfg = config(family, "sft_rl", seed, args, [f"sft.steps={sft_steps}", "eval.before=skip"])
         sft_dir = sft_run(args.runs, family, seed)
         sft_cfg = replace(sft_cfg, name=sft_dir.name)
         if not (sft_dir / "summary.json").is_file():
